@@ -1,0 +1,357 @@
+// Package bridge is Passerelle's core: the appservice transaction stream, portals and
+// plumbed rooms, ghosts, logins, relay, commands and permissions. Networks plug in
+// through the contract in connector.go.
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+
+	"github.com/passerelle/passerelle/bridge/config"
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+// Version is the bridge version, reported by the version command and in bridge info.
+const Version = "0.1.0"
+
+// Bridge is one running Passerelle: one appservice, several connectors.
+type Bridge struct {
+	Config *config.Config
+	DB     *database.Database
+	AS     *appservice.AppService
+	Log    zerolog.Logger
+
+	connectors map[string]*connectorHost
+	order      []string
+	queue      *Queue
+	perms      *Permissions
+	relay      *RelayFormatter
+	loops      *LoopGuard
+	commands   *CommandProcessor
+
+	sessionsLock sync.RWMutex
+	sessions     map[loginKey]Session
+
+	loginsLock sync.Mutex
+	// activeLogins are running login flows, one per user.
+	activeLogins map[id.UserID]*loginFlowState
+
+	// roomLocks serialises structural changes (creating a portal, plumbing) per chat.
+	chatLocks keyedMutex
+
+	server   *http.Server
+	listener net.Listener
+	ready    chan struct{}
+	stopOnce sync.Once
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
+}
+
+type loginKey struct{ connector, id string }
+
+// New prepares a bridge from its config, registration and the compiled-in connectors
+// enabled in the config. It opens the database (running migrations) but starts nothing.
+func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, conns []Connector, log zerolog.Logger) (*Bridge, error) {
+	br := &Bridge{
+		Config:       cfg,
+		Log:          log,
+		connectors:   make(map[string]*connectorHost),
+		sessions:     make(map[loginKey]Session),
+		activeLogins: make(map[id.UserID]*loginFlowState),
+		ready:        make(chan struct{}),
+	}
+	dbURI := cfg.Database.URI
+	if cfg.Database.Type == "sqlite" {
+		dbURI = cfg.DatabasePath()
+	}
+	db, err := database.Open(ctx, cfg.Database.Type, dbURI, cfg.Database.MaxOpenConns, log)
+	if err != nil {
+		return nil, err
+	}
+	br.DB = db
+
+	as, err := appservice.CreateFull(appservice.CreateOpts{
+		Registration:     reg,
+		HomeserverDomain: cfg.Homeserver.Domain,
+		HomeserverURL:    cfg.Homeserver.Address,
+		StateStore:       sqlstatestore.NewSQLStateStore(db.Database, nil, true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting up appservice client: %w", err)
+	}
+	as.Log = log.With().Str("component", "appservice").Logger()
+	// The marker put on every event the bridge sends as a user's real account, so the
+	// transaction stream recognises it and never bridges it back.
+	as.DoublePuppetValue = "passerelle:" + cfg.AppService.ID
+	br.AS = as
+	if err = as.StateStore.(*sqlstatestore.SQLStateStore).Upgrade(ctx); err != nil {
+		return nil, fmt.Errorf("upgrading state store schema: %w", err)
+	}
+
+	br.perms, err = NewPermissions(cfg.Permissions, cfg.Homeserver.Domain)
+	if err != nil {
+		return nil, err
+	}
+	br.relay, err = NewRelayFormatter(cfg.Bridge.RelayFormats)
+	if err != nil {
+		return nil, err
+	}
+	br.loops, err = NewLoopGuard(cfg, as.DoublePuppetValue)
+	if err != nil {
+		return nil, err
+	}
+	br.commands = newCommandProcessor(br)
+	br.queue = NewQueue(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
+
+	for _, c := range conns {
+		info := c.Info()
+		common, err := cfg.ConnectorCommon(info.Name)
+		if err != nil {
+			return nil, err
+		}
+		ch, err := newConnectorHost(br, c, common)
+		if err != nil {
+			return nil, err
+		}
+		br.connectors[info.Name] = ch
+		br.order = append(br.order, info.Name)
+	}
+	for _, name := range br.order {
+		ch := br.connectors[name]
+		node := cfg.Connectors[name]
+		if err = ch.conn.Init(ctx, ch, &node); err != nil {
+			return nil, fmt.Errorf("initialising connector %s: %w", name, err)
+		}
+	}
+	return br, nil
+}
+
+// Start opens the appservice listener, starts connectors, loads stored logins and
+// resumes unfinished work. It returns once the bridge is serving.
+func (br *Bridge) Start(ctx context.Context) error {
+	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	bgCtx = br.Log.WithContext(bgCtx)
+	br.bgCancel = cancel
+
+	ln, err := net.Listen("tcp", br.Config.AppService.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", br.Config.AppService.Listen, err)
+	}
+	br.listener = ln
+	br.server = &http.Server{
+		Handler:           br.httpHandler(),
+		ReadHeaderTimeout: 30 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return bgCtx },
+	}
+	br.bgWG.Add(1)
+	go func() {
+		defer br.bgWG.Done()
+		if err := br.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			br.Log.Error().Err(err).Msg("Appservice HTTP server stopped")
+		}
+	}()
+
+	if err = br.ensureBot(ctx); err != nil {
+		return err
+	}
+	for _, name := range br.order {
+		if err = br.connectors[name].conn.Start(ctx); err != nil {
+			return fmt.Errorf("starting connector %s: %w", name, err)
+		}
+	}
+	if err = br.loadLogins(ctx); err != nil {
+		return err
+	}
+	if err = br.queue.Resume(bgCtx); err != nil {
+		return err
+	}
+	br.bgWG.Add(1)
+	go func() {
+		defer br.bgWG.Done()
+		br.retentionLoop(bgCtx)
+	}()
+	close(br.ready)
+	br.Log.Info().Str("listen", ln.Addr().String()).Strs("connectors", br.order).Msg("Bridge started")
+	return nil
+}
+
+// Stop shuts the bridge down: no new transactions, queued work finishes its current
+// item, connectors disconnect. Unfinished queue items stay in the database.
+func (br *Bridge) Stop(ctx context.Context) {
+	br.stopOnce.Do(func() {
+		if br.server != nil {
+			_ = br.server.Shutdown(ctx)
+		}
+		br.queue.Stop()
+		br.loginsLock.Lock()
+		for _, st := range br.activeLogins {
+			st.cancel()
+		}
+		br.loginsLock.Unlock()
+		br.sessionsLock.Lock()
+		for _, s := range br.sessions {
+			s.Disconnect()
+		}
+		br.sessionsLock.Unlock()
+		for _, name := range br.order {
+			br.connectors[name].conn.Stop(ctx)
+		}
+		if br.bgCancel != nil {
+			br.bgCancel()
+		}
+		br.bgWG.Wait()
+		if err := br.DB.Close(); err != nil {
+			br.Log.Warn().Err(err).Msg("Closing database failed")
+		}
+	})
+}
+
+// ensureBot registers the bot user and sets its profile.
+func (br *Bridge) ensureBot(ctx context.Context) error {
+	bot := br.AS.BotIntent()
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = bot.EnsureRegistered(ctx); err == nil {
+			break
+		}
+		br.Log.Warn().Err(err).Int("attempt", attempt+1).Msg("Homeserver not reachable yet, retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * time.Second):
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("registering bridge bot: %w", err)
+	}
+	if name := br.Config.AppService.Bot.Displayname; name != "" {
+		if err = bot.SetDisplayName(ctx, name); err != nil {
+			br.Log.Warn().Err(err).Msg("Setting bot display name failed")
+		}
+	}
+	if avatar := br.Config.AppService.Bot.Avatar; avatar != "" {
+		if uri, err := id.ParseContentURI(avatar); err == nil {
+			if err = bot.SetAvatarURL(ctx, uri); err != nil {
+				br.Log.Warn().Err(err).Msg("Setting bot avatar failed")
+			}
+		}
+	}
+	return nil
+}
+
+// BotMXID is the bridge bot's user ID.
+func (br *Bridge) BotMXID() id.UserID { return br.AS.BotMXID() }
+
+// connector returns the host of a connector by name.
+func (br *Bridge) connector(name string) *connectorHost { return br.connectors[name] }
+
+// ghostConnector finds which connector owns a ghost MXID.
+func (br *Bridge) ghostConnector(mxid id.UserID) (*connectorHost, string, bool) {
+	for _, name := range br.order {
+		ch := br.connectors[name]
+		if remote, ok := ch.ParseGhostMXID(mxid); ok {
+			return ch, remote, true
+		}
+	}
+	return nil, "", false
+}
+
+// isBridgeUser says whether the MXID belongs to the bridge (bot or any ghost).
+func (br *Bridge) isBridgeUser(mxid id.UserID) bool {
+	if mxid == br.BotMXID() {
+		return true
+	}
+	_, _, ok := br.ghostConnector(mxid)
+	return ok
+}
+
+// retentionLoop prunes old message mappings and transaction IDs once an hour.
+func (br *Bridge) retentionLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		br.pruneOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (br *Bridge) pruneOnce(ctx context.Context) {
+	retention := time.Duration(br.Config.Bridge.Retention)
+	n, err := br.DB.PruneMessages(ctx, time.Now().Add(-retention))
+	if err != nil {
+		br.Log.Warn().Err(err).Msg("Pruning message map failed")
+	} else if n > 0 {
+		br.Log.Info().Int64("deleted", n).Msg("Pruned message mappings past retention")
+	}
+	// Dendrite retries a failed transaction forever; a week covers any sane outage.
+	if err = br.DB.PruneInboxKeys(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
+		br.Log.Warn().Err(err).Msg("Pruning inbox keys failed")
+	}
+}
+
+// keyedMutex is a set of mutexes by key, created on demand and freed when unused.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// Lock locks key and returns its unlock function.
+func (k *keyedMutex) Lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = make(map[string]*keyedEntry)
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// isRetryable says whether an error from the homeserver is worth retrying.
+func isRetryable(err error) bool {
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) {
+		if httpErr.Response != nil {
+			code := httpErr.Response.StatusCode
+			return code >= 500 || code == http.StatusTooManyRequests
+		}
+		return true
+	}
+	return !errors.Is(err, errPermanent)
+}
+
+// errPermanent marks failures that retrying cannot fix.
+var errPermanent = errors.New("permanent failure")

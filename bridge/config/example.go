@@ -1,0 +1,120 @@
+package config
+
+// Example returns a complete, commented example config. It loads as it is (with
+// http://localhost:8008 and example.org as the homeserver); `passerelle
+// generate-registration` fills in the two empty tokens.
+func Example() string { return exampleConfig }
+
+const exampleConfig = `# Passerelle configuration.
+# Generate the appservice registration from this file with
+#   passerelle generate-registration -c config.yaml -o registration.yaml
+# then list registration.yaml in the homeserver's app_service_config_files.
+
+# The homeserver the bridge belongs to.
+homeserver:
+  # Client-server API URL the bridge uses to reach the homeserver.
+  address: http://localhost:8008
+  # The server name: the part after the colon in user IDs (@alice:example.org).
+  domain: example.org
+
+# The bridge's side of the appservice link.
+appservice:
+  # URL the homeserver uses to reach the bridge (written into the registration).
+  address: http://localhost:29300
+  # host:port the bridge's HTTP server listens on. Keep it on loopback or a private
+  # network: only the homeserver needs to reach it.
+  listen: 127.0.0.1:29300
+  # Registration ID; must be unique among the homeserver's appservices.
+  id: passerelle
+  # The bridge bot, which users talk to in their management room.
+  bot:
+    # Localpart of the bot's user ID (@passerelle:example.org).
+    username: passerelle
+    # Display name and avatar (an mxc:// URI, may be empty) of the bot.
+    displayname: Passerelle bridge bot
+    avatar: ""
+  # Tokens shared with the homeserver. Leave them empty: generate-registration
+  # generates them and writes them back here. Keep this file private (mode 0600).
+  as_token: ""
+  hs_token: ""
+  # Largest transaction body accepted from the homeserver, in bytes (16 MiB).
+  max_body_bytes: 16777216
+
+# Where the bridge keeps its state.
+database:
+  # sqlite (embedded, the default) or postgres.
+  type: sqlite
+  # sqlite: a file path, relative paths are beside this config file.
+  # postgres: a connection string, e.g. postgres://user:password@localhost/passerelle?sslmode=disable
+  uri: passerelle.db
+  # Maximum open connections (0 means the driver's default).
+  max_open_conns: 0
+
+# Behaviour shared by every connector.
+bridge:
+  # Prefix of bot commands in ordinary rooms (management rooms need no prefix).
+  command_prefix: "!pass"
+  # How long message mappings (used for edits, replies, redactions, reactions) are
+  # kept: a number followed by d (days), h, m or s.
+  retention: 30d
+  # Queued, unprocessed events above which new transactions are refused; the
+  # homeserver retries them later, nothing is dropped.
+  max_queue: 10000
+  # Go text/template formats used when a message is relayed through a shared account.
+  # Fields: .Sender, .Message, .FileName, .Caption.
+  relay_formats:
+    text: "{{.Sender}}: {{.Message}}"
+    notice: "{{.Sender}}: {{.Message}}"
+    emote: "* {{.Sender}} {{.Message}}"
+    media: "{{.Sender}} sent {{.FileName}}{{if .Caption}}: {{.Caption}}{{end}}"
+    edit: "{{.Sender}} (edit): {{.Message}}"
+  # Bridge messages sent by other bridges' ghosts as if they were ordinary users.
+  # Off by default to avoid loops between bridges.
+  bridge_other_bridges: false
+  # Regular expressions of user IDs that belong to other bridges.
+  other_bridge_patterns:
+    - "^@telegram_.*:example\\.org$"
+
+# Who may use the bridge. Keys are a user ID, a server name or * (everyone);
+# levels are none < relay < user < admin. The most specific match wins.
+permissions:
+  "example.org": user
+  "@admin:example.org": admin
+
+# Connectors: one block per network. A present block is enabled unless it says
+# enabled: false. Every block accepts:
+#   enabled: true or false
+#   username_template: ghost localparts; {{.}} (exactly once) is the remote ID
+#   displayname_template: ghost display names; {{.}} is the remote name
+#   alias_template: portal alias localparts; {{.}} (exactly once) is the remote chat
+# The other keys of a block belong to the connector (see its documentation).
+#
+# connectors:
+#   irc:
+#     enabled: true
+#     username_template: "irc_{{.}}"
+#     displayname_template: "{{.}} (IRC)"
+#     alias_template: "irc_{{.}}"
+#   whatsapp:
+#     enabled: false
+#     username_template: "whatsapp_{{.}}"
+#     displayname_template: "{{.}} (WhatsApp)"
+#   relaybot:
+#     enabled: false
+
+# Logging.
+logging:
+  # trace, debug, info, warn or error. Message bodies and tokens are never logged at
+  # info or above.
+  level: info
+  # console (human-readable) or json.
+  format: console
+
+# Double puppeting: sending a user's own remote actions as their real Matrix account.
+# Map a homeserver's server name to "as_token:<token>", the as_token of a second
+# registration whose non-exclusive user namespace covers that server's users.
+double_puppet:
+  secrets: {}
+  # secrets:
+  #   example.org: "as_token:replace-with-the-double-puppet-as-token"
+`

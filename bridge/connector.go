@@ -1,0 +1,495 @@
+package bridge
+
+// This file is the whole connector contract: what a network connector must provide,
+// what it may optionally provide (detected at run time with type assertions), and what
+// the core offers back. Everything else in bridge/ is the core's own business.
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// PuppetMode is one way a connector represents Matrix users on its network.
+type PuppetMode string
+
+const (
+	// DoublePuppet: the user's own remote account; their remote actions appear as their
+	// real Matrix account.
+	DoublePuppet PuppetMode = "double_puppet"
+	// SinglePuppet: each Matrix user gets their own remote identity.
+	SinglePuppet PuppetMode = "single_puppet"
+	// RelayBot: one shared remote account speaks for everyone, with name prefixes.
+	RelayBot PuppetMode = "relay_bot"
+)
+
+// Capabilities says what a network can carry. The core uses it to refuse or degrade
+// Matrix events visibly instead of silently.
+type Capabilities struct {
+	Edits, Reactions, Replies, Redactions, Media, Typing, Receipts, Formatting bool
+	// MaxMessageLength in bytes; 0 means unlimited. Connectors split longer messages
+	// themselves (and return several remote IDs); the core only uses it for notices.
+	MaxMessageLength int
+	// PerMessageSender is true when one account can send a message attributed to
+	// another name (IRCv3 draft/relaymsg); relay formatting is then not applied.
+	PerMessageSender bool
+}
+
+// ConnectorInfo identifies a connector.
+type ConnectorInfo struct {
+	// Name is the config key and the command argument ("irc", "whatsapp").
+	Name string
+	// DisplayName is shown to users ("IRC", "WhatsApp").
+	DisplayName string
+	// Modes lists the puppeting modes the connector supports.
+	Modes        []PuppetMode
+	Capabilities Capabilities
+	// ProtocolID is the `m.bridge` protocol id (e.g. "irc", "whatsapp").
+	ProtocolID string
+}
+
+// Connector is the one interface every network implements.
+type Connector interface {
+	Info() ConnectorInfo
+	// Init is called once with the connector's own config block and the core's host
+	// handle. It must not connect to the network yet.
+	Init(ctx context.Context, host Host, cfg *yaml.Node) error
+	// Start starts network-wide work (e.g. shared bot connections). Sessions for stored
+	// logins are loaded by the core with LoadLogin afterwards.
+	Start(ctx context.Context) error
+	// Stop disconnects everything; called on shutdown.
+	Stop(ctx context.Context)
+	// LoginFlows lists the ways a user can log in; empty for connectors without logins.
+	LoginFlows() []LoginFlow
+	// StartLogin begins a login flow for a Matrix user. args are the words the user typed
+	// after the flow name (e.g. a phone number).
+	StartLogin(ctx context.Context, user id.UserID, flowID string, args []string) (LoginProcess, error)
+	// LoadLogin turns a stored login back into a live session (not yet connected).
+	LoadLogin(ctx context.Context, login *Login) (Session, error)
+}
+
+// LoginFlow is one way to log in ("qr", "phone", "password").
+type LoginFlow struct {
+	ID          string
+	Name        string
+	Description string
+}
+
+// LoginStepType is what a login step asks of the user.
+type LoginStepType string
+
+const (
+	// StepInput asks the user to type something (a phone number, a nick, a password).
+	StepInput LoginStepType = "input"
+	// StepDisplay shows something (a QR payload or a code) and waits for the remote side.
+	StepDisplay LoginStepType = "display"
+	// StepDone means the login succeeded.
+	StepDone LoginStepType = "done"
+)
+
+// DisplayKind says how the core renders a StepDisplay payload.
+type DisplayKind string
+
+const (
+	// DisplayQR renders Data as a QR code image (m.image) and replaces it on refresh.
+	DisplayQR DisplayKind = "qr"
+	// DisplayCode shows Data as text (a pairing code).
+	DisplayCode DisplayKind = "code"
+)
+
+// LoginStep is one state of a login step machine. A failed login is an error.
+type LoginStep struct {
+	Type         LoginStepType
+	Instructions string
+	// For StepInput: the name of the field and whether it is secret (the core then
+	// redacts the user's message after reading it).
+	InputName   string
+	InputSecret bool
+	// For StepDisplay.
+	Display DisplayKind
+	Data    string
+	// For StepDone: the new login, persisted by the core, then loaded with LoadLogin.
+	Login *NewLogin
+}
+
+// NewLogin is what a successful login flow produces.
+type NewLogin struct {
+	// ID is unique within the connector (e.g. "libera/alice", a WhatsApp JID).
+	ID string
+	// RemoteName is shown to the user ("+33 6 12…", "alice on Libera").
+	RemoteName string
+	// Metadata is connector-private, stored as JSON. Secrets (passwords, keys) belong
+	// here; the core never logs it and deletes it on logout.
+	Metadata json.RawMessage
+}
+
+// LoginProcess is a running login flow. The core drives it from the management room.
+type LoginProcess interface {
+	// Start returns the first step.
+	Start(ctx context.Context) (*LoginStep, error)
+	// SubmitInput answers a StepInput step.
+	SubmitInput(ctx context.Context, input string) (*LoginStep, error)
+	// Wait blocks during a StepDisplay step until the next step: a refreshed display,
+	// done, or an error (timeout, cancelled, rejected).
+	Wait(ctx context.Context) (*LoginStep, error)
+	// Cancel abandons the flow and frees its resources.
+	Cancel()
+}
+
+// Login is a stored login as the core keeps it.
+type Login struct {
+	Connector  string
+	ID         string
+	UserMXID   id.UserID
+	RemoteName string
+	Metadata   json.RawMessage
+	// Relay marks a login that may speak for others in rooms where it is set as relay.
+	CreatedAt time.Time
+}
+
+// SessionState is a session's connection state, as reported to the user.
+type SessionState string
+
+const (
+	StateConnecting     SessionState = "connecting"
+	StateConnected      SessionState = "connected"
+	StateTransientError SessionState = "transient_disconnect"
+	StateBadCredentials SessionState = "bad_credentials"
+	StateLoggedOut      SessionState = "logged_out"
+	StateDisconnected   SessionState = "disconnected"
+)
+
+// Session is one live logged-in account (or relay account) on the network.
+type Session interface {
+	// Connect starts connecting in the background; progress is reported with
+	// Host.ReportState.
+	Connect(ctx context.Context)
+	// Disconnect closes the connection without forgetting the login.
+	Disconnect()
+	// Logout forgets the login on the remote side where that means something (unlink a
+	// device). The core deletes its own records afterwards.
+	Logout(ctx context.Context) error
+	// SendMessage sends a Matrix message to the chat. It returns the remote IDs created
+	// (several when the network splits a long message).
+	SendMessage(ctx context.Context, msg *MatrixMessage) (*SendResult, error)
+}
+
+// SendResult is what the network assigned to a sent message.
+type SendResult struct {
+	RemoteIDs []string
+	Timestamp time.Time
+}
+
+// Optional Session capabilities. The core checks for them with type assertions; an event
+// the session cannot carry gets a visible status back to the sender.
+
+// EditSender sends edits.
+type EditSender interface {
+	SendEdit(ctx context.Context, edit *MatrixEdit) (*SendResult, error)
+}
+
+// RedactionSender deletes messages (or reactions) on the network.
+type RedactionSender interface {
+	SendRedaction(ctx context.Context, r *MatrixRedaction) error
+}
+
+// ReactionSender sends reactions.
+type ReactionSender interface {
+	SendReaction(ctx context.Context, r *MatrixReaction) (remoteID string, err error)
+}
+
+// TypingSender sends typing notifications.
+type TypingSender interface {
+	SendTyping(ctx context.Context, chat PortalKey, typing bool) error
+}
+
+// ReceiptSender sends read markers.
+type ReceiptSender interface {
+	SendReceipt(ctx context.Context, chat PortalKey, upTo string) error
+}
+
+// MembershipSender mirrors Matrix membership changes (join, leave, kick) to the network.
+type MembershipSender interface {
+	SendMembership(ctx context.Context, m *MatrixMembership) error
+}
+
+// RoomMetaSender mirrors a room name or topic change.
+type RoomMetaSender interface {
+	SendRoomMeta(ctx context.Context, chat PortalKey, name, topic *string) error
+}
+
+// ChatFilter lets a session say which chats it can reach (an IRC login only reaches
+// its own network). Sessions without it reach every chat whose receiver is empty or
+// equal to their login ID.
+type ChatFilter interface {
+	CanReach(chat PortalKey) bool
+}
+
+// Optional Connector capabilities.
+
+// ChatResolver turns what a user typed into a chat and its info ("join", "open DM").
+type ChatResolver interface {
+	ResolveChat(ctx context.Context, login *Login, args []string) (*ChatInfo, error)
+}
+
+// DMResolver opens a direct chat with a remote user ("pm" command, or a Matrix user
+// inviting a ghost to a new room).
+type DMResolver interface {
+	DMChat(ctx context.Context, login *Login, remoteUser string) (*ChatInfo, error)
+}
+
+// AliasResolver maps a room alias localpart (after the alias template's prefix was
+// stripped and unescaped) to a chat, so joining `#irc_libera_#go:example.org` works.
+// Returning a nil ChatInfo and nil error means "no such chat".
+type AliasResolver interface {
+	ChatForAlias(ctx context.Context, alias string) (*ChatInfo, error)
+	// AliasFor returns the alias localpart remainder for a chat ("" for none).
+	AliasFor(chat PortalKey) string
+}
+
+// GhostResolver answers the homeserver's user queries and fetches profiles.
+type GhostResolver interface {
+	// GhostInfo returns the profile of a remote user, or nil if they do not exist.
+	GhostInfo(ctx context.Context, remoteID string) (*GhostInfo, error)
+}
+
+// AutoLoginer opens a login on demand for a Matrix user who has none (single-puppet IRC
+// connects users when they first speak). It returns nil when not possible.
+type AutoLoginer interface {
+	AutoLogin(ctx context.Context, user id.UserID, chat PortalKey) (*NewLogin, error)
+}
+
+// PlumbChecker validates a plumb request (network etiquette, channel consent).
+type PlumbChecker interface {
+	CheckPlumb(ctx context.Context, chat PortalKey, user id.UserID) error
+}
+
+// PortalKey identifies one remote chat. Receiver is set for chats that only exist in
+// one login's view (a WhatsApp DM); empty for chats shared by everyone (an IRC channel).
+type PortalKey struct {
+	Connector string `json:"connector"`
+	ChatID    string `json:"chat_id"`
+	Receiver  string `json:"receiver,omitempty"`
+}
+
+// String is a stable text form used for queue keys and logs.
+func (k PortalKey) String() string {
+	if k.Receiver == "" {
+		return k.Connector + "|" + k.ChatID
+	}
+	return k.Connector + "|" + k.ChatID + "|" + k.Receiver
+}
+
+// MarshalZerologObject lets a portal key be logged as one field.
+func (k PortalKey) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("connector", k.Connector).Str("chat_id", k.ChatID)
+	if k.Receiver != "" {
+		e.Str("receiver", k.Receiver)
+	}
+}
+
+// ChatInfo describes a remote chat for portal creation and updates.
+type ChatInfo struct {
+	Key   PortalKey
+	Name  string
+	Topic string
+	// AvatarURL is an mxc:// URI or empty.
+	AvatarURL id.ContentURI
+	// IsDM marks a one-to-one chat with OtherUser.
+	IsDM      bool
+	OtherUser string
+	// Members are remote users to make ghosts for and join to the portal.
+	Members []ChatMember
+}
+
+// ChatMember is one remote participant.
+type ChatMember struct {
+	RemoteID   string
+	Name       string
+	PowerLevel *int
+}
+
+// GhostInfo is a remote user's profile.
+type GhostInfo struct {
+	Name   string
+	Avatar *Media
+}
+
+// Sender identifies who did something on the network.
+type Sender struct {
+	// RemoteID of the remote user. Empty with IsFromMe means "the login itself".
+	RemoteID string `json:"remote_id,omitempty"`
+	// Name is the display name to keep the ghost's profile in sync (optional).
+	Name string `json:"name,omitempty"`
+	// IsFromMe marks the login's own actions (sent from the phone): the core sends them
+	// as the user's double puppet when it can.
+	IsFromMe bool `json:"is_from_me,omitempty"`
+	// Login is the login that saw the event.
+	Login string `json:"login,omitempty"`
+}
+
+// RemoteEventType is what happened on the network.
+type RemoteEventType string
+
+const (
+	RemoteMessage    RemoteEventType = "message"
+	RemoteEdit       RemoteEventType = "edit"
+	RemoteRedaction  RemoteEventType = "redaction"
+	RemoteReaction   RemoteEventType = "reaction"
+	RemoteUnreaction RemoteEventType = "unreaction"
+	RemoteTyping     RemoteEventType = "typing"
+	RemoteReceipt    RemoteEventType = "receipt"
+	RemoteJoin       RemoteEventType = "join"
+	RemoteLeave      RemoteEventType = "leave"
+	RemoteKick       RemoteEventType = "kick"
+	RemoteChatInfo   RemoteEventType = "chat_info"
+	RemoteProfile    RemoteEventType = "profile"
+)
+
+// RemoteEvent is one network event handed to the core. It is plain data (JSON) because
+// the core stores it durably before the connector acknowledges it to the network.
+type RemoteEvent struct {
+	Type RemoteEventType `json:"type"`
+	Chat PortalKey       `json:"chat"`
+	// ID is the remote message ID (for messages, edits: the new message ID if any).
+	ID        string    `json:"id,omitempty"`
+	Sender    Sender    `json:"sender"`
+	Timestamp time.Time `json:"ts"`
+	// TargetID is the remote message an edit, redaction, reaction or reply refers to.
+	TargetID string `json:"target_id,omitempty"`
+	// Content for messages and edits. The connector converts formatting itself (the
+	// core only forwards); mentions of remote users use RemoteMention placeholders.
+	Content *MessageContent `json:"content,omitempty"`
+	// Emoji for reactions.
+	Emoji string `json:"emoji,omitempty"`
+	// Target user for kicks; Reason for leaves and kicks.
+	TargetUser string `json:"target_user,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// ChatInfo for RemoteChatInfo (and to create the portal with the right name).
+	ChatInfo *ChatInfo `json:"chat_info,omitempty"`
+	// CreatePortal says a missing portal should be created for this event.
+	CreatePortal bool `json:"create_portal,omitempty"`
+	// Typing on/off for RemoteTyping.
+	Typing bool `json:"typing,omitempty"`
+}
+
+// MessageContent is a message in a network-neutral form.
+type MessageContent struct {
+	MsgType       event.MessageType `json:"msgtype"`
+	Body          string            `json:"body"`
+	FormattedBody string            `json:"formatted_body,omitempty"`
+	Media         *Media            `json:"media,omitempty"`
+	// ReplyTo is the remote ID of the message replied to.
+	ReplyTo string `json:"reply_to,omitempty"`
+	// Mentions are remote user IDs mentioned in the message.
+	Mentions []string `json:"mentions,omitempty"`
+}
+
+// Media is a file to bridge. For remote→Matrix, Data holds the bytes (the core uploads
+// them); for Matrix→remote, URL holds the mxc URI and Data the downloaded bytes.
+type Media struct {
+	FileName string          `json:"file_name,omitempty"`
+	MimeType string          `json:"mime_type,omitempty"`
+	Size     int             `json:"size,omitempty"`
+	Data     []byte          `json:"data,omitempty"`
+	URL      id.ContentURIString `json:"url,omitempty"`
+}
+
+// MatrixSender is the Matrix user behind an outgoing event, with what relay formats need.
+type MatrixSender struct {
+	MXID id.UserID
+	// DisplayName is their name in the room, and Disambiguated adds the user ID when
+	// another member shares it.
+	DisplayName   string
+	Disambiguated string
+}
+
+// MatrixMessage is a Matrix message to send to the network.
+type MatrixMessage struct {
+	Chat    PortalKey
+	RoomID  id.RoomID
+	EventID id.EventID
+	// TxnID is stable for this Matrix event across retries and restarts; networks that
+	// accept client message IDs use it to deduplicate.
+	TxnID   string
+	Sender  MatrixSender
+	Content MessageContent
+	// ReplyTo is the remote ID of the message replied to, if it is known.
+	ReplyTo string
+	// Relayed is set when the message goes through another user's login; Content then
+	// already carries the relay format's rendering.
+	Relayed bool
+}
+
+// MatrixEdit is a Matrix edit to send.
+type MatrixEdit struct {
+	MatrixMessage
+	// TargetIDs are the remote IDs of the edited message.
+	TargetIDs []string
+}
+
+// MatrixRedaction is a Matrix redaction to send.
+type MatrixRedaction struct {
+	Chat     PortalKey
+	RoomID   id.RoomID
+	EventID  id.EventID
+	Sender   MatrixSender
+	TargetIDs []string
+	// IsReaction marks the removal of a reaction; Emoji is then set.
+	IsReaction bool
+	Emoji      string
+	// ReactionTarget is the reacted-to message's remote ID when IsReaction.
+	ReactionTarget string
+}
+
+// MatrixReaction is a Matrix reaction to send.
+type MatrixReaction struct {
+	Chat     PortalKey
+	RoomID   id.RoomID
+	EventID  id.EventID
+	TxnID    string
+	Sender   MatrixSender
+	TargetID string
+	Emoji    string
+}
+
+// MatrixMembership is a membership change in a bridged room.
+type MatrixMembership struct {
+	Chat       PortalKey
+	RoomID     id.RoomID
+	Sender     MatrixSender
+	Target     id.UserID
+	// TargetRemote is the remote ID when Target is one of our ghosts.
+	TargetRemote string
+	Membership   event.Membership
+	Reason       string
+}
+
+// Host is what the core offers a connector.
+type Host interface {
+	// QueueRemoteEvent stores the event durably and queues it for its portal. When it
+	// returns nil, the connector may acknowledge the event to the network.
+	QueueRemoteEvent(ctx context.Context, evt *RemoteEvent) error
+	// ReportState records and reports a session's state to its user.
+	ReportState(ctx context.Context, loginID string, state SessionState, message string)
+	// Notify sends a notice to a user's management room.
+	Notify(ctx context.Context, user id.UserID, message string)
+	// Database is the bridge's database, for connector stores (whatsmeow's sqlstore).
+	Database() *dbutil.Database
+	// Log is the connector's logger.
+	Log() *zerolog.Logger
+	// GhostMXID is the Matrix ID of a remote user's ghost.
+	GhostMXID(remoteID string) id.UserID
+	// ParseGhostMXID returns the remote ID behind a ghost MXID of this connector.
+	ParseGhostMXID(mxid id.UserID) (remoteID string, ok bool)
+	// Logins lists stored logins of this connector.
+	Logins(ctx context.Context) ([]*Login, error)
+	// UpdateLoginMetadata persists a login's connector metadata.
+	UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error
+}

@@ -1,0 +1,165 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PortalRow is a remote chat the bridge knows.
+type PortalRow struct {
+	Connector, ChatID, Receiver string
+	Name, Topic, AvatarURL      string
+	IsDM                        bool
+	OtherUser                   string
+}
+
+// RoomKind is how a Matrix room is linked to a remote chat.
+type RoomKind string
+
+const (
+	// RoomPortal is created and administered by the bridge.
+	RoomPortal RoomKind = "portal"
+	// RoomPlumbed is an existing Matrix room linked by someone with power in it.
+	RoomPlumbed RoomKind = "plumbed"
+)
+
+// RoomRow is one Matrix room linked to a remote chat.
+type RoomRow struct {
+	RoomID                      string
+	Connector, ChatID, Receiver string
+	Kind                        RoomKind
+	RelayLogin                  string
+	CreatedBy                   string
+}
+
+const portalCols = `connector, chat_id, receiver, name, topic, avatar_url, is_dm, other_user`
+
+func scanPortal(row interface{ Scan(...any) error }) (*PortalRow, error) {
+	var p PortalRow
+	err := row.Scan(&p.Connector, &p.ChatID, &p.Receiver, &p.Name, &p.Topic, &p.AvatarURL, &p.IsDM, &p.OtherUser)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return &p, err
+}
+
+// GetPortal returns the chat's row, or nil.
+func (db *Database) GetPortal(ctx context.Context, connector, chatID, receiver string) (*PortalRow, error) {
+	p, err := scanPortal(db.QueryRow(ctx, `SELECT `+portalCols+` FROM portal WHERE connector=$1 AND chat_id=$2 AND receiver=$3`, connector, chatID, receiver))
+	if err != nil {
+		return nil, fmt.Errorf("loading portal: %w", err)
+	}
+	return p, nil
+}
+
+// UpsertPortal stores a chat's metadata.
+func (db *Database) UpsertPortal(ctx context.Context, p *PortalRow) error {
+	_, err := db.Exec(ctx, `INSERT INTO portal (`+portalCols+`, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+		ON CONFLICT (connector, chat_id, receiver) DO UPDATE SET name=excluded.name, topic=excluded.topic,
+		avatar_url=excluded.avatar_url, is_dm=excluded.is_dm, other_user=excluded.other_user`,
+		p.Connector, p.ChatID, p.Receiver, p.Name, p.Topic, p.AvatarURL, p.IsDM, p.OtherUser, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("saving portal: %w", err)
+	}
+	return nil
+}
+
+// DeletePortalIfUnlinked removes a chat with no Matrix room left.
+func (db *Database) DeletePortalIfUnlinked(ctx context.Context, connector, chatID, receiver string) error {
+	_, err := db.Exec(ctx, `DELETE FROM portal WHERE connector=$1 AND chat_id=$2 AND receiver=$3
+		AND NOT EXISTS (SELECT 1 FROM room WHERE room.connector=portal.connector AND room.chat_id=portal.chat_id AND room.receiver=portal.receiver)`,
+		connector, chatID, receiver)
+	if err != nil {
+		return fmt.Errorf("deleting unlinked portal: %w", err)
+	}
+	return nil
+}
+
+const roomCols = `room_id, connector, chat_id, receiver, kind, relay_login, created_by`
+
+func scanRooms(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+	Close() error
+}, err error) ([]*RoomRow, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*RoomRow
+	for rows.Next() {
+		var r RoomRow
+		if err = rows.Scan(&r.RoomID, &r.Connector, &r.ChatID, &r.Receiver, &r.Kind, &r.RelayLogin, &r.CreatedBy); err != nil {
+			return nil, err
+		}
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
+// GetRoom returns the link of a Matrix room, or nil if the room is not bridged.
+func (db *Database) GetRoom(ctx context.Context, roomID string) (*RoomRow, error) {
+	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room WHERE room_id=$1`, roomID))
+	if err != nil {
+		return nil, fmt.Errorf("loading room link: %w", err)
+	}
+	if len(rooms) == 0 {
+		return nil, nil
+	}
+	return rooms[0], nil
+}
+
+// RoomsForChat lists every Matrix room linked to a chat, the portal first.
+func (db *Database) RoomsForChat(ctx context.Context, connector, chatID, receiver string) ([]*RoomRow, error) {
+	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room WHERE connector=$1 AND chat_id=$2 AND receiver=$3
+		ORDER BY CASE kind WHEN 'portal' THEN 0 ELSE 1 END, created_at`, connector, chatID, receiver))
+	if err != nil {
+		return nil, fmt.Errorf("loading rooms of chat: %w", err)
+	}
+	return rooms, nil
+}
+
+// AllRooms lists every bridged room.
+func (db *Database) AllRooms(ctx context.Context) ([]*RoomRow, error) {
+	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room ORDER BY created_at`))
+	if err != nil {
+		return nil, fmt.Errorf("loading rooms: %w", err)
+	}
+	return rooms, nil
+}
+
+// InsertRoom links a Matrix room to a chat.
+func (db *Database) InsertRoom(ctx context.Context, r *RoomRow) error {
+	_, err := db.Exec(ctx, `INSERT INTO room (`+roomCols+`, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
+		r.RoomID, r.Connector, r.ChatID, r.Receiver, r.Kind, r.RelayLogin, r.CreatedBy, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("linking room: %w", err)
+	}
+	return nil
+}
+
+// SetRoomRelay sets or clears (empty login) a room's relay login.
+func (db *Database) SetRoomRelay(ctx context.Context, roomID, login string) error {
+	_, err := db.Exec(ctx, `UPDATE room SET relay_login=$2 WHERE room_id=$1`, roomID, login)
+	if err != nil {
+		return fmt.Errorf("setting relay: %w", err)
+	}
+	return nil
+}
+
+// DeleteRoom unlinks a room and forgets its message mappings.
+func (db *Database) DeleteRoom(ctx context.Context, roomID string) error {
+	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if _, err := db.Exec(ctx, `DELETE FROM message WHERE room_id=$1`, roomID); err != nil {
+			return fmt.Errorf("deleting room messages: %w", err)
+		}
+		if _, err := db.Exec(ctx, `DELETE FROM room WHERE room_id=$1`, roomID); err != nil {
+			return fmt.Errorf("deleting room link: %w", err)
+		}
+		return nil
+	})
+}

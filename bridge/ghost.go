@@ -1,0 +1,250 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/config"
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+// errNoSuchGhost is returned when a connector says a remote user does not exist.
+var errNoSuchGhost = errors.New("no such remote user")
+
+// connectorHost is the core's per-connector state and the Host handed to the connector.
+// Ghost MXIDs are built from the connector's username template around a reversible
+// escaping of the remote ID.
+type connectorHost struct {
+	br          *Bridge
+	conn        Connector
+	info        ConnectorInfo
+	log         zerolog.Logger
+	ghostPrefix string
+	ghostSuffix string
+	aliasPrefix string
+	aliasSuffix string
+	displayname *template.Template
+	ghostLocks  keyedMutex
+}
+
+func newConnectorHost(br *Bridge, c Connector, common config.ConnectorCommon) (*connectorHost, error) {
+	info := c.Info()
+	ch := &connectorHost{br: br, conn: c, info: info, log: br.Log.With().Str("connector", info.Name).Logger()}
+	var ok bool
+	if ch.ghostPrefix, ch.ghostSuffix, ok = strings.Cut(common.UsernameTemplate, "{{.}}"); !ok {
+		return nil, fmt.Errorf("connectors.%s.username_template: must contain {{.}}", info.Name)
+	}
+	if ch.aliasPrefix, ch.aliasSuffix, ok = strings.Cut(common.AliasTemplate, "{{.}}"); !ok {
+		return nil, fmt.Errorf("connectors.%s.alias_template: must contain {{.}}", info.Name)
+	}
+	tpl, err := template.New("displayname").Parse(common.DisplaynameTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("connectors.%s.displayname_template: %w", info.Name, err)
+	}
+	ch.displayname = tpl
+	return ch, nil
+}
+
+// QueueRemoteEvent implements Host.
+func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent) error {
+	if evt.Chat.Connector == "" {
+		evt.Chat.Connector = ch.info.Name
+	}
+	if evt.Chat.Connector != ch.info.Name {
+		return fmt.Errorf("remote event for connector %q queued by %q", evt.Chat.Connector, ch.info.Name)
+	}
+	payload, err := json.Marshal(evt)
+	if err != nil {
+		return fmt.Errorf("encoding remote event: %w", err)
+	}
+	item, err := ch.br.DB.Enqueue(ctx, remoteQueueKey(evt.Chat), kindRemote, payload)
+	if err != nil {
+		return err
+	}
+	ch.br.queue.Push(item)
+	return nil
+}
+
+// ReportState implements Host.
+func (ch *connectorHost) ReportState(ctx context.Context, loginID string, state SessionState, message string) {
+	ch.br.reportState(ctx, ch.info.Name, loginID, state, message)
+}
+
+// Notify implements Host.
+func (ch *connectorHost) Notify(ctx context.Context, user id.UserID, message string) {
+	ch.br.notifyUser(ctx, user, message)
+}
+
+// Database implements Host.
+func (ch *connectorHost) Database() *dbutil.Database { return ch.br.DB.Database }
+
+// Log implements Host.
+func (ch *connectorHost) Log() *zerolog.Logger { return &ch.log }
+
+// GhostMXID implements Host.
+func (ch *connectorHost) GhostMXID(remoteID string) id.UserID {
+	return id.NewUserID(ch.ghostPrefix+id.EncodeUserLocalpart(remoteID)+ch.ghostSuffix, ch.br.Config.Homeserver.Domain)
+}
+
+// ParseGhostMXID implements Host.
+func (ch *connectorHost) ParseGhostMXID(mxid id.UserID) (string, bool) {
+	localpart, server, err := mxid.Parse()
+	if err != nil || server != ch.br.Config.Homeserver.Domain {
+		return "", false
+	}
+	if !strings.HasPrefix(localpart, ch.ghostPrefix) || !strings.HasSuffix(localpart, ch.ghostSuffix) ||
+		len(localpart) < len(ch.ghostPrefix)+len(ch.ghostSuffix)+1 {
+		return "", false
+	}
+	escaped := localpart[len(ch.ghostPrefix) : len(localpart)-len(ch.ghostSuffix)]
+	remote, err := id.DecodeUserLocalpart(escaped)
+	if err != nil {
+		return "", false
+	}
+	return remote, true
+}
+
+// Logins implements Host.
+func (ch *connectorHost) Logins(ctx context.Context) ([]*Login, error) {
+	rows, err := ch.br.DB.LoginsOfConnector(ctx, ch.info.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Login, len(rows))
+	for i, r := range rows {
+		out[i] = loginFromRow(r)
+	}
+	return out, nil
+}
+
+// UpdateLoginMetadata implements Host.
+func (ch *connectorHost) UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error {
+	return ch.br.DB.SetLoginMetadata(ctx, ch.info.Name, loginID, metadata)
+}
+
+// ghostIntent returns the intent of a remote user's ghost, registering it and syncing
+// its profile when info is given.
+func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID string, name string) (*appservice.IntentAPI, error) {
+	var info *GhostInfo
+	if name != "" {
+		info = &GhostInfo{Name: name}
+	}
+	if err := ch.ensureGhost(ctx, remoteID, info); err != nil {
+		return nil, err
+	}
+	return ch.br.AS.Intent(ch.GhostMXID(remoteID)), nil
+}
+
+// ensureGhost registers a ghost on first use and keeps its display name and avatar in
+// step with the remote profile. With a nil info and a connector that can look profiles
+// up, it asks the connector (this is how user queries from the homeserver are answered).
+func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info *GhostInfo) error {
+	if remoteID == "" {
+		return fmt.Errorf("%w: empty remote ID", errNoSuchGhost)
+	}
+	unlock := ch.ghostLocks.Lock(remoteID)
+	defer unlock()
+	row, err := ch.br.DB.GetGhost(ctx, ch.info.Name, remoteID)
+	if err != nil {
+		return err
+	}
+	mxid := ch.GhostMXID(remoteID)
+	if row == nil {
+		row = &database.GhostRow{Connector: ch.info.Name, RemoteID: remoteID, MXID: mxid.String()}
+		if info == nil {
+			if resolver, ok := ch.conn.(GhostResolver); ok {
+				info, err = resolver.GhostInfo(ctx, remoteID)
+				if err != nil {
+					return fmt.Errorf("looking up remote user: %w", err)
+				} else if info == nil {
+					return errNoSuchGhost
+				}
+			}
+		}
+	}
+	intent := ch.br.AS.Intent(mxid)
+	if intent == nil {
+		return fmt.Errorf("%w: invalid ghost ID %q", errNoSuchGhost, mxid)
+	}
+	if !row.Registered {
+		if err = intent.EnsureRegistered(ctx); err != nil {
+			return fmt.Errorf("registering ghost: %w", err)
+		}
+		row.Registered = true
+	}
+	changed := row.Name == "" && row.RemoteID != ""
+	name := row.Name
+	if info != nil && info.Name != "" {
+		name = ch.renderDisplayname(info.Name)
+	} else if name == "" {
+		name = ch.renderDisplayname(remoteID)
+	}
+	if name != row.Name || changed {
+		if err = intent.SetDisplayName(ctx, name); err != nil {
+			ch.log.Warn().Err(err).Str("ghost", mxid.String()).Msg("Setting ghost display name failed")
+		} else {
+			row.Name = name
+		}
+	}
+	if info != nil && info.Avatar != nil && len(info.Avatar.Data) > 0 {
+		resp, err := ch.br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
+		if err == nil && resp.ContentURI.String() != row.AvatarURL {
+			if err = intent.SetAvatarURL(ctx, resp.ContentURI); err == nil {
+				row.AvatarURL = resp.ContentURI.String()
+			}
+		}
+		if err != nil {
+			ch.log.Warn().Err(err).Str("ghost", mxid.String()).Msg("Setting ghost avatar failed")
+		}
+	}
+	return ch.br.DB.UpsertGhost(ctx, row)
+}
+
+func (ch *connectorHost) renderDisplayname(name string) string {
+	var sb strings.Builder
+	if err := ch.displayname.Execute(&sb, name); err != nil || sb.Len() == 0 {
+		return name
+	}
+	return sb.String()
+}
+
+// aliasFor builds the full alias of a chat, or "" when the connector has none.
+func (ch *connectorHost) aliasFor(chat PortalKey) id.RoomAlias {
+	ar, ok := ch.conn.(AliasResolver)
+	if !ok {
+		return ""
+	}
+	rest := ar.AliasFor(chat)
+	if rest == "" {
+		return ""
+	}
+	return id.NewRoomAlias(ch.aliasPrefix+rest+ch.aliasSuffix, ch.br.Config.Homeserver.Domain)
+}
+
+// parseAlias returns the connector-specific part of an alias in its namespace.
+func (ch *connectorHost) parseAlias(alias id.RoomAlias) (string, bool) {
+	localpart, server, ok := strings.Cut(strings.TrimPrefix(alias.String(), "#"), ":")
+	if !ok || server != ch.br.Config.Homeserver.Domain {
+		return "", false
+	}
+	if !strings.HasPrefix(localpart, ch.aliasPrefix) || !strings.HasSuffix(localpart, ch.aliasSuffix) ||
+		len(localpart) <= len(ch.aliasPrefix)+len(ch.aliasSuffix) {
+		return "", false
+	}
+	return localpart[len(ch.aliasPrefix) : len(localpart)-len(ch.aliasSuffix)], true
+}
+
+// isNotFound says whether a homeserver error means the thing does not exist.
+func isNotFound(err error) bool {
+	return errors.Is(err, mautrix.MNotFound)
+}

@@ -1,0 +1,215 @@
+package bridge
+
+// The inbox is the bridge's side of the appservice API: transactions are authenticated,
+// deduplicated by ID across restarts and stored in the event queue before the homeserver
+// gets its 200, so a crash never loses an acknowledged event.
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+// Queue kinds stored in event_queue.
+const (
+	kindMatrix    = "matrix"
+	kindEphemeral = "ephemeral"
+	kindRemote    = "remote"
+)
+
+func (br *Bridge) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnID}", br.putTransaction)
+	mux.HandleFunc("PUT /transactions/{txnID}", br.putTransaction)
+	mux.HandleFunc("GET /_matrix/app/v1/users/{userID}", br.getUser)
+	mux.HandleFunc("GET /users/{userID}", br.getUser)
+	mux.HandleFunc("GET /_matrix/app/v1/rooms/{alias}", br.getRoomAlias)
+	mux.HandleFunc("GET /rooms/{alias}", br.getRoomAlias)
+	mux.HandleFunc("POST /_matrix/app/v1/ping", br.postPing)
+	mux.HandleFunc("GET /_passerelle/live", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	})
+	mux.HandleFunc("GET /_passerelle/ready", br.getReady)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeMatrixError(w, http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeMatrixError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"errcode": code, "error": msg})
+}
+
+// authorized checks the homeserver's token in constant time. The Authorization header
+// is the spec's way; the access_token query parameter is what older homeservers send.
+func (br *Bridge) authorized(w http.ResponseWriter, r *http.Request) bool {
+	token := ""
+	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
+		token = strings.TrimPrefix(auth, "Bearer ")
+	} else {
+		token = r.URL.Query().Get("access_token")
+	}
+	if token == "" {
+		writeMatrixError(w, http.StatusUnauthorized, "M_MISSING_TOKEN", "Missing access token")
+		return false
+	}
+	want := br.Config.AppService.HSToken
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		writeMatrixError(w, http.StatusForbidden, "M_FORBIDDEN", "Invalid access token")
+		return false
+	}
+	return true
+}
+
+func (br *Bridge) getReady(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-br.ready:
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ok": false})
+	}
+}
+
+func (br *Bridge) postPing(w http.ResponseWriter, r *http.Request) {
+	if !br.authorized(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
+	if !br.authorized(w, r) {
+		return
+	}
+	txnID := r.PathValue("txnID")
+	log := br.Log.With().Str("txn_id", txnID).Logger()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, br.Config.AppService.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeMatrixError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Transaction body too large")
+		} else {
+			writeMatrixError(w, http.StatusBadRequest, "M_BAD_JSON", "Failed to read body")
+		}
+		return
+	}
+	var txn appservice.Transaction
+	if err = json.Unmarshal(body, &txn); err != nil {
+		log.Warn().Err(err).Msg("Malformed transaction body")
+		writeMatrixError(w, http.StatusBadRequest, "M_NOT_JSON", "Malformed transaction body")
+		return
+	}
+	if n, err := br.DB.QueueLength(r.Context()); err != nil {
+		log.Error().Err(err).Msg("Checking queue length failed")
+		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Database unavailable")
+		return
+	} else if n >= br.Config.Bridge.MaxQueue {
+		// Overload: refuse so the homeserver retries later. Never drop.
+		log.Warn().Int("queued", n).Msg("Event queue full, asking homeserver to retry")
+		writeMatrixError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "Bridge is busy, retry later")
+		return
+	}
+	items := make([]database.TxnItem, 0, len(txn.Events))
+	for _, evt := range txn.Events {
+		if evt == nil || evt.ID == "" {
+			continue
+		}
+		if it, ok := br.queueItemFor(evt, kindMatrix, "event:"+evt.ID.String()); ok {
+			items = append(items, it)
+		}
+	}
+	eph := txn.EphemeralEvents
+	if eph == nil {
+		eph = txn.MSC2409EphemeralEvents
+	}
+	for i, evt := range eph {
+		if it, ok := br.queueItemFor(evt, kindEphemeral, fmt.Sprintf("txn:%s:%d", txnID, i)); ok {
+			items = append(items, it)
+		}
+	}
+	added, err := br.DB.AcceptTransaction(r.Context(), items)
+	if err != nil {
+		log.Error().Err(err).Msg("Storing transaction failed")
+		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to store transaction")
+		return
+	}
+	log.Debug().Int("events", len(items)).Int("new", len(added)).Msg("Transaction stored")
+	br.queue.Push(added...)
+	// Dendrite counts only 200 as success.
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// queueItemFor decides the ordering key of an event: its room. Events without a room
+// (presence) are not bridged.
+func (br *Bridge) queueItemFor(evt *event.Event, kind, dedupKey string) (database.TxnItem, bool) {
+	if evt == nil || evt.RoomID == "" {
+		return database.TxnItem{}, false
+	}
+	payload, err := json.Marshal(evt)
+	if err != nil {
+		return database.TxnItem{}, false
+	}
+	return database.TxnItem{DedupKey: dedupKey, Key: matrixQueueKey(evt.RoomID), Kind: kind, Payload: payload}, true
+}
+
+func (br *Bridge) getUser(w http.ResponseWriter, r *http.Request) {
+	if !br.authorized(w, r) {
+		return
+	}
+	userID := id.UserID(r.PathValue("userID"))
+	ch, remoteID, ok := br.ghostConnector(userID)
+	if !ok {
+		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "User not in a bridge namespace")
+		return
+	}
+	if err := ch.ensureGhost(r.Context(), remoteID, nil); err != nil {
+		if errors.Is(err, errNoSuchGhost) {
+			writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such remote user")
+			return
+		}
+		br.Log.Warn().Err(err).Str("user_id", userID.String()).Msg("User query failed")
+		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to create user")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (br *Bridge) getRoomAlias(w http.ResponseWriter, r *http.Request) {
+	if !br.authorized(w, r) {
+		return
+	}
+	alias := id.RoomAlias(r.PathValue("alias"))
+	roomID, err := br.portalForAlias(r.Context(), alias)
+	if err != nil {
+		br.Log.Warn().Err(err).Str("alias", alias.String()).Msg("Alias query failed")
+		var httpErr mautrix.HTTPError
+		if errors.As(err, &httpErr) {
+			writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to create portal")
+			return
+		}
+		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", fmt.Sprintf("No such room: %v", err))
+		return
+	}
+	if roomID == "" {
+		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such room")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}

@@ -1,0 +1,447 @@
+package bridge
+
+// Logins and sessions: stored logins become live sessions at start; login flows run as
+// step machines rendered in the user's management room.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/skip2/go-qrcode"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+func loginFromRow(r *database.LoginRow) *Login {
+	return &Login{Connector: r.Connector, ID: r.LoginID, UserMXID: id.UserID(r.MXID), RemoteName: r.RemoteName,
+		Metadata: r.Metadata, CreatedAt: r.CreatedAt}
+}
+
+// loadLogins turns every stored login of an enabled connector into a connecting session.
+func (br *Bridge) loadLogins(ctx context.Context) error {
+	rows, err := br.DB.AllLogins(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if br.connector(r.Connector) == nil {
+			continue
+		}
+		if err = br.startSession(ctx, loginFromRow(r)); err != nil {
+			br.Log.Warn().Err(err).Str("connector", r.Connector).Str("login_id", r.LoginID).Msg("Loading login failed")
+		}
+	}
+	return nil
+}
+
+// startSession loads a login's session and starts connecting it.
+func (br *Bridge) startSession(ctx context.Context, login *Login) error {
+	ch := br.connector(login.Connector)
+	sess, err := ch.conn.LoadLogin(ctx, login)
+	if err != nil {
+		return fmt.Errorf("loading %s login: %w", login.Connector, err)
+	}
+	br.sessionsLock.Lock()
+	old := br.sessions[loginKey{login.Connector, login.ID}]
+	br.sessions[loginKey{login.Connector, login.ID}] = sess
+	br.sessionsLock.Unlock()
+	if old != nil {
+		old.Disconnect()
+	}
+	sess.Connect(context.WithoutCancel(ctx))
+	return nil
+}
+
+// session returns a live session, or nil.
+func (br *Bridge) session(connector, loginID string) Session {
+	br.sessionsLock.RLock()
+	defer br.sessionsLock.RUnlock()
+	return br.sessions[loginKey{connector, loginID}]
+}
+
+// sessionReaches says whether a session may send into a chat.
+func (br *Bridge) sessionReaches(sess Session, loginID string, chat PortalKey) bool {
+	if sess == nil {
+		return false
+	}
+	if cf, ok := sess.(ChatFilter); ok {
+		return cf.CanReach(chat)
+	}
+	return chat.Receiver == "" || chat.Receiver == loginID
+}
+
+// senderSession picks the session a Matrix user's event leaves through: their own login
+// that reaches the chat, one opened on demand, or the room's relay.
+func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.UserID) (Session, string, bool, error) {
+	level := br.perms.Level(user)
+	if level < LevelRelay {
+		return nil, "", false, userErrorf("you are not allowed to use this bridge")
+	}
+	if level >= LevelUser {
+		logins, err := br.DB.LoginsOfUser(ctx, user.String())
+		if err != nil {
+			return nil, "", false, err
+		}
+		for _, l := range logins {
+			if l.Connector != rc.key.Connector {
+				continue
+			}
+			if sess := br.session(l.Connector, l.LoginID); br.sessionReaches(sess, l.LoginID, rc.key) {
+				return sess, l.LoginID, false, nil
+			}
+		}
+		if al, ok := rc.ch.conn.(AutoLoginer); ok {
+			nl, err := al.AutoLogin(ctx, user, rc.key)
+			if err != nil {
+				return nil, "", false, fmt.Errorf("opening %s connection: %w", rc.ch.info.DisplayName, err)
+			}
+			if nl != nil {
+				login, err := br.saveLogin(ctx, rc.ch, user, nl)
+				if err != nil {
+					return nil, "", false, err
+				}
+				if sess := br.session(login.Connector, login.ID); br.sessionReaches(sess, login.ID, rc.key) {
+					return sess, login.ID, false, nil
+				}
+			}
+		}
+	}
+	if rc.room.RelayLogin != "" {
+		if sess := br.session(rc.key.Connector, rc.room.RelayLogin); sess != nil {
+			return sess, rc.room.RelayLogin, true, nil
+		}
+		return nil, "", false, userErrorf("the relay account of this room is not connected")
+	}
+	return nil, "", false, userErrorf("you are not logged in to %s in this room (send `login %s` to %s, or ask an admin to set a relay)",
+		rc.ch.info.DisplayName, rc.ch.info.Name, br.BotMXID())
+}
+
+// saveLogin persists a new login and starts its session.
+func (br *Bridge) saveLogin(ctx context.Context, ch *connectorHost, user id.UserID, nl *NewLogin) (*Login, error) {
+	row := &database.LoginRow{Connector: ch.info.Name, LoginID: nl.ID, MXID: user.String(), RemoteName: nl.RemoteName, Metadata: nl.Metadata}
+	existing, err := br.DB.GetLogin(ctx, ch.info.Name, nl.ID)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil && existing.MXID != user.String() {
+		return nil, userErrorf("that %s account is already logged in by another Matrix user", ch.info.DisplayName)
+	}
+	if err = br.DB.UpsertLogin(ctx, row); err != nil {
+		return nil, err
+	}
+	login := loginFromRow(row)
+	login.CreatedAt = time.Now()
+	if err = br.startSession(ctx, login); err != nil {
+		return nil, err
+	}
+	return login, nil
+}
+
+// logout disconnects and forgets a login and everything stored for it.
+func (br *Bridge) logout(ctx context.Context, connector, loginID string) error {
+	br.sessionsLock.Lock()
+	sess := br.sessions[loginKey{connector, loginID}]
+	delete(br.sessions, loginKey{connector, loginID})
+	br.sessionsLock.Unlock()
+	var remoteErr error
+	if sess != nil {
+		remoteErr = sess.Logout(ctx)
+		sess.Disconnect()
+	}
+	if err := br.DB.DeleteLogin(ctx, connector, loginID); err != nil {
+		return err
+	}
+	if remoteErr != nil {
+		return fmt.Errorf("logged out locally, but the remote side said: %w", remoteErr)
+	}
+	return nil
+}
+
+// reportState records a session's state and tells its user about the ones that need
+// them to act (bad credentials, logged out remotely).
+func (br *Bridge) reportState(ctx context.Context, connector, loginID string, state SessionState, message string) {
+	log := br.Log.With().Str("connector", connector).Str("login_id", loginID).Str("state", string(state)).Logger()
+	log.Info().Msg("Login state changed")
+	if err := br.DB.SetLoginState(ctx, connector, loginID, string(state), message); err != nil {
+		log.Warn().Err(err).Msg("Saving login state failed")
+	}
+	switch state {
+	case StateBadCredentials, StateLoggedOut:
+		row, err := br.DB.GetLogin(ctx, connector, loginID)
+		if err != nil || row == nil {
+			return
+		}
+		ch := br.connector(connector)
+		text := fmt.Sprintf("Your %s login %s is %s", ch.info.DisplayName, row.RemoteName, stateText(state))
+		if message != "" {
+			text += ": " + message
+		}
+		br.notifyUser(ctx, id.UserID(row.MXID), text)
+	}
+}
+
+func stateText(s SessionState) string {
+	switch s {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateTransientError:
+		return "temporarily disconnected"
+	case StateBadCredentials:
+		return "rejected (bad credentials)"
+	case StateLoggedOut:
+		return "logged out"
+	case StateDisconnected:
+		return "disconnected"
+	}
+	return "in an unknown state"
+}
+
+// notifyUser sends a notice to a user's management room, creating one if needed.
+func (br *Bridge) notifyUser(ctx context.Context, user id.UserID, text string) {
+	roomID, err := br.managementRoom(ctx, user)
+	if err != nil || roomID == "" {
+		br.Log.Warn().Err(err).Stringer("user_id", user).Msg("No management room to notify user")
+		return
+	}
+	if _, err = br.AS.BotIntent().SendNotice(ctx, roomID, text); err != nil {
+		br.Log.Warn().Err(err).Stringer("user_id", user).Msg("Notifying user failed")
+	}
+}
+
+// managementRoom returns the user's DM with the bot, creating it when there is none.
+func (br *Bridge) managementRoom(ctx context.Context, user id.UserID) (id.RoomID, error) {
+	roomID, err := br.DB.GetManagementRoom(ctx, user.String())
+	if err != nil || roomID != "" {
+		return id.RoomID(roomID), err
+	}
+	resp, err := br.AS.BotIntent().CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Visibility: "private", Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{user},
+		Name: br.Config.AppService.Bot.Displayname,
+	})
+	if err != nil {
+		return "", fmt.Errorf("creating management room: %w", err)
+	}
+	if err = br.DB.SetManagementRoom(ctx, user.String(), resp.RoomID.String()); err != nil {
+		return "", err
+	}
+	return resp.RoomID, nil
+}
+
+// loginFlowState is a login flow running for one user.
+type loginFlowState struct {
+	mu      sync.Mutex
+	ch      *connectorHost
+	proc    LoginProcess
+	user    id.UserID
+	roomID  id.RoomID
+	step    *LoginStep
+	qrEvent id.EventID
+	cancel  context.CancelFunc
+}
+
+// startLoginFlow begins a login for user in roomID and renders its first step.
+func (br *Bridge) startLoginFlow(ctx context.Context, ch *connectorHost, user id.UserID, roomID id.RoomID, flowID string, args []string) error {
+	br.loginsLock.Lock()
+	if old := br.activeLogins[user]; old != nil {
+		br.loginsLock.Unlock()
+		return userErrorf("a login is already in progress; send `cancel` to abort it")
+	}
+	proc, err := ch.conn.StartLogin(ctx, user, flowID, args)
+	if err != nil {
+		br.loginsLock.Unlock()
+		return userErrorf("could not start %s login: %v", ch.info.DisplayName, err)
+	}
+	flowCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	st := &loginFlowState{ch: ch, proc: proc, user: user, roomID: roomID, cancel: cancel}
+	br.activeLogins[user] = st
+	br.loginsLock.Unlock()
+	go func() {
+		defer br.finishLoginFlow(st)
+		step, err := proc.Start(flowCtx)
+		br.driveLogin(flowCtx, st, step, err)
+	}()
+	return nil
+}
+
+// driveLogin renders steps until the flow needs input, finishes or fails.
+func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *LoginStep, err error) {
+	log := zerolog.Ctx(ctx).With().Str("connector", st.ch.info.Name).Stringer("user_id", st.user).Logger()
+	for {
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			msg := err.Error()
+			if errors.Is(err, context.DeadlineExceeded) {
+				msg = "the login timed out"
+			}
+			br.loginNotice(ctx, st, "Login failed: "+msg)
+			return
+		}
+		st.mu.Lock()
+		st.step = step
+		st.mu.Unlock()
+		switch step.Type {
+		case StepInput:
+			text := step.Instructions
+			if text == "" {
+				text = "Please send your " + step.InputName + "."
+			}
+			br.loginNotice(ctx, st, text)
+			return // SubmitInput resumes the flow
+		case StepDisplay:
+			if err = br.renderDisplay(ctx, st, step); err != nil {
+				log.Warn().Err(err).Msg("Rendering login step failed")
+			}
+			step, err = st.proc.Wait(ctx)
+			continue
+		case StepDone:
+			if st.qrEvent != "" {
+				_, _ = br.AS.BotIntent().RedactEvent(ctx, st.roomID, st.qrEvent)
+			}
+			if step.Login == nil {
+				br.loginNotice(ctx, st, "Login failed: the connector returned no login")
+				return
+			}
+			login, err := br.saveLogin(ctx, st.ch, st.user, step.Login)
+			if err != nil {
+				br.loginNotice(ctx, st, "Login failed: "+err.Error())
+				return
+			}
+			log.Info().Str("login_id", login.ID).Msg("Login succeeded")
+			msg := step.Instructions
+			if msg == "" {
+				msg = fmt.Sprintf("Logged in to %s as %s.", st.ch.info.DisplayName, login.RemoteName)
+			}
+			br.loginNotice(ctx, st, msg)
+			return
+		default:
+			br.loginNotice(ctx, st, "Login failed: unknown step")
+			return
+		}
+	}
+}
+
+func (br *Bridge) finishLoginFlow(st *loginFlowState) {
+	st.mu.Lock()
+	waitingInput := st.step != nil && st.step.Type == StepInput
+	st.mu.Unlock()
+	if waitingInput {
+		return // still ours until the user answers or cancels
+	}
+	br.endLoginFlow(st)
+}
+
+func (br *Bridge) endLoginFlow(st *loginFlowState) {
+	st.cancel()
+	st.proc.Cancel()
+	br.loginsLock.Lock()
+	if br.activeLogins[st.user] == st {
+		delete(br.activeLogins, st.user)
+	}
+	br.loginsLock.Unlock()
+}
+
+func (br *Bridge) loginNotice(ctx context.Context, st *loginFlowState, text string) {
+	if _, err := br.AS.BotIntent().SendNotice(context.WithoutCancel(ctx), st.roomID, text); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending login notice failed")
+	}
+}
+
+// renderDisplay shows a QR payload as an image (replacing the previous one) or a code
+// as text.
+func (br *Bridge) renderDisplay(ctx context.Context, st *loginFlowState, step *LoginStep) error {
+	bot := br.AS.BotIntent()
+	if step.Display != DisplayQR {
+		text := step.Instructions
+		if text == "" {
+			text = "Enter this code on your device:"
+		}
+		_, err := bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, &event.MessageEventContent{
+			MsgType: event.MsgNotice, Body: text + " " + step.Data,
+			Format: event.FormatHTML, FormattedBody: text + " <code>" + step.Data + "</code>",
+		})
+		return err
+	}
+	png, err := qrcode.Encode(step.Data, qrcode.Medium, 512)
+	if err != nil {
+		return fmt.Errorf("rendering QR code: %w", err)
+	}
+	upload, err := bot.UploadBytesWithName(ctx, png, "image/png", "login-qr.png")
+	if err != nil {
+		return fmt.Errorf("uploading QR code: %w", err)
+	}
+	body := step.Instructions
+	if body == "" {
+		body = "Scan this QR code to log in"
+	}
+	content := &event.MessageEventContent{MsgType: event.MsgImage, Body: body, FileName: "login-qr.png",
+		URL: upload.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 512, Height: 512}}
+	if st.qrEvent == "" {
+		resp, err := bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, content)
+		if err != nil {
+			return fmt.Errorf("sending QR code: %w", err)
+		}
+		st.qrEvent = resp.EventID
+		return nil
+	}
+	newContent := *content
+	content.NewContent = &newContent
+	content.SetEdit(st.qrEvent)
+	_, err = bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, content)
+	return err
+}
+
+// submitLoginInput feeds a management-room message to a flow waiting for input. It
+// returns false when the user has no flow waiting.
+func (br *Bridge) submitLoginInput(ctx context.Context, user id.UserID, roomID id.RoomID, eventID id.EventID, text string) bool {
+	br.loginsLock.Lock()
+	st := br.activeLogins[user]
+	br.loginsLock.Unlock()
+	if st == nil || st.roomID != roomID {
+		return false
+	}
+	st.mu.Lock()
+	step := st.step
+	st.mu.Unlock()
+	if step == nil || step.Type != StepInput {
+		return false
+	}
+	if step.InputSecret {
+		// Keep secrets out of the room history.
+		_, _ = br.AS.BotIntent().RedactEvent(ctx, roomID, eventID, mautrix.ReqRedact{Reason: "secret login input"})
+	}
+	flowCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	st.mu.Lock()
+	st.step = nil
+	st.cancel()
+	st.cancel = cancel
+	st.mu.Unlock()
+	go func() {
+		defer br.finishLoginFlow(st)
+		next, err := st.proc.SubmitInput(flowCtx, text)
+		br.driveLogin(flowCtx, st, next, err)
+	}()
+	return true
+}
+
+// cancelLogin aborts a user's running login flow.
+func (br *Bridge) cancelLogin(user id.UserID) bool {
+	br.loginsLock.Lock()
+	st := br.activeLogins[user]
+	br.loginsLock.Unlock()
+	if st == nil {
+		return false
+	}
+	br.endLoginFlow(st)
+	return true
+}

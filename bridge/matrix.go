@@ -1,0 +1,480 @@
+package bridge
+
+// Matrix → network: events come out of the queue here, in order per room.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+// errNotBridgeable is wrapped by errors whose message is meant for the sender.
+var errNotBridgeable = errors.New("not bridged")
+
+// userError is a failure whose text is shown to the Matrix user as is.
+type userError struct{ msg string }
+
+func (e *userError) Error() string { return e.msg }
+func (e *userError) Unwrap() error { return errPermanent }
+
+func userErrorf(format string, args ...any) error { return &userError{msg: fmt.Sprintf(format, args...)} }
+
+func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) error {
+	switch item.Kind {
+	case kindRemote:
+		return br.handleRemoteItem(ctx, item)
+	case kindMatrix, kindEphemeral:
+		var evt event.Event
+		if err := json.Unmarshal(item.Payload, &evt); err != nil {
+			return fmt.Errorf("%w: decoding Matrix event: %v", errPermanent, err)
+		}
+		if item.Kind == kindEphemeral {
+			evt.Type.Class = event.EphemeralEventType
+		} else if evt.StateKey != nil {
+			evt.Type.Class = event.StateEventType
+		} else {
+			evt.Type.Class = event.MessageEventType
+		}
+		log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).
+			Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
+		return br.handleMatrixEvent(log.WithContext(ctx), &evt)
+	default:
+		return fmt.Errorf("%w: unknown queue item kind %q", errPermanent, item.Kind)
+	}
+}
+
+// queueItemFailed tells the sender of a Matrix event that it was not bridged.
+func (br *Bridge) queueItemFailed(ctx context.Context, item database.QueueItem, err error) {
+	if item.Kind != kindMatrix {
+		return
+	}
+	var evt event.Event
+	if json.Unmarshal(item.Payload, &evt) != nil || br.isBridgeUser(evt.Sender) {
+		return
+	}
+	switch evt.Type {
+	case event.EventMessage, event.EventSticker, event.EventReaction, event.EventRedaction:
+	default:
+		return
+	}
+	br.sendStatusNotice(ctx, evt.RoomID, evt.ID, err)
+}
+
+// sendStatusNotice posts a visible "not bridged" notice replying to the event.
+func (br *Bridge) sendStatusNotice(ctx context.Context, roomID id.RoomID, eventID id.EventID, cause error) {
+	reason := "an internal error occurred"
+	var ue *userError
+	if errors.As(cause, &ue) {
+		reason = ue.msg
+	}
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "⚠️ Your message was not bridged: " + reason}
+	if eventID != "" {
+		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(eventID)
+	}
+	if _, err := br.AS.BotIntent().SendMessageEvent(ctx, roomID, event.EventMessage, content); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending failure notice failed")
+	}
+}
+
+func (br *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) error {
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+		if !errors.Is(err, event.ErrUnsupportedContentType) {
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("Unparseable event content")
+			return nil
+		}
+	}
+	mautrix.UpdateStateStore(ctx, br.AS.StateStore, evt)
+	if evt.Type == event.StateMember {
+		return br.handleMatrixMember(ctx, evt)
+	}
+	if br.loops.ShouldIgnore(evt, br.isBridgeUser) {
+		return nil
+	}
+	switch evt.Type {
+	case event.EventMessage, event.EventSticker:
+		return br.handleMatrixMessage(ctx, evt)
+	case event.EventReaction:
+		return br.handleMatrixReaction(ctx, evt)
+	case event.EventRedaction:
+		return br.handleMatrixRedaction(ctx, evt)
+	case event.StateRoomName, event.StateTopic:
+		return br.handleMatrixRoomMeta(ctx, evt)
+	case event.EphemeralEventTyping:
+		return br.handleMatrixTyping(ctx, evt)
+	case event.EphemeralEventReceipt:
+		return br.handleMatrixReceipt(ctx, evt)
+	}
+	return nil
+}
+
+// roomContext is what handling an event in a bridged room needs.
+type roomContext struct {
+	room *database.RoomRow
+	ch   *connectorHost
+	key  PortalKey
+}
+
+func (br *Bridge) bridgedRoom(ctx context.Context, roomID id.RoomID) (*roomContext, error) {
+	room, err := br.DB.GetRoom(ctx, roomID.String())
+	if err != nil || room == nil {
+		return nil, err
+	}
+	ch := br.connector(room.Connector)
+	if ch == nil {
+		return nil, nil
+	}
+	return &roomContext{room: room, ch: ch, key: PortalKey{Connector: room.Connector, ChatID: room.ChatID, Receiver: room.Receiver}}, nil
+}
+
+func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) error {
+	content := evt.Content.AsMessage()
+	if evt.Type == event.EventSticker {
+		content.MsgType = event.MessageType(event.EventSticker.Type)
+	}
+	handled, err := br.commands.maybeHandle(ctx, evt, content)
+	if handled || err != nil {
+		return err
+	}
+	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	if err != nil || rc == nil {
+		return err
+	}
+	if existing, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, evt.ID.String()); err != nil {
+		return err
+	} else if len(existing) > 0 {
+		return nil // already sent before a restart
+	}
+	sess, login, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	if err != nil {
+		return err
+	}
+	sender := br.matrixSender(ctx, evt.RoomID, evt.Sender)
+	neutral, err := br.neutralContent(ctx, content)
+	if err != nil {
+		return err
+	}
+	msg := MatrixMessage{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, TxnID: matrixTxnID(evt.ID),
+		Sender: sender, Content: *neutral, Relayed: relayed}
+	if content.RelatesTo != nil {
+		if replyTo := content.RelatesTo.GetReplyTo(); replyTo != "" {
+			if rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, replyTo.String()); err == nil && len(rows) > 0 {
+				msg.ReplyTo = rows[0].RemoteID
+				msg.Content.ReplyTo = rows[0].RemoteID
+			}
+		}
+	}
+	if content.RelatesTo != nil && content.RelatesTo.GetReplaceID() != "" {
+		return br.handleMatrixEdit(ctx, rc, evt, content, sess, msg)
+	}
+	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
+		if err = br.relay.Render(&msg, content); err != nil {
+			return err
+		}
+	}
+	res, err := sess.SendMessage(ctx, &msg)
+	if err != nil {
+		return fmt.Errorf("sending message to %s: %w", rc.ch.info.DisplayName, err)
+	}
+	return br.recordSent(ctx, rc, evt, res, login, relayed, database.KindMessage, "", "")
+}
+
+func (br *Bridge) recordSent(ctx context.Context, rc *roomContext, evt *event.Event, res *SendResult, login string, relayed bool, kind, target, emoji string) error {
+	if res == nil || len(res.RemoteIDs) == 0 {
+		return nil
+	}
+	relayLogin := ""
+	if relayed {
+		relayLogin = login
+	}
+	rows := make([]*database.MessageRow, len(res.RemoteIDs))
+	for i, rid := range res.RemoteIDs {
+		rows[i] = &database.MessageRow{RoomID: rc.room.RoomID, EventID: evt.ID.String(), Connector: rc.key.Connector,
+			ChatID: rc.key.ChatID, Receiver: rc.key.Receiver, RemoteID: rid, Part: i, Kind: kind,
+			SenderMXID: evt.Sender.String(), RelayLogin: relayLogin, TargetRemoteID: target, Emoji: emoji}
+	}
+	// Plumbed twins: the same remote message reaches the other rooms of the chat as a
+	// remote event; mapping it here for this room keeps that echo from coming back.
+	return br.DB.InsertMessages(ctx, rows...)
+}
+
+func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *event.Event, content *event.MessageEventContent, sess Session, msg MatrixMessage) error {
+	editor, ok := sess.(EditSender)
+	if !ok || !rc.ch.info.Capabilities.Edits {
+		return userErrorf("%s does not support edits", rc.ch.info.DisplayName)
+	}
+	targets, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, content.RelatesTo.GetReplaceID().String())
+	if err != nil {
+		return err
+	} else if len(targets) == 0 {
+		return userErrorf("the edited message is not known to the bridge")
+	}
+	if msg.Relayed && targets[0].SenderMXID != evt.Sender.String() {
+		return userErrorf("only the original sender can edit a relayed message")
+	}
+	newContent := content
+	if content.NewContent != nil {
+		newContent = content.NewContent
+	}
+	neutral, err := br.neutralContent(ctx, newContent)
+	if err != nil {
+		return err
+	}
+	msg.Content = *neutral
+	if msg.Relayed && !rc.ch.info.Capabilities.PerMessageSender {
+		if err = br.relay.RenderEdit(&msg, newContent); err != nil {
+			return err
+		}
+	}
+	edit := &MatrixEdit{MatrixMessage: msg}
+	for _, t := range targets {
+		edit.TargetIDs = append(edit.TargetIDs, t.RemoteID)
+	}
+	res, err := editor.SendEdit(ctx, edit)
+	if err != nil {
+		return fmt.Errorf("sending edit: %w", err)
+	}
+	if res != nil && len(res.RemoteIDs) > 0 {
+		return br.recordSent(ctx, rc, evt, res, targets[0].RelayLogin, msg.Relayed, database.KindMessage, "", "")
+	}
+	return nil
+}
+
+func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) error {
+	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	if err != nil || rc == nil {
+		return err
+	}
+	content := evt.Content.AsReaction()
+	if existing, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, evt.ID.String()); err != nil || len(existing) > 0 {
+		return err
+	}
+	targets, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, content.RelatesTo.EventID.String())
+	if err != nil {
+		return err
+	} else if len(targets) == 0 {
+		return userErrorf("the message you reacted to is not known to the bridge")
+	}
+	sess, login, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	if err != nil {
+		return err
+	}
+	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
+		// A shared account cannot react on someone's behalf; relay policy drops it.
+		zerolog.Ctx(ctx).Debug().Msg("Dropping relayed reaction")
+		return nil
+	}
+	reactor, ok := sess.(ReactionSender)
+	if !ok || !rc.ch.info.Capabilities.Reactions {
+		return userErrorf("%s does not support reactions", rc.ch.info.DisplayName)
+	}
+	remoteID, err := reactor.SendReaction(ctx, &MatrixReaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID,
+		TxnID: matrixTxnID(evt.ID), Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender),
+		TargetID: targets[0].RemoteID, Emoji: content.RelatesTo.Key})
+	if err != nil {
+		return fmt.Errorf("sending reaction: %w", err)
+	}
+	if remoteID == "" {
+		remoteID = "reaction:" + evt.ID.String()
+	}
+	return br.recordSent(ctx, rc, evt, &SendResult{RemoteIDs: []string{remoteID}}, login, relayed,
+		database.KindReaction, targets[0].RemoteID, content.RelatesTo.Key)
+}
+
+func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) error {
+	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	if err != nil || rc == nil {
+		return err
+	}
+	target := evt.Redacts
+	if target == "" {
+		target = evt.Content.AsRedaction().Redacts
+	}
+	rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, target.String())
+	if err != nil {
+		return err
+	} else if len(rows) == 0 {
+		return nil // not a bridged event: nothing to do on the network
+	}
+	sess, _, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	if err != nil {
+		return err
+	}
+	if relayed && rows[0].SenderMXID != evt.Sender.String() {
+		return userErrorf("a relayed message can only be deleted by its sender")
+	}
+	redactor, ok := sess.(RedactionSender)
+	if !ok || !rc.ch.info.Capabilities.Redactions {
+		return userErrorf("%s does not support deleting messages", rc.ch.info.DisplayName)
+	}
+	r := &MatrixRedaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender)}
+	for _, row := range rows {
+		r.TargetIDs = append(r.TargetIDs, row.RemoteID)
+	}
+	if rows[0].Kind == database.KindReaction {
+		r.IsReaction, r.Emoji, r.ReactionTarget = true, rows[0].Emoji, rows[0].TargetRemoteID
+	}
+	if err = redactor.SendRedaction(ctx, r); err != nil {
+		return fmt.Errorf("sending redaction: %w", err)
+	}
+	return br.DB.DeleteMessagesByEvent(ctx, rc.room.RoomID, target.String())
+}
+
+func (br *Bridge) handleMatrixRoomMeta(ctx context.Context, evt *event.Event) error {
+	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	if err != nil || rc == nil || rc.room.Kind != database.RoomPortal {
+		return err
+	}
+	sess, _, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	if err != nil || relayed {
+		return nil
+	}
+	meta, ok := sess.(RoomMetaSender)
+	if !ok {
+		return nil
+	}
+	var name, topic *string
+	if evt.Type == event.StateRoomName {
+		name = &evt.Content.AsRoomName().Name
+	} else {
+		topic = &evt.Content.AsTopic().Topic
+	}
+	return meta.SendRoomMeta(ctx, rc.key, name, topic)
+}
+
+func (br *Bridge) handleMatrixTyping(ctx context.Context, evt *event.Event) error {
+	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	if err != nil || rc == nil {
+		return err
+	}
+	typing := map[id.UserID]bool{}
+	for _, u := range evt.Content.AsTyping().UserIDs {
+		typing[u] = true
+	}
+	logins, err := br.DB.LoginsOfConnector(ctx, rc.key.Connector)
+	if err != nil {
+		return err
+	}
+	// Only users with their own login can show as typing; relay typing is dropped.
+	for _, l := range logins {
+		sess := br.session(l.Connector, l.LoginID)
+		ts, ok := sess.(TypingSender)
+		if !ok || !br.sessionReaches(sess, l.LoginID, rc.key) {
+			continue
+		}
+		_ = ts.SendTyping(ctx, rc.key, typing[id.UserID(l.MXID)])
+	}
+	return nil
+}
+
+func (br *Bridge) handleMatrixReceipt(ctx context.Context, evt *event.Event) error {
+	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	if err != nil || rc == nil {
+		return err
+	}
+	receipts := *evt.Content.AsReceipt()
+	for eventID, types := range receipts {
+		for userID := range types[event.ReceiptTypeRead] {
+			if br.isBridgeUser(userID) {
+				continue
+			}
+			rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, eventID.String())
+			if err != nil || len(rows) == 0 {
+				continue
+			}
+			logins, err := br.DB.LoginsOfUser(ctx, userID.String())
+			if err != nil {
+				return err
+			}
+			for _, l := range logins {
+				if l.Connector != rc.key.Connector {
+					continue
+				}
+				sess := br.session(l.Connector, l.LoginID)
+				if rs, ok := sess.(ReceiptSender); ok && br.sessionReaches(sess, l.LoginID, rc.key) {
+					_ = rs.SendReceipt(ctx, rc.key, rows[len(rows)-1].RemoteID)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// stateStore is the SQL state store the appservice was created with.
+func (br *Bridge) stateStore() *sqlstatestore.SQLStateStore {
+	return br.AS.StateStore.(*sqlstatestore.SQLStateStore)
+}
+
+// matrixTxnID is the stable network-side idempotency key of a Matrix event.
+func matrixTxnID(eventID id.EventID) string {
+	return "mx" + strings.TrimPrefix(eventID.String(), "$")
+}
+
+// matrixSender fills in the display names relay formats need.
+func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.UserID) MatrixSender {
+	s := MatrixSender{MXID: user}
+	if member, err := br.AS.StateStore.GetMember(ctx, roomID, user); err == nil && member != nil && member.Displayname != "" {
+		s.DisplayName = member.Displayname
+	} else if profile, err := br.AS.BotIntent().GetProfile(ctx, user); err == nil && profile.DisplayName != "" {
+		s.DisplayName = profile.DisplayName
+	} else {
+		s.DisplayName = user.Localpart()
+	}
+	s.Disambiguated = s.DisplayName
+	if members, err := br.stateStore().GetRoomMembers(ctx, roomID, event.MembershipJoin); err == nil {
+		for other, m := range members {
+			if other != user && m != nil && m.Displayname == s.DisplayName {
+				s.Disambiguated = fmt.Sprintf("%s (%s)", s.DisplayName, user)
+				break
+			}
+		}
+	}
+	return s
+}
+
+// neutralContent turns Matrix message content into the network-neutral form, fetching
+// media so connectors never talk to the homeserver.
+func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEventContent) (*MessageContent, error) {
+	mc := &MessageContent{MsgType: content.MsgType, Body: content.Body}
+	if content.Format == event.FormatHTML {
+		mc.FormattedBody = content.FormattedBody
+	}
+	if content.Mentions != nil {
+		for _, u := range content.Mentions.UserIDs {
+			if ch, remote, ok := br.ghostConnector(u); ok && ch != nil {
+				mc.Mentions = append(mc.Mentions, remote)
+			}
+		}
+	}
+	switch content.MsgType {
+	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile, event.MessageType(event.EventSticker.Type):
+		if content.URL == "" {
+			if content.File != nil {
+				return nil, userErrorf("encrypted media is not supported yet")
+			}
+			return mc, nil
+		}
+		uri, err := content.URL.Parse()
+		if err != nil {
+			return nil, userErrorf("the media URL is malformed")
+		}
+		data, err := br.AS.BotClient().DownloadBytes(ctx, uri)
+		if err != nil {
+			return nil, fmt.Errorf("downloading media: %w", err)
+		}
+		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: content.URL, Size: len(data)}
+		if content.Info != nil {
+			mc.Media.MimeType = content.Info.MimeType
+		}
+	}
+	return mc, nil
+}

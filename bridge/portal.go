@@ -1,0 +1,230 @@
+package bridge
+
+// Portals: Matrix rooms the bridge creates for remote chats. A remote chat may also be
+// plumbed into existing rooms (plumb.go); every linked room gets the chat's events.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+// portalForAlias answers an alias query: it finds or creates the portal of the chat the
+// alias names. An empty room ID means the alias is not ours or names no chat.
+func (br *Bridge) portalForAlias(ctx context.Context, alias id.RoomAlias) (id.RoomID, error) {
+	for _, name := range br.order {
+		ch := br.connectors[name]
+		rest, ok := ch.parseAlias(alias)
+		if !ok {
+			continue
+		}
+		ar, ok := ch.conn.(AliasResolver)
+		if !ok {
+			return "", nil
+		}
+		info, err := ar.ChatForAlias(ctx, rest)
+		if err != nil {
+			return "", err
+		} else if info == nil {
+			return "", nil
+		}
+		info.Key.Connector = name
+		roomID, _, err := br.ensurePortalRoom(ctx, ch, info, "", true)
+		return roomID, err
+	}
+	return "", nil
+}
+
+// ensurePortalRoom returns the chat's portal room, creating it if needed. invite, if set,
+// is invited (and, for a new per-login chat, is the room's intended user). withAlias
+// gives the room its alias (alias queries create the alias in the same request).
+func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool) (id.RoomID, bool, error) {
+	key := info.Key
+	unlock := br.chatLocks.Lock(key.String())
+	defer unlock()
+	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
+	if err != nil {
+		return "", false, err
+	}
+	for _, r := range rooms {
+		if r.Kind == database.RoomPortal {
+			roomID := id.RoomID(r.RoomID)
+			if invite != "" {
+				if err = br.AS.BotIntent().EnsureInvited(ctx, roomID, invite); err != nil {
+					return roomID, false, fmt.Errorf("inviting user to existing portal: %w", err)
+				}
+			}
+			return roomID, false, nil
+		}
+	}
+	roomID, err := br.createPortalRoom(ctx, ch, info, invite, withAlias)
+	if err != nil {
+		return "", false, err
+	}
+	return roomID, true, nil
+}
+
+func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool) (id.RoomID, error) {
+	key := info.Key
+	log := br.Log.With().Object("portal", key).Logger()
+	bot := br.AS.BotIntent()
+	if err := br.DB.UpsertPortal(ctx, &database.PortalRow{
+		Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver,
+		Name: info.Name, Topic: info.Topic, AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: info.OtherUser,
+	}); err != nil {
+		return "", err
+	}
+	pl := &event.PowerLevelsEventContent{
+		Users:         map[id.UserID]int{bot.UserID: 100},
+		EventsDefault: 0,
+		StateDefaultPtr: func() *int {
+			v := 50
+			return &v
+		}(),
+	}
+	for _, m := range info.Members {
+		if m.PowerLevel != nil {
+			pl.Users[ch.GhostMXID(m.RemoteID)] = *m.PowerLevel
+		}
+	}
+	bridgeInfo := br.bridgeInfo(ch, info, "")
+	req := &mautrix.ReqCreateRoom{
+		Visibility: "private",
+		Name:       info.Name,
+		Topic:      info.Topic,
+		InitialState: []*event.Event{
+			{Type: event.StateBridge, StateKey: ptr(bridgeStateKey(key)), Content: event.Content{Parsed: bridgeInfo}},
+			{Type: event.StateHalfShotBridge, StateKey: ptr(bridgeStateKey(key)), Content: event.Content{Parsed: bridgeInfo}},
+		},
+		PowerLevelOverride: pl,
+		IsDirect:           info.IsDM,
+	}
+	if !info.AvatarURL.IsEmpty() {
+		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateRoomAvatar, StateKey: ptr(""),
+			Content: event.Content{Parsed: &event.RoomAvatarEventContent{URL: info.AvatarURL.CUString()}}})
+	}
+	if key.Receiver == "" && !info.IsDM {
+		// A shared chat (a channel) is joinable by alias, as the channel is on its network.
+		req.Preset = "public_chat"
+	} else {
+		req.Preset = "private_chat"
+	}
+	if withAlias {
+		if alias := ch.aliasFor(key); alias != "" {
+			req.RoomAliasName = strings.TrimPrefix(strings.SplitN(alias.String(), ":", 2)[0], "#")
+		}
+	}
+	if invite != "" {
+		req.Invite = []id.UserID{invite}
+	}
+	var dmGhost id.UserID
+	if info.IsDM && info.OtherUser != "" {
+		dmGhost = ch.GhostMXID(info.OtherUser)
+		if err := ch.ensureGhost(ctx, info.OtherUser, nameInfo(info.Name)); err != nil {
+			return "", err
+		}
+		req.Invite = append(req.Invite, dmGhost)
+		pl.Users[dmGhost] = 100
+	}
+	resp, err := bot.CreateRoom(ctx, req)
+	if err != nil {
+		return "", fmt.Errorf("creating portal room: %w", err)
+	}
+	roomID := resp.RoomID
+	log = log.With().Stringer("room_id", roomID).Logger()
+	if err = br.DB.InsertRoom(ctx, &database.RoomRow{
+		RoomID: roomID.String(), Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver,
+		Kind: database.RoomPortal, CreatedBy: invite.String(),
+	}); err != nil {
+		return "", err
+	}
+	log.Info().Msg("Created portal room")
+	if dmGhost != "" {
+		if err = br.AS.Intent(dmGhost).EnsureJoined(ctx, roomID); err != nil {
+			log.Warn().Err(err).Msg("DM ghost could not join portal")
+		}
+	}
+	for _, m := range info.Members {
+		intent, err := ch.ghostIntent(ctx, m.RemoteID, m.Name)
+		if err != nil {
+			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Creating member ghost failed")
+			continue
+		}
+		if err = intent.EnsureJoined(ctx, roomID); err != nil {
+			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Member ghost could not join portal")
+		}
+	}
+	return roomID, nil
+}
+
+func nameInfo(name string) *GhostInfo {
+	if name == "" {
+		return nil
+	}
+	return &GhostInfo{Name: name}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// bridgeStateKey is the state key of a room's m.bridge event.
+func bridgeStateKey(k PortalKey) string {
+	return "passerelle://" + k.Connector + "/" + k.ChatID
+}
+
+// bridgeInfo builds the MSC2346 bridge info of a linked room.
+func (br *Bridge) bridgeInfo(ch *connectorHost, info *ChatInfo, creator id.UserID) *event.BridgeEventContent {
+	name := info.Name
+	if name == "" {
+		name = info.Key.ChatID
+	}
+	return &event.BridgeEventContent{
+		BridgeBot: br.BotMXID(),
+		Creator:   creator,
+		Protocol:  event.BridgeInfoSection{ID: ch.info.ProtocolID, DisplayName: ch.info.DisplayName},
+		Channel:   event.BridgeInfoSection{ID: info.Key.ChatID, DisplayName: name, Receiver: info.Key.Receiver},
+	}
+}
+
+// linkedRooms returns the rooms of a chat; for a remote event that may create its
+// portal, the portal is created first.
+func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *RemoteEvent) ([]*database.RoomRow, error) {
+	key := evt.Chat
+	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
+	if err != nil {
+		return nil, err
+	}
+	if len(rooms) > 0 || !evt.CreatePortal {
+		return rooms, nil
+	}
+	info := evt.ChatInfo
+	if info == nil {
+		info = &ChatInfo{Key: key}
+	}
+	info.Key = key
+	var invite id.UserID
+	if key.Receiver != "" {
+		login, err := br.DB.GetLogin(ctx, key.Connector, key.Receiver)
+		if err != nil {
+			return nil, err
+		} else if login != nil {
+			invite = id.UserID(login.MXID)
+		}
+	} else if evt.Sender.Login != "" {
+		login, err := br.DB.GetLogin(ctx, key.Connector, evt.Sender.Login)
+		if err != nil {
+			return nil, err
+		} else if login != nil {
+			invite = id.UserID(login.MXID)
+		}
+	}
+	if _, _, err = br.ensurePortalRoom(ctx, ch, info, invite, true); err != nil {
+		return nil, err
+	}
+	return br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
+}

@@ -1,0 +1,315 @@
+package bridge
+
+// Network → Matrix: remote events come out of the queue here, in order per chat, and
+// are sent into every room linked to the chat as the right user.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem) error {
+	var evt RemoteEvent
+	if err := json.Unmarshal(item.Payload, &evt); err != nil {
+		return fmt.Errorf("%w: decoding remote event: %v", errPermanent, err)
+	}
+	ch := br.connector(evt.Chat.Connector)
+	if ch == nil {
+		return fmt.Errorf("%w: remote event for disabled connector %q", errPermanent, evt.Chat.Connector)
+	}
+	log := zerolog.Ctx(ctx).With().Object("portal", evt.Chat).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Logger()
+	ctx = log.WithContext(ctx)
+	rooms, err := br.linkedRooms(ctx, ch, &evt)
+	if err != nil {
+		return err
+	}
+	if evt.Type == RemoteChatInfo && evt.ChatInfo != nil {
+		if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: evt.Chat.Connector, ChatID: evt.Chat.ChatID,
+			Receiver: evt.Chat.Receiver, Name: evt.ChatInfo.Name, Topic: evt.ChatInfo.Topic,
+			AvatarURL: evt.ChatInfo.AvatarURL.String(), IsDM: evt.ChatInfo.IsDM, OtherUser: evt.ChatInfo.OtherUser}); err != nil {
+			return err
+		}
+	}
+	if len(rooms) == 0 {
+		log.Debug().Msg("No room linked to chat, dropping remote event")
+		return nil
+	}
+	intent, err := br.remoteSenderIntent(ctx, ch, &evt)
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	for _, room := range rooms {
+		roomID := id.RoomID(room.RoomID)
+		if err := br.applyRemoteEvent(ctx, ch, &evt, room, intent); err != nil {
+			log.Warn().Err(err).Stringer("room_id", roomID).Msg("Bridging remote event into room failed")
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}
+
+// remoteSenderIntent picks who speaks on Matrix: the user's real account for their own
+// actions when double puppeting is set up, otherwise the sender's ghost.
+func (br *Bridge) remoteSenderIntent(ctx context.Context, ch *connectorHost, evt *RemoteEvent) (*appservice.IntentAPI, error) {
+	if evt.Sender.IsFromMe && evt.Sender.Login != "" {
+		login, err := br.DB.GetLogin(ctx, ch.info.Name, evt.Sender.Login)
+		if err != nil {
+			return nil, err
+		}
+		if login != nil {
+			if intent := br.doublePuppetIntent(ctx, id.UserID(login.MXID)); intent != nil {
+				return intent, nil
+			}
+		}
+	}
+	if evt.Sender.RemoteID == "" {
+		return br.AS.BotIntent(), nil
+	}
+	return ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.Name)
+}
+
+// remoteTxnID derives the Matrix transaction ID from the remote event, so a retried or
+// resumed event is deduplicated by the homeserver.
+func remoteTxnID(evt *RemoteEvent, roomID id.RoomID) string {
+	h := sha256.Sum256([]byte(string(evt.Type) + "\x00" + evt.Chat.String() + "\x00" + evt.ID + "\x00" + evt.TargetID +
+		"\x00" + evt.Sender.RemoteID + "\x00" + evt.Emoji + "\x00" + roomID.String()))
+	return "pass_" + base64.RawURLEncoding.EncodeToString(h[:18])
+}
+
+func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *RemoteEvent, room *database.RoomRow, intent *appservice.IntentAPI) error {
+	roomID := id.RoomID(room.RoomID)
+	key := evt.Chat
+	ts := evt.Timestamp.UnixMilli()
+	if evt.Timestamp.IsZero() {
+		ts = 0
+	}
+	send := func(evtType event.Type, content *event.Content) (id.EventID, error) {
+		resp, err := intent.SendMessageEvent(ctx, roomID, evtType, content, mautrix.ReqSendEvent{
+			TransactionID: remoteTxnID(evt, roomID), Timestamp: ts,
+		})
+		if err != nil {
+			return "", fmt.Errorf("sending %s: %w", evtType.Type, err)
+		}
+		return resp.EventID, nil
+	}
+	targetEvent := func(remoteID string) (*database.MessageRow, error) {
+		if remoteID == "" {
+			return nil, nil
+		}
+		return br.DB.MessageByRemote(ctx, room.RoomID, key.Connector, key.ChatID, key.Receiver, remoteID)
+	}
+	switch evt.Type {
+	case RemoteMessage:
+		if evt.Content == nil {
+			return fmt.Errorf("%w: message without content", errPermanent)
+		}
+		if existing, err := targetEvent(evt.ID); err != nil {
+			return err
+		} else if existing != nil && evt.ID != "" {
+			return nil // already bridged into this room (a resumed event)
+		}
+		content, err := br.matrixContent(ctx, ch, evt.Content, func(remoteID string) id.EventID {
+			if row, _ := targetEvent(remoteID); row != nil {
+				return id.EventID(row.EventID)
+			}
+			return ""
+		})
+		if err != nil {
+			return err
+		}
+		eventID, err := send(event.EventMessage, content)
+		if err != nil {
+			return err
+		}
+		if evt.ID == "" {
+			return nil
+		}
+		return br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: eventID.String(),
+			Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: evt.ID,
+			SenderMXID: intent.UserID.String(), CreatedAt: nonZeroTime(evt.Timestamp)})
+	case RemoteEdit:
+		target, err := targetEvent(evt.TargetID)
+		if err != nil {
+			return err
+		} else if target == nil || evt.Content == nil {
+			zerolog.Ctx(ctx).Debug().Msg("Edit target unknown, dropping")
+			return nil
+		}
+		newContent, err := br.matrixContent(ctx, ch, evt.Content, nil)
+		if err != nil {
+			return err
+		}
+		msg := newContent.Parsed.(*event.MessageEventContent)
+		edit := &event.MessageEventContent{MsgType: msg.MsgType, Body: "* " + msg.Body, NewContent: msg,
+			Mentions: msg.Mentions}
+		if msg.FormattedBody != "" {
+			edit.Format = event.FormatHTML
+			edit.FormattedBody = "* " + msg.FormattedBody
+		}
+		edit.SetEdit(id.EventID(target.EventID))
+		_, err = send(event.EventMessage, &event.Content{Parsed: edit})
+		return err
+	case RemoteRedaction:
+		target, err := targetEvent(evt.TargetID)
+		if err != nil {
+			return err
+		} else if target == nil {
+			return nil
+		}
+		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(target.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID)}); err != nil {
+			// The sender may lack power to redact another's event; the bot has it.
+			if _, err2 := br.AS.BotIntent().RedactEvent(ctx, roomID, id.EventID(target.EventID)); err2 != nil {
+				return fmt.Errorf("redacting: %w", err)
+			}
+		}
+		return br.DB.DeleteMessagesByEvent(ctx, room.RoomID, target.EventID)
+	case RemoteReaction:
+		target, err := targetEvent(evt.TargetID)
+		if err != nil {
+			return err
+		} else if target == nil {
+			return nil
+		}
+		senderKey := "remote:" + evt.Sender.RemoteID
+		if existing, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, senderKey, evt.Emoji); err != nil {
+			return err
+		} else if existing != nil {
+			return nil
+		}
+		content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation,
+			EventID: id.EventID(target.EventID), Key: evt.Emoji}}
+		eventID, err := send(event.EventReaction, &event.Content{Parsed: content})
+		if err != nil {
+			return err
+		}
+		remoteID := evt.ID
+		if remoteID == "" {
+			remoteID = "reaction:" + evt.TargetID + ":" + evt.Sender.RemoteID + ":" + evt.Emoji
+		}
+		return br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: eventID.String(),
+			Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: remoteID,
+			Kind: database.KindReaction, SenderMXID: senderKey, TargetRemoteID: evt.TargetID, Emoji: evt.Emoji})
+	case RemoteUnreaction:
+		row, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, "remote:"+evt.Sender.RemoteID, evt.Emoji)
+		if err != nil || row == nil {
+			return err
+		}
+		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(row.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID)}); err != nil {
+			return fmt.Errorf("redacting reaction: %w", err)
+		}
+		return br.DB.DeleteMessagesByEvent(ctx, room.RoomID, row.EventID)
+	case RemoteTyping:
+		_, err := intent.UserTyping(ctx, roomID, evt.Typing, 20*time.Second)
+		return ignoreForbidden(err)
+	case RemoteReceipt:
+		target, err := targetEvent(evt.TargetID)
+		if err != nil || target == nil {
+			return err
+		}
+		return ignoreForbidden(intent.MarkRead(ctx, roomID, id.EventID(target.EventID)))
+	case RemoteJoin:
+		return intent.EnsureJoined(ctx, roomID)
+	case RemoteLeave:
+		if intent.IsCustomPuppet || intent.UserID == br.BotMXID() {
+			return nil
+		}
+		_, err := intent.LeaveRoom(ctx, roomID, &mautrix.ReqLeave{Reason: evt.Reason})
+		return ignoreForbidden(err)
+	case RemoteKick:
+		target := ch.GhostMXID(evt.TargetUser)
+		_, err := br.AS.BotIntent().KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: target, Reason: evt.Reason})
+		return ignoreForbidden(err)
+	case RemoteChatInfo:
+		if evt.ChatInfo == nil {
+			return nil
+		}
+		// Plumbed rooms belong to their users: the bridge does not rename them.
+		if room.Kind != database.RoomPortal {
+			return nil
+		}
+		bot := br.AS.BotIntent()
+		if evt.ChatInfo.Name != "" {
+			if _, err := bot.SetRoomName(ctx, roomID, evt.ChatInfo.Name); err != nil {
+				return fmt.Errorf("setting room name: %w", err)
+			}
+		}
+		if _, err := bot.SetRoomTopic(ctx, roomID, evt.ChatInfo.Topic); err != nil {
+			return fmt.Errorf("setting room topic: %w", err)
+		}
+		return nil
+	case RemoteProfile:
+		if evt.Sender.RemoteID == "" {
+			return nil
+		}
+		return ch.ensureGhost(ctx, evt.Sender.RemoteID, &GhostInfo{Name: evt.Sender.Name})
+	default:
+		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
+	}
+}
+
+func nonZeroTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+func ignoreForbidden(err error) error {
+	if errors.Is(err, mautrix.MForbidden) {
+		return nil
+	}
+	return err
+}
+
+// matrixContent turns a network-neutral message into Matrix content: uploads media,
+// resolves the reply target, turns mentions into m.mentions.
+func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *MessageContent, replyTarget func(string) id.EventID) (*event.Content, error) {
+	content := &event.MessageEventContent{MsgType: mc.MsgType, Body: mc.Body}
+	if content.MsgType == "" {
+		content.MsgType = event.MsgText
+	}
+	if mc.FormattedBody != "" {
+		content.Format = event.FormatHTML
+		content.FormattedBody = mc.FormattedBody
+	}
+	if mc.Media != nil && len(mc.Media.Data) > 0 {
+		resp, err := br.AS.BotIntent().UploadBytesWithName(ctx, mc.Media.Data, mc.Media.MimeType, mc.Media.FileName)
+		if err != nil {
+			return nil, fmt.Errorf("uploading media: %w", err)
+		}
+		content.URL = resp.ContentURI.CUString()
+		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: len(mc.Media.Data)}
+		if content.Body == "" {
+			content.Body = mc.Media.FileName
+		}
+		if mc.Media.FileName != "" && mc.Media.FileName != content.Body {
+			content.FileName = mc.Media.FileName
+		}
+	}
+	content.Mentions = &event.Mentions{}
+	for _, m := range mc.Mentions {
+		content.Mentions.UserIDs = append(content.Mentions.UserIDs, ch.GhostMXID(m))
+	}
+	if mc.ReplyTo != "" && replyTarget != nil {
+		if target := replyTarget(mc.ReplyTo); target != "" {
+			content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(target)
+		}
+	}
+	return &event.Content{Parsed: content}, nil
+}

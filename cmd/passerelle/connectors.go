@@ -1,0 +1,11 @@
+package main
+
+import "github.com/passerelle/passerelle/bridge"
+
+// availableConnectors is the plugin point: every connector compiled into this binary,
+// by config name. Test-only connectors add themselves in files behind build tags.
+func availableConnectors() map[string]func() bridge.Connector {
+	conns := map[string]func() bridge.Connector{}
+	addTestConnectors(conns)
+	return conns
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/appservice"
+
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/bridge/config"
+)
+
+// runBridge starts the bridge and blocks until ctx is cancelled.
+func runBridge(ctx context.Context, cfg *config.Config, reg *appservice.Registration) error {
+	// Everything the bridge writes (the SQLite file, connector session stores) holds
+	// sessions or secrets: never readable by others.
+	syscall.Umask(0o077)
+	log, err := newLogger(cfg.Logging)
+	if err != nil {
+		return err
+	}
+	ctx = log.WithContext(ctx)
+	conns, err := enabledConnectors(cfg)
+	if err != nil {
+		return err
+	}
+	br, err := bridge.New(ctx, cfg, reg, conns, log)
+	if err != nil {
+		return err
+	}
+	if err = br.Start(ctx); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		br.Stop(stopCtx)
+		cancel()
+		return err
+	}
+	<-ctx.Done()
+	log.Info().Msg("Shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	br.Stop(stopCtx)
+	return nil
+}
+
+// enabledConnectors instantiates the compiled-in connectors the config enables.
+func enabledConnectors(cfg *config.Config) ([]bridge.Connector, error) {
+	names, err := cfg.EnabledConnectors()
+	if err != nil {
+		return nil, err
+	}
+	available := availableConnectors()
+	var out []bridge.Connector
+	for _, name := range names {
+		factory, ok := available[name]
+		if !ok {
+			return nil, fmt.Errorf("connectors.%s: no such connector in this build", name)
+		}
+		out = append(out, factory())
+	}
+	return out, nil
+}
+
+func newLogger(cfg config.LoggingConfig) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		return zerolog.Nop(), fmt.Errorf("logging.level: %w", err)
+	}
+	var log zerolog.Logger
+	if cfg.Format == "json" {
+		log = zerolog.New(os.Stderr)
+	} else {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	}
+	return log.Level(level).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command: bash scripts/test.sh
+#
+# Makes sure the real parts the end-to-end tests need are present (PostgreSQL on
+# 127.0.0.1:5432 with trust auth; ngircd and inspircd binaries — see
+# ensure_irc_servers in scripts/lib.sh), then runs go vet and the whole test suite.
+# Dendrite is built by the tests themselves (tests/harness) and cached in
+# $PASSERELLE_TEST_CACHE (default ~/.cache/passerelle-tests); the first run takes a few
+# minutes longer. go test's own closing lines are the last thing printed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+ensure_go
+ensure_postgres
+ensure_irc_servers
+
+log "go version: $(go version)"
+vet_rc=0
+log "go vet ./..."
+go vet ./... || { vet_rc=$?; log "go vet failed (exit $vet_rc); running the tests anyway"; }
+
+log "go test -count=1 -timeout 60m ./..."
+test_rc=0
+go test -count=1 -timeout 60m ./... || test_rc=$?
+
+if [ "$test_rc" -ne 0 ]; then
+	exit "$test_rc"
+fi
+exit "$vet_rc"
