@@ -300,4 +300,3 @@ func (br *Bridge) requireRoomPower(ctx context.Context, ce *CommandEvent, what s
 	}
 	return nil
 }
-

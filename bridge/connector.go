@@ -394,10 +394,10 @@ type MessageContent struct {
 // Media is a file to bridge. For remote→Matrix, Data holds the bytes (the core uploads
 // them); for Matrix→remote, URL holds the mxc URI and Data the downloaded bytes.
 type Media struct {
-	FileName string          `json:"file_name,omitempty"`
-	MimeType string          `json:"mime_type,omitempty"`
-	Size     int             `json:"size,omitempty"`
-	Data     []byte          `json:"data,omitempty"`
+	FileName string              `json:"file_name,omitempty"`
+	MimeType string              `json:"mime_type,omitempty"`
+	Size     int                 `json:"size,omitempty"`
+	Data     []byte              `json:"data,omitempty"`
 	URL      id.ContentURIString `json:"url,omitempty"`
 }
 
@@ -436,10 +436,10 @@ type MatrixEdit struct {
 
 // MatrixRedaction is a Matrix redaction to send.
 type MatrixRedaction struct {
-	Chat     PortalKey
-	RoomID   id.RoomID
-	EventID  id.EventID
-	Sender   MatrixSender
+	Chat      PortalKey
+	RoomID    id.RoomID
+	EventID   id.EventID
+	Sender    MatrixSender
 	TargetIDs []string
 	// IsReaction marks the removal of a reaction; Emoji is then set.
 	IsReaction bool
@@ -461,10 +461,10 @@ type MatrixReaction struct {
 
 // MatrixMembership is a membership change in a bridged room.
 type MatrixMembership struct {
-	Chat       PortalKey
-	RoomID     id.RoomID
-	Sender     MatrixSender
-	Target     id.UserID
+	Chat   PortalKey
+	RoomID id.RoomID
+	Sender MatrixSender
+	Target id.UserID
 	// TargetRemote is the remote ID when Target is one of our ghosts.
 	TargetRemote string
 	Membership   event.Membership

@@ -150,7 +150,13 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to store transaction")
 		return
 	}
-	log.Debug().Int("events", len(items)).Int("new", len(added)).Msg("Transaction stored")
+	if e := log.Debug(); e.Enabled() {
+		types := make([]string, 0, len(txn.Events))
+		for _, evt := range txn.Events {
+			types = append(types, evt.Type.Type+" "+evt.ID.String())
+		}
+		e.Strs("events", types).Int("new", len(added)).Msg("Transaction stored")
+	}
 	br.queue.Push(added...)
 	// Dendrite counts only 200 as success.
 	writeJSON(w, http.StatusOK, struct{}{})

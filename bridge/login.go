@@ -394,8 +394,6 @@ func (br *Bridge) renderDisplay(ctx context.Context, st *loginFlowState, step *L
 		st.qrEvent = resp.EventID
 		return nil
 	}
-	newContent := *content
-	content.NewContent = &newContent
 	content.SetEdit(st.qrEvent)
 	_, err = bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, content)
 	return err

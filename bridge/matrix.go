@@ -27,7 +27,9 @@ type userError struct{ msg string }
 func (e *userError) Error() string { return e.msg }
 func (e *userError) Unwrap() error { return errPermanent }
 
-func userErrorf(format string, args ...any) error { return &userError{msg: fmt.Sprintf(format, args...)} }
+func userErrorf(format string, args ...any) error {
+	return &userError{msg: fmt.Sprintf(format, args...)}
+}
 
 func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) error {
 	switch item.Kind {

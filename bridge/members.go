@@ -93,11 +93,15 @@ func (br *Bridge) handleBotMembership(ctx context.Context, evt *event.Event, con
 		if rc, err := br.bridgedRoom(ctx, evt.RoomID); err != nil || rc != nil {
 			return err
 		}
-		members, err := bot.JoinedMembers(ctx, evt.RoomID)
-		if err != nil {
-			return fmt.Errorf("listing members: %w", err)
+		var err error
+		isDM := content.IsDirect
+		if !isDM {
+			isDM, err = br.looksLikeDM(ctx, evt.RoomID, evt.Sender)
+			if err != nil {
+				return err
+			}
 		}
-		if content.IsDirect || len(members.Joined) <= 2 {
+		if isDM {
 			if err = br.DB.SetManagementRoom(ctx, evt.Sender.String(), evt.RoomID.String()); err != nil {
 				return err
 			}
@@ -122,6 +126,29 @@ func (br *Bridge) handleBotMembership(ctx context.Context, evt *event.Event, con
 		}
 	}
 	return nil
+}
+
+// looksLikeDM says whether a room the bot was invited to without is_direct is still a
+// one-to-one chat with the inviter: unnamed, and nobody else joined or invited.
+func (br *Bridge) looksLikeDM(ctx context.Context, roomID id.RoomID, inviter id.UserID) (bool, error) {
+	bot := br.AS.BotIntent()
+	var name event.RoomNameEventContent
+	if err := bot.StateEvent(ctx, roomID, event.StateRoomName, "", &name); err == nil && name.Name != "" {
+		return false, nil
+	}
+	members, err := bot.Members(ctx, roomID)
+	if err != nil {
+		return false, fmt.Errorf("listing members: %w", err)
+	}
+	for _, m := range members.Chunk {
+		_ = m.Content.ParseRaw(event.StateMember)
+		target := id.UserID(m.GetStateKey())
+		ms := m.Content.AsMember().Membership
+		if target != inviter && target != br.BotMXID() && (ms == event.MembershipJoin || ms == event.MembershipInvite) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // handleGhostInvite opens a DM portal when a Matrix user invites a ghost to a room.

@@ -55,7 +55,7 @@ func NewQueue(db *database.Database, handle func(ctx context.Context, item datab
 }
 
 func matrixQueueKey(roomID id.RoomID) string { return "matrix:" + roomID.String() }
-func remoteQueueKey(k PortalKey) string     { return "remote:" + k.String() }
+func remoteQueueKey(k PortalKey) string      { return "remote:" + k.String() }
 
 // Resume loads every unfinished item from the database (after a restart or crash).
 func (q *Queue) Resume(ctx context.Context) error {

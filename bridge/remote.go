@@ -54,6 +54,13 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 	var firstErr error
 	for _, room := range rooms {
 		roomID := id.RoomID(room.RoomID)
+		if item.Resumed && evt.Type == RemoteMessage && evt.ID != "" {
+			if done, err := br.recoverSentMessage(ctx, &evt, room); err != nil {
+				return err
+			} else if done {
+				continue
+			}
+		}
 		if err := br.applyRemoteEvent(ctx, ch, &evt, room, intent); err != nil {
 			log.Warn().Err(err).Stringer("room_id", roomID).Msg("Bridging remote event into room failed")
 			if firstErr == nil {
@@ -133,6 +140,9 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil {
 			return err
 		}
+		if evt.ID != "" {
+			content.Raw = map[string]any{remoteIDKey: evt.ID}
+		}
 		eventID, err := send(event.EventMessage, content)
 		if err != nil {
 			return err
@@ -155,13 +165,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil {
 			return err
 		}
-		msg := newContent.Parsed.(*event.MessageEventContent)
-		edit := &event.MessageEventContent{MsgType: msg.MsgType, Body: "* " + msg.Body, NewContent: msg,
-			Mentions: msg.Mentions}
-		if msg.FormattedBody != "" {
-			edit.Format = event.FormatHTML
-			edit.FormattedBody = "* " + msg.FormattedBody
-		}
+		edit := newContent.Parsed.(*event.MessageEventContent)
 		edit.SetEdit(id.EventID(target.EventID))
 		_, err = send(event.EventMessage, &event.Content{Parsed: edit})
 		return err
@@ -261,6 +265,33 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 	default:
 		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
 	}
+}
+
+// remoteIDKey marks bridged messages with their remote ID, so a crash between sending
+// and recording the mapping can be recovered from the room's own history.
+const remoteIDKey = "net.passerelle.remote_id"
+
+// recoverSentMessage looks for a message that a crashed run sent but did not record
+// (the homeserver's transaction-ID deduplication is in memory and misses a request cut
+// off mid-flight). When found, the mapping is recorded and true returned.
+func (br *Bridge) recoverSentMessage(ctx context.Context, evt *RemoteEvent, room *database.RoomRow) (bool, error) {
+	key := evt.Chat
+	if existing, err := br.DB.MessageByRemote(ctx, room.RoomID, key.Connector, key.ChatID, key.Receiver, evt.ID); err != nil || existing != nil {
+		return existing != nil, err
+	}
+	resp, err := br.AS.BotIntent().Messages(ctx, id.RoomID(room.RoomID), "", "", mautrix.DirectionBackward, nil, 100)
+	if err != nil {
+		return false, fmt.Errorf("reading recent history to recover: %w", err)
+	}
+	for _, e := range resp.Chunk {
+		if rid, _ := e.Content.Raw[remoteIDKey].(string); rid == evt.ID && e.Type == event.EventMessage {
+			zerolog.Ctx(ctx).Info().Stringer("event_id", e.ID).Msg("Recovered a message sent before a crash")
+			return true, br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: e.ID.String(),
+				Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: evt.ID,
+				SenderMXID: e.Sender.String(), CreatedAt: nonZeroTime(evt.Timestamp)})
+		}
+	}
+	return false, nil
 }
 
 func nonZeroTime(t time.Time) time.Time {

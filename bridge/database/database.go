@@ -65,7 +65,8 @@ func Open(ctx context.Context, dbType, uri string, maxOpen int, log zerolog.Logg
 	raw.RawDB.SetMaxIdleConns(maxOpen)
 	raw.Owner = "passerelle"
 	raw.Log = dbutil.ZeroLogger(log.With().Str("db_section", "core").Logger())
-	raw.UpgradeTable.RegisterFS(upgrades)
+	raw.VersionTable = "passerelle_version"
+	raw.UpgradeTable.RegisterFSPath(upgrades, "upgrades")
 	if err = raw.RawDB.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("connecting to %s database: %w", dbType, err)
 	}

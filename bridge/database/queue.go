@@ -16,6 +16,9 @@ type QueueItem struct {
 	Kind     string
 	Payload  []byte
 	Attempts int
+	// Resumed marks an item loaded after a restart: its handling may have been cut
+	// short by a crash after an effect but before it was recorded.
+	Resumed bool
 }
 
 // TxnItem is one event of an appservice transaction.
@@ -88,6 +91,7 @@ func (db *Database) PendingQueue(ctx context.Context) ([]QueueItem, error) {
 			return nil, fmt.Errorf("reading event queue: %w", err)
 		}
 		it.Payload = []byte(payload)
+		it.Resumed = true
 		out = append(out, it)
 	}
 	return out, rows.Err()
