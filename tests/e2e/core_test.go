@@ -40,8 +40,8 @@ func (v *variant) testTokens(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", shared.port)
 	cases := []struct {
 		name, method, path, token, body string
-		status                           int
-		errcode                          string
+		status                          int
+		errcode                         string
 	}{
 		{"wrong token", http.MethodPut, "/_matrix/app/v1/transactions/t1", "wrong", `{"events":[]}`, 403, "M_FORBIDDEN"},
 		{"missing token", http.MethodPut, "/_matrix/app/v1/transactions/t2", "", `{"events":[]}`, 401, "M_MISSING_TOKEN"},

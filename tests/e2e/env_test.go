@@ -134,7 +134,7 @@ func newVariant(t *testing.T, dbType string) *variant {
 		HomeserverURL: hs.URL, HomeserverDomain: hs.Domain, Port: shared.port,
 		DatabaseType: dbType, DatabaseURI: dbURI,
 		Permissions: map[string]string{
-			hs.Domain: "user",
+			hs.Domain:                             "user",
 			hs.UserID("alice_" + dbType).String(): "admin",
 		},
 		DoublePuppetASToken: shared.dpToken,
