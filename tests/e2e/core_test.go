@@ -253,6 +253,23 @@ func (v *variant) testMessagesBothWays(t *testing.T, portal id.RoomID) {
 	}); err != nil {
 		t.Fatalf("matrix redaction: %v", err)
 	}
+
+	// Typing and read receipts (ephemeral events, which Dendrite does not push to
+	// appservices) reach the network through the user's login; the MSC2409 key works too.
+	v.pushRaw(t, "typing-"+v.name, map[string]any{"ephemeral": []any{map[string]any{"type": "m.typing", "room_id": portal,
+		"content": map[string]any{"user_ids": []id.UserID{v.alice.UserID}}}}})
+	if _, err = v.net.WaitEvent(ctx, v.lobby, func(e loopnet.Event) bool {
+		return e.Kind == loopnet.KindTyping && e.Sender == v.account && e.Text != "stop"
+	}); err != nil {
+		t.Fatalf("matrix typing: %v", err)
+	}
+	v.pushRaw(t, "receipt-"+v.name, map[string]any{"de.sorunome.msc2409.ephemeral": []any{map[string]any{"type": "m.receipt", "room_id": portal,
+		"content": map[string]any{secondMx.ID.String(): map[string]any{"m.read": map[string]any{v.alice.UserID.String(): map[string]any{"ts": time.Now().UnixMilli()}}}}}}})
+	if _, err = v.net.WaitEvent(ctx, v.lobby, func(e loopnet.Event) bool {
+		return e.Kind == loopnet.KindReceipt && e.Sender == v.account && e.Target == second.ID
+	}); err != nil {
+		t.Fatalf("matrix read receipt: %v", err)
+	}
 }
 
 // testDoublePuppet: what the user does from their own device shows up as their real
@@ -453,7 +470,13 @@ func (v *variant) redact(t *testing.T, roomID id.RoomID, target id.EventID) {
 // pushTransaction sends a transaction to the bridge as the homeserver does.
 func (v *variant) pushTransaction(t *testing.T, txnID string, events ...any) {
 	t.Helper()
-	body, err := json.Marshal(map[string]any{"events": events})
+	v.pushRaw(t, txnID, map[string]any{"events": events})
+}
+
+// pushRaw sends a transaction body to the bridge as the homeserver does.
+func (v *variant) pushRaw(t *testing.T, txnID string, txn map[string]any) {
+	t.Helper()
+	body, err := json.Marshal(txn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,218 @@
+// Command demo runs a whole local Passerelle stack on embedded defaults: a real
+// Dendrite homeserver, the bridge (SQLite, with the loopback test network) and loopnet,
+// then shows a message crossing each way. Without -once it keeps running so you can log
+// in with any Matrix client and chat with the simulated remote user; lines typed on
+// standard input are said by that remote user.
+//
+//	go run ./tests/demo          # stay up; Ctrl-C to stop
+//	go run ./tests/demo -once    # show the crossing and exit
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/connectors/loopback/loopnet"
+	"github.com/passerelle/passerelle/tests/harness"
+)
+
+func main() {
+	once := flag.Bool("once", false, "show a message crossing each way, then exit")
+	dir := flag.String("dir", "", "where to keep the demo's files (default: a temporary directory)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *once, *dir, os.Stdin, os.Stdout); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the stack, shows the crossing and, unless once, serves until ctx ends.
+func run(ctx context.Context, once bool, dir string, in io.Reader, out io.Writer) error {
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "passerelle-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	say("Building Dendrite and the bridge (the first run takes a few minutes)…")
+	setupCtx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	bin, err := harness.BuildBridge(setupCtx, "passerelle_loopback")
+	if err != nil {
+		return err
+	}
+	network, err := loopnet.New()
+	if err != nil {
+		return err
+	}
+	defer network.Close()
+	port, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dir, "config.yaml")
+	regPath := filepath.Join(dir, "registration.yaml")
+	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain, Port: port,
+		DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"), LogLevel: "info",
+		Connectors: map[string]any{"loopback": map[string]any{"network_url": network.URL}}}
+	if err = harness.WriteBridgeConfig(cfgPath, params); err != nil {
+		return err
+	}
+	if err = harness.GenerateRegistration(setupCtx, bin, cfgPath, regPath); err != nil {
+		return err
+	}
+	hs, err := harness.StartDendrite(setupCtx, filepath.Join(dir, "dendrite"), []string{regPath})
+	if err != nil {
+		return err
+	}
+	defer hs.Stop()
+	// Point the bridge at the homeserver now that its address is known; the tokens
+	// generate-registration wrote into the config stay.
+	if err = rewriteHomeserver(cfgPath, hs.URL); err != nil {
+		return err
+	}
+	br, err := harness.StartBridge(setupCtx, bin, cfgPath, regPath, filepath.Join(dir, "bridge.log"))
+	if err != nil {
+		return err
+	}
+	defer br.Stop()
+	user, err := hs.RegisterUser(setupCtx, "demo", false)
+	if err != nil {
+		return err
+	}
+	defer user.Close()
+	alias := "#loopback_lobby:" + hs.Domain
+	roomID, err := user.JoinAndWait(setupCtx, alias)
+	if err != nil {
+		return err
+	}
+	say("Joined %s (%s) as %s.", alias, roomID, user.UserID)
+
+	network.Inject(loopnet.Event{Chat: "#lobby", Sender: "bob", SenderName: "Bob", Text: "Hello from the loopback network!"})
+	bobGhost := id.NewUserID("loopback_bob", hs.Domain)
+	if _, err = user.WaitEvent(setupCtx, roomID, harness.TextFrom(bobGhost, "Hello from the loopback network!")); err != nil {
+		return err
+	}
+	say("network → Matrix: %s says %q in %s", bobGhost, "Hello from the loopback network!", roomID)
+	// The demo user has no login yet: the bridge says so instead of dropping the message.
+	if _, err = user.SendText(setupCtx, roomID, "Hello from Matrix!"); err != nil {
+		return err
+	}
+	notice, err := user.WaitEvent(setupCtx, roomID, func(e *event.Event) bool {
+		return e.Sender == id.NewUserID("passerelle", hs.Domain) && e.Content.AsMessage().MsgType == event.MsgNotice
+	})
+	if err != nil {
+		return err
+	}
+	say("Matrix → network without a login: the bridge answers %q", notice.Content.AsMessage().Body)
+	if err = loginDemoUser(setupCtx, user, network, hs.Domain); err != nil {
+		return err
+	}
+	if _, err = user.SendText(setupCtx, roomID, "Hello again, now logged in!"); err != nil {
+		return err
+	}
+	got, err := network.WaitEvent(setupCtx, "#lobby", func(e loopnet.Event) bool { return e.Text == "Hello again, now logged in!" })
+	if err != nil {
+		return err
+	}
+	say("Matrix → network: account %q says %q in #lobby", got.Sender, got.Text)
+	if once {
+		say("Demo complete.")
+		return nil
+	}
+	say("\nThe stack is up. Log in with a Matrix client:\n  homeserver: %s\n  user:       %s\n  password:   %s\n  room:       %s\n"+
+		"Lines you type here are said by bob on the loopback network. Ctrl-C stops everything.", hs.URL, user.UserID, harness.TestPassword, alias)
+	go echoNetwork(ctx, network, out)
+	lines := make(chan string)
+	go func() {
+		scanner := bufio.NewScanner(in)
+		for scanner.Scan() {
+			lines <- scanner.Text()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case line := <-lines:
+			if strings.TrimSpace(line) != "" {
+				network.Inject(loopnet.Event{Chat: "#lobby", Sender: "bob", SenderName: "Bob", Text: line})
+			}
+		}
+	}
+}
+
+// loginDemoUser logs the user in through the management room's QR flow, confirming the
+// code on the network as a phone would.
+func loginDemoUser(ctx context.Context, user *harness.User, network *loopnet.Server, domain string) error {
+	bot := id.NewUserID("passerelle", domain)
+	resp, err := user.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{bot}})
+	if err != nil {
+		return err
+	}
+	if _, err = user.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool { return e.Sender == bot }); err != nil {
+		return err
+	}
+	if _, err = user.SendText(ctx, resp.RoomID, "login loopback"); err != nil {
+		return err
+	}
+	if _, err = user.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool {
+		return e.Sender == bot && e.Content.AsMessage().MsgType == event.MsgImage
+	}); err != nil {
+		return err
+	}
+	loginID, _, ok := network.PendingLogin()
+	if !ok {
+		return errors.New("the bridge started no login on the network")
+	}
+	network.ConfirmLogin(loginID, "demo-account")
+	_, err = user.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool {
+		return e.Sender == bot && strings.Contains(e.Content.AsMessage().Body, "Logged in")
+	})
+	return err
+}
+
+// rewriteHomeserver puts the real homeserver address into the generated config.
+func rewriteHomeserver(cfgPath, url string) error {
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(cfgPath, []byte(strings.Replace(string(data), "http://127.0.0.1:1\n", url+"\n", 1)), 0o600)
+}
+
+// echoNetwork prints what reaches the loopback network from Matrix.
+func echoNetwork(ctx context.Context, network *loopnet.Server, out io.Writer) {
+	seen := 0
+	for ctx.Err() == nil {
+		waitCtx, cancel := context.WithTimeout(ctx, time.Second)
+		events := network.Events("#lobby")
+		for _, e := range events[seen:] {
+			if e.Sender != "bob" && e.Kind == loopnet.KindMessage {
+				fmt.Fprintf(out, "[network] %s: %s\n", e.Sender, e.Text)
+			}
+		}
+		seen = len(events)
+		<-waitCtx.Done()
+		cancel()
+	}
+}
