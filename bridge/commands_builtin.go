@@ -133,18 +133,28 @@ func cmdLogins(ctx context.Context, ce *CommandEvent) error {
 	return nil
 }
 
-// userLogin returns the caller's first live login on a connector.
-func userLogin(ctx context.Context, ce *CommandEvent, ch *connectorHost) (*Login, error) {
-	logins, err := ce.Bridge.DB.LoginsOfUser(ctx, ce.Sender.String())
+// userLogins returns the caller's live logins on a connector.
+func userLogins(ctx context.Context, ce *CommandEvent, ch *connectorHost) ([]*Login, error) {
+	rows, err := ce.Bridge.DB.LoginsOfUser(ctx, ce.Sender.String())
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range logins {
+	var out []*Login
+	for _, l := range rows {
 		if l.Connector == ch.info.Name && ce.Bridge.session(l.Connector, l.LoginID) != nil {
-			return loginFromRow(l), nil
+			out = append(out, loginFromRow(l))
 		}
 	}
-	return nil, nil
+	return out, nil
+}
+
+// userLogin returns the caller's first live login on a connector, or nil.
+func userLogin(ctx context.Context, ce *CommandEvent, ch *connectorHost) (*Login, error) {
+	logins, err := userLogins(ctx, ce, ch)
+	if err != nil || len(logins) == 0 {
+		return nil, err
+	}
+	return logins[0], nil
 }
 
 func cmdJoin(ctx context.Context, ce *CommandEvent) error {
@@ -190,27 +200,35 @@ func cmdPM(ctx context.Context, ce *CommandEvent) error {
 	if err != nil {
 		return err
 	}
-	if len(ce.Args) != 2 {
+	if len(ce.Args) < 2 {
 		return errUsage
 	}
+	remoteUser := strings.Join(ce.Args[1:], " ")
 	resolver, ok := ch.conn.(DMResolver)
 	if !ok {
 		return userErrorf("%s does not support direct chats", ch.info.DisplayName)
 	}
-	login, err := userLogin(ctx, ce, ch)
+	logins, err := userLogins(ctx, ce, ch)
 	if err != nil {
 		return err
-	} else if login == nil {
+	} else if len(logins) == 0 {
 		return userErrorf("you are not logged in to %s", ch.info.DisplayName)
 	}
-	info, err := resolver.DMChat(ctx, login, ce.Args[1])
+	// A user may have several logins (IRC: one per network): the first that can open
+	// the chat wins.
+	var info *ChatInfo
+	for _, login := range logins {
+		if info, err = resolver.DMChat(ctx, login, remoteUser); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return userErrorf("%v", err)
 	}
 	info.Key.Connector = ch.info.Name
 	info.IsDM = true
 	if info.OtherUser == "" {
-		info.OtherUser = ce.Args[1]
+		info.OtherUser = remoteUser
 	}
 	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, false)
 	if err != nil {

@@ -349,6 +349,8 @@ const (
 	RemoteLeave      RemoteEventType = "leave"
 	RemoteKick       RemoteEventType = "kick"
 	RemoteChatInfo   RemoteEventType = "chat_info"
+	// RemotePowerLevel changes TargetUser's power (channel op → moderator).
+	RemotePowerLevel RemoteEventType = "power_level"
 	RemoteProfile    RemoteEventType = "profile"
 )
 
@@ -377,7 +379,14 @@ type RemoteEvent struct {
 	CreatePortal bool `json:"create_portal,omitempty"`
 	// Typing on/off for RemoteTyping.
 	Typing bool `json:"typing,omitempty"`
+	// PowerLevel for RemotePowerLevel.
+	PowerLevel *int `json:"power_level,omitempty"`
 }
+
+// NewUserError makes an error whose text the core shows the Matrix user as is (why a
+// message was refused, what to do), instead of a generic failure notice. The core does
+// not retry it.
+func NewUserError(format string, args ...any) error { return userErrorf(format, args...) }
 
 // MessageContent is a message in a network-neutral form.
 type MessageContent struct {

@@ -108,7 +108,9 @@ func (ch *connectorHost) ParseGhostMXID(mxid id.UserID) (string, bool) {
 	}
 	escaped := localpart[len(ch.ghostPrefix) : len(localpart)-len(ch.ghostSuffix)]
 	remote, err := id.DecodeUserLocalpart(escaped)
-	if err != nil {
+	// The decoder is lenient (=41 decodes to A); only the canonical spelling is ours,
+	// or two user IDs would share one ghost.
+	if err != nil || id.EncodeUserLocalpart(remote) != escaped {
 		return "", false
 	}
 	return remote, true
@@ -176,36 +178,39 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 	if intent == nil {
 		return fmt.Errorf("%w: invalid ghost ID %q", errNoSuchGhost, mxid)
 	}
+	dirty := false
 	if !row.Registered {
 		if err = intent.EnsureRegistered(ctx); err != nil {
 			return fmt.Errorf("registering ghost: %w", err)
 		}
-		row.Registered = true
+		row.Registered, dirty = true, true
 	}
-	changed := row.Name == "" && row.RemoteID != ""
 	name := row.Name
 	if info != nil && info.Name != "" {
 		name = ch.renderDisplayname(info.Name)
 	} else if name == "" {
 		name = ch.renderDisplayname(remoteID)
 	}
-	if name != row.Name || changed {
+	if name != row.Name {
 		if err = intent.SetDisplayName(ctx, name); err != nil {
 			ch.log.Warn().Err(err).Str("ghost", mxid.String()).Msg("Setting ghost display name failed")
 		} else {
-			row.Name = name
+			row.Name, dirty = name, true
 		}
 	}
 	if info != nil && info.Avatar != nil && len(info.Avatar.Data) > 0 {
 		resp, err := ch.br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
 		if err == nil && resp.ContentURI.String() != row.AvatarURL {
 			if err = intent.SetAvatarURL(ctx, resp.ContentURI); err == nil {
-				row.AvatarURL = resp.ContentURI.String()
+				row.AvatarURL, dirty = resp.ContentURI.String(), true
 			}
 		}
 		if err != nil {
 			ch.log.Warn().Err(err).Str("ghost", mxid.String()).Msg("Setting ghost avatar failed")
 		}
+	}
+	if !dirty {
+		return nil
 	}
 	return ch.br.DB.UpsertGhost(ctx, row)
 }

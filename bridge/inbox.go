@@ -153,7 +153,9 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 	if e := log.Debug(); e.Enabled() {
 		types := make([]string, 0, len(txn.Events))
 		for _, evt := range txn.Events {
-			types = append(types, evt.Type.Type+" "+evt.ID.String())
+			if evt != nil {
+				types = append(types, evt.Type.Type+" "+evt.ID.String())
+			}
 		}
 		e.Strs("events", types).Int("new", len(added)).Msg("Transaction stored")
 	}

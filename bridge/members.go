@@ -176,14 +176,18 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 	if err != nil {
 		return err
 	}
-	var login *Login
+	var info *ChatInfo
+	tried := false
 	for _, l := range logins {
-		if l.Connector == ch.info.Name && br.session(l.Connector, l.LoginID) != nil {
-			login = loginFromRow(l)
+		if l.Connector != ch.info.Name || br.session(l.Connector, l.LoginID) == nil {
+			continue
+		}
+		tried = true
+		if info, err = resolver.DMChat(ctx, loginFromRow(l), remote); err == nil {
 			break
 		}
 	}
-	if login == nil {
+	if !tried {
 		if err = ghost.EnsureRegistered(ctx); err == nil {
 			if _, err = ghost.JoinRoomByID(ctx, evt.RoomID); err == nil {
 				_, _ = ghost.SendNotice(ctx, evt.RoomID, fmt.Sprintf("You are not logged in to %s; send `login %s` to %s first.", ch.info.DisplayName, ch.info.Name, br.BotMXID()))
@@ -191,7 +195,6 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 		}
 		return reject("not logged in")
 	}
-	info, err := resolver.DMChat(ctx, login, remote)
 	if err != nil {
 		return reject(fmt.Sprintf("Could not open a chat: %v", err))
 	}

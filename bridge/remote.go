@@ -257,6 +257,15 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 			return fmt.Errorf("setting room topic: %w", err)
 		}
 		return nil
+	case RemotePowerLevel:
+		if evt.PowerLevel == nil || evt.TargetUser == "" || room.Kind != database.RoomPortal {
+			return nil // plumbed rooms keep their own power levels
+		}
+		target := ch.GhostMXID(evt.TargetUser)
+		if _, err := br.AS.BotIntent().SetPowerLevel(ctx, roomID, target, *evt.PowerLevel); err != nil {
+			return fmt.Errorf("setting power level: %w", err)
+		}
+		return nil
 	case RemoteProfile:
 		if evt.Sender.RemoteID == "" {
 			return nil

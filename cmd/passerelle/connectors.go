@@ -1,11 +1,16 @@
 package main
 
-import "github.com/passerelle/passerelle/bridge"
+import (
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc"
+)
 
 // availableConnectors is the plugin point: every connector compiled into this binary,
 // by config name. Test-only connectors add themselves in files behind build tags.
 func availableConnectors() map[string]func() bridge.Connector {
-	conns := map[string]func() bridge.Connector{}
+	conns := map[string]func() bridge.Connector{
+		"irc": func() bridge.Connector { return irc.New() },
+	}
 	addTestConnectors(conns)
 	return conns
 }

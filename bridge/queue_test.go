@@ -1,0 +1,405 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/passerelle/passerelle/bridge/database"
+)
+
+// testTimeout bounds every wait on a channel so a broken queue fails instead of hanging.
+// It is never what a test asserts on.
+const testTimeout = 10 * time.Second
+
+func openTestDB(t testing.TB) *database.Database {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "bridge.db"), 0, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("opening test database: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func enqueue(t testing.TB, db *database.Database, key, payload string) database.QueueItem {
+	t.Helper()
+	it, err := db.Enqueue(context.Background(), key, kindMatrix, []byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+func pendingSeqs(t testing.TB, db *database.Database) []int64 {
+	t.Helper()
+	items, err := db.PendingQueue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, it := range items {
+		out = append(out, it.Seq)
+	}
+	return out
+}
+
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+func noGiveUp(t testing.TB) func(context.Context, database.QueueItem, error) {
+	return func(_ context.Context, it database.QueueItem, err error) {
+		t.Errorf("unexpected give-up on item %d: %v", it.Seq, err)
+	}
+}
+
+func TestQueueOrderWithinLane(t *testing.T) {
+	tests := []struct {
+		name  string
+		keys  []string
+		items int // per key
+	}{
+		{"one lane", []string{"matrix:!a:x"}, 30},
+		{"three interleaved lanes", []string{"matrix:!a:x", "remote:irc|#b", "matrix:!c:x"}, 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openTestDB(t)
+			total := len(tt.keys) * tt.items
+			handled := make(chan database.QueueItem, total)
+			q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+				handled <- it
+				return nil
+			}, noGiveUp(t), zerolog.Nop())
+			t.Cleanup(q.Stop)
+
+			want := map[string][]string{}
+			var all []database.QueueItem
+			for i := 0; i < tt.items; i++ {
+				for _, k := range tt.keys {
+					p := fmt.Sprintf("%s#%d", k, i)
+					all = append(all, enqueue(t, db, k, p))
+					want[k] = append(want[k], p)
+				}
+			}
+			// Pushed in small batches, as transactions arrive.
+			for i := 0; i < len(all); i += 7 {
+				q.Push(all[i:min(i+7, len(all))]...)
+			}
+			got := map[string][]string{}
+			for range total {
+				it := recv(t, handled, "handled item")
+				got[it.Key] = append(got[it.Key], string(it.Payload))
+			}
+			for _, k := range tt.keys {
+				if !slices.Equal(got[k], want[k]) {
+					t.Errorf("lane %s handled %v, want %v", k, got[k], want[k])
+				}
+			}
+			q.Stop()
+			if left := pendingSeqs(t, db); len(left) != 0 {
+				t.Errorf("handled items left in database: %v", left)
+			}
+		})
+	}
+}
+
+func TestQueuePushIgnoresItemsAlreadyInLane(t *testing.T) {
+	db := openTestDB(t)
+	release := make(chan struct{})
+	handled := make(chan string, 10)
+	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		if string(it.Payload) == "first" {
+			<-release
+		}
+		handled <- string(it.Payload)
+		return nil
+	}, noGiveUp(t), zerolog.Nop())
+	t.Cleanup(q.Stop)
+	a := enqueue(t, db, "k", "first")
+	b := enqueue(t, db, "k", "second")
+	q.Push(a, b)
+	q.Push(a, b, b) // e.g. Resume racing with the inbox, while "first" is being handled
+	// A later item of the same lane: whatever is handled before it is all there is.
+	q.Push(enqueue(t, db, "k", "last"))
+	close(release)
+	var got []string
+	for len(got) == 0 || got[len(got)-1] != "last" {
+		got = append(got, recv(t, handled, "lane to reach the last item"))
+	}
+	if !slices.Equal(got, []string{"first", "second", "last"}) {
+		t.Errorf("handled %v, want each item once, in order", got)
+	}
+}
+
+func TestQueueBlockedLaneDoesNotBlockOthers(t *testing.T) {
+	db := openTestDB(t)
+	bHandled := make(chan struct{})
+	aStarted := make(chan struct{})
+	aDone := make(chan error, 1)
+	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		switch it.Key {
+		case "lane-a":
+			close(aStarted)
+			select {
+			case <-bHandled:
+				aDone <- nil
+				return nil
+			case <-ctx.Done():
+				aDone <- ctx.Err()
+				return ctx.Err()
+			}
+		case "lane-b":
+			close(bHandled)
+		}
+		return nil
+	}, noGiveUp(t), zerolog.Nop())
+	t.Cleanup(q.Stop)
+
+	a := enqueue(t, db, "lane-a", "a")
+	q.Push(a)
+	recv(t, aStarted, "lane A's handler to start")
+	// Lane A is now blocked until lane B's item is handled.
+	b := enqueue(t, db, "lane-b", "b")
+	q.Push(b)
+	if err := recv(t, aDone, "lane A to be released by lane B"); err != nil {
+		t.Fatalf("lane A was not released by lane B: %v", err)
+	}
+	q.Stop()
+	if left := pendingSeqs(t, db); len(left) != 0 {
+		t.Errorf("items left in database: %v", left)
+	}
+}
+
+func TestQueueRetry(t *testing.T) {
+	tests := []struct {
+		name        string
+		failures    int // how many times the handler fails before succeeding
+		maxAttempts int
+		wantGiveUp  bool
+	}{
+		{"succeeds first time", 0, 5, false},
+		{"succeeds on second attempt", 1, 5, false},
+		{"succeeds on last attempt", 4, 5, false},
+		{"fails every attempt", 100, 4, true},
+		{"single attempt allowed", 100, 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openTestDB(t)
+			var mu sync.Mutex
+			var calls int
+			var storedAttempts []int
+			done := make(chan struct{}, 1)
+			wantCalls := min(tt.failures+1, tt.maxAttempts)
+			giveUps := make(chan error, 10)
+			q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+				mu.Lock()
+				defer mu.Unlock()
+				calls++
+				// The attempt count recorded in the database before this attempt.
+				items, err := db.PendingQueue(ctx)
+				if err == nil && len(items) == 1 {
+					storedAttempts = append(storedAttempts, items[0].Attempts)
+				}
+				if calls == wantCalls {
+					done <- struct{}{}
+				}
+				if calls <= tt.failures {
+					return fmt.Errorf("transient failure %d", calls)
+				}
+				return nil
+			}, func(ctx context.Context, it database.QueueItem, err error) {
+				giveUps <- err
+			}, zerolog.Nop())
+			q.Backoff = time.Millisecond
+			q.MaxAttempts = tt.maxAttempts
+			t.Cleanup(q.Stop)
+
+			q.Push(enqueue(t, db, "k", "x"))
+			recv(t, done, "the last expected attempt")
+			var gave []error
+			if tt.wantGiveUp {
+				// Stopping before the failure is recorded would leave the item for the
+				// next start, so wait for the give-up itself.
+				gave = append(gave, recv(t, giveUps, "give-up"))
+			}
+			q.Stop() // waits for the lane to finish the item
+
+			mu.Lock()
+			defer mu.Unlock()
+			if calls != wantCalls {
+				t.Errorf("handler called %d times, want %d", calls, wantCalls)
+			}
+			wantStored := make([]int, wantCalls)
+			for i := range wantStored {
+				wantStored[i] = i
+			}
+			if !slices.Equal(storedAttempts, wantStored) {
+				t.Errorf("attempts recorded before each call = %v, want %v", storedAttempts, wantStored)
+			}
+			close(giveUps)
+			for err := range giveUps {
+				gave = append(gave, err)
+			}
+			if tt.wantGiveUp {
+				if len(gave) != 1 {
+					t.Errorf("giveUp called %d times, want exactly once", len(gave))
+				} else if gave[0] == nil || gave[0].Error() != fmt.Sprintf("transient failure %d", wantCalls) {
+					t.Errorf("giveUp got %v, want the last failure", gave[0])
+				}
+			} else if len(gave) != 0 {
+				t.Errorf("giveUp called %d times for an item that succeeded", len(gave))
+			}
+			if left := pendingSeqs(t, db); len(left) != 0 {
+				t.Errorf("item not removed from database: %v", left)
+			}
+		})
+	}
+}
+
+func TestQueuePermanentErrorGivesUpAtOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"wrapped errPermanent", fmt.Errorf("%w: cannot decode", errPermanent)},
+		{"user error", userErrorf("this network has no reactions")},
+		{"doubly wrapped", fmt.Errorf("sending: %w", fmt.Errorf("%w: nope", errPermanent))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openTestDB(t)
+			calls := make(chan struct{}, 10)
+			giveUps := make(chan error, 10)
+			q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+				calls <- struct{}{}
+				return tt.err
+			}, func(ctx context.Context, it database.QueueItem, err error) {
+				giveUps <- err
+			}, zerolog.Nop())
+			q.Backoff = time.Millisecond
+			t.Cleanup(q.Stop)
+
+			q.Push(enqueue(t, db, "k", "x"))
+			if err := recv(t, giveUps, "give-up"); !errors.Is(err, tt.err) {
+				t.Errorf("giveUp got %v, want %v", err, tt.err)
+			}
+			q.Stop()
+			if n := len(calls); n != 1 {
+				t.Errorf("handler called %d times, want 1", n)
+			}
+			if n := len(giveUps); n != 0 {
+				t.Errorf("giveUp called %d extra times", n)
+			}
+			if left := pendingSeqs(t, db); len(left) != 0 {
+				t.Errorf("item not removed from database: %v", left)
+			}
+		})
+	}
+}
+
+func TestQueueStopAndResume(t *testing.T) {
+	db := openTestDB(t)
+	started := make(chan struct{})
+	var firstSeen []string
+	q1 := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		firstSeen = append(firstSeen, string(it.Payload))
+		close(started)
+		<-ctx.Done() // still working when the bridge shuts down
+		return ctx.Err()
+	}, noGiveUp(t), zerolog.Nop())
+
+	var items []database.QueueItem
+	for i := range 3 {
+		items = append(items, enqueue(t, db, "room-a", fmt.Sprintf("a%d", i)))
+	}
+	items = append(items, enqueue(t, db, "room-b", "b0"))
+	// Only room-a's items are pushed: room-b's item is stored but was never picked up
+	// (as after a crash between storing and pushing).
+	q1.Push(items[:3]...)
+	recv(t, started, "first handler call")
+	q1.Stop()
+	q1.Push(items[3]) // a stopped queue takes no work
+
+	if !slices.Equal(firstSeen, []string{"a0"}) {
+		t.Errorf("first queue handled %v, want only a0", firstSeen)
+	}
+	if left := pendingSeqs(t, db); len(left) != 4 {
+		t.Fatalf("after Stop %d items left in database, want 4", len(left))
+	}
+
+	handled := make(chan database.QueueItem, 10)
+	q2 := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		handled <- it
+		return nil
+	}, noGiveUp(t), zerolog.Nop())
+	t.Cleanup(q2.Stop)
+	if err := q2.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for range 4 {
+		it := recv(t, handled, "resumed item")
+		if !it.Resumed {
+			t.Errorf("item %d: Resumed = false after Resume", it.Seq)
+		}
+		got[it.Key] = append(got[it.Key], string(it.Payload))
+	}
+	if !slices.Equal(got["room-a"], []string{"a0", "a1", "a2"}) || !slices.Equal(got["room-b"], []string{"b0"}) {
+		t.Errorf("resumed handling = %v", got)
+	}
+	q2.Stop()
+	if left := pendingSeqs(t, db); len(left) != 0 {
+		t.Errorf("items left after resume: %v", left)
+	}
+}
+
+func TestQueueResumedAttemptsCount(t *testing.T) {
+	// An item that already used up its attempts before a restart gets one more try,
+	// then is given up on: attempts survive restarts.
+	db := openTestDB(t)
+	it := enqueue(t, db, "k", "x")
+	for range 3 {
+		if _, err := db.IncrementAttempts(context.Background(), it.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := make(chan int, 10)
+	giveUps := make(chan error, 10)
+	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		calls <- it.Attempts
+		return errors.New("still failing")
+	}, func(ctx context.Context, it database.QueueItem, err error) {
+		giveUps <- err
+	}, zerolog.Nop())
+	q.Backoff = time.Millisecond
+	q.MaxAttempts = 4
+	t.Cleanup(q.Stop)
+	if err := q.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, giveUps, "give-up")
+	q.Stop()
+	if n := len(calls); n != 1 {
+		t.Errorf("handler called %d times, want 1 (attempt 4 of 4)", n)
+	}
+	if left := pendingSeqs(t, db); len(left) != 0 {
+		t.Errorf("item not removed: %v", left)
+	}
+}

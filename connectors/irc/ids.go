@@ -1,0 +1,105 @@
+package irc
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/passerelle/passerelle/bridge"
+)
+
+// Identifiers. Everything the core stores is casefolded, so #Go and #go are one portal
+// and Bob and bob one ghost; display names keep the case people typed.
+//
+//	channel chat:  "<network>/<#channel>"              (shared: no receiver)
+//	private chat:  "<network>/pm/<nick>"               (receiver: the puppet's login ID)
+//	remote user:   "<network>/<nick>"
+//	puppet login:  "<network>/<@user:server>"
+
+// rfc1459Fold casefolds per RFC 1459 (the default CASEMAPPING): ASCII letters plus
+// []\~ ↔ {}|^.
+func rfc1459Fold(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		case c == '[':
+			b[i] = '{'
+		case c == ']':
+			b[i] = '}'
+		case c == '\\':
+			b[i] = '|'
+		case c == '~':
+			b[i] = '^'
+		}
+	}
+	return string(b)
+}
+
+func channelChatID(network, channel string) string { return network + "/" + rfc1459Fold(channel) }
+func pmChatID(network, nick string) string         { return network + "/pm/" + rfc1459Fold(nick) }
+func remoteUserID(network, nick string) string     { return network + "/" + rfc1459Fold(nick) }
+func puppetLoginID(network, mxid string) string    { return network + "/" + mxid }
+
+// parsedChat is a chat ID taken apart.
+type parsedChat struct {
+	network string
+	channel string // set for channels
+	nick    string // set for private chats
+}
+
+func parseChatID(chatID string) (parsedChat, error) {
+	network, rest, ok := strings.Cut(chatID, "/")
+	if !ok || rest == "" {
+		return parsedChat{}, fmt.Errorf("malformed IRC chat ID %q", chatID)
+	}
+	if nick, isPM := strings.CutPrefix(rest, "pm/"); isPM {
+		return parsedChat{network: network, nick: nick}, nil
+	}
+	return parsedChat{network: network, channel: rest}, nil
+}
+
+// splitRemoteUser returns the network and nick of a remote user ID.
+func splitRemoteUser(remoteID string) (network, nick string, ok bool) {
+	network, nick, ok = strings.Cut(remoteID, "/")
+	return network, nick, ok && nick != ""
+}
+
+// channelKey is a PortalKey for a channel.
+func channelKey(network, channel string) bridge.PortalKey {
+	return bridge.PortalKey{Connector: connectorName, ChatID: channelChatID(network, channel)}
+}
+
+// lineID identifies an IRC line for the message map: the server's msgid when it gives
+// one, else a hash of what identifies the line.
+func lineID(msgid, network, target, nick, text, when string) string {
+	if msgid != "" {
+		return "msgid:" + msgid
+	}
+	h := sha256.Sum256([]byte(network + "\x00" + target + "\x00" + nick + "\x00" + text + "\x00" + when))
+	return "h:" + hex.EncodeToString(h[:12])
+}
+
+// sanitizeNick turns a Matrix-derived string into a valid IRC nick.
+func sanitizeNick(s string, maxLen int) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			strings.ContainsRune("[]\\`_^{|}-", r):
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	nick := b.String()
+	if nick == "" || (nick[0] >= '0' && nick[0] <= '9') || nick[0] == '-' {
+		nick = "M" + nick
+	}
+	if maxLen > 0 && len(nick) > maxLen {
+		nick = nick[:maxLen]
+	}
+	return nick
+}

@@ -1,0 +1,193 @@
+// Package irc is the single-puppet IRC connector: every Matrix user gets their own IRC
+// connection (a puppet) on each network they use, IRC users appear as Matrix ghosts,
+// and a bot connection per network watches the bridged channels.
+//
+// One line, one Matrix event: channel traffic is bridged from the bot's connection
+// only, so a line seen by many puppets in the same channel is bridged once; puppets
+// bridge only their private messages.
+package irc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc/ircconn"
+)
+
+const connectorName = "irc"
+
+// Connector bridges IRC networks.
+type Connector struct {
+	host     bridge.Host
+	cfg      *Config
+	limiter  *ircconn.Limiter
+	networks map[string]*network
+	// runCtx lives from Start to Stop; connections hang off it.
+	runCtx context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns an unconfigured connector.
+func New() *Connector { return &Connector{networks: map[string]*network{}} }
+
+// Info implements bridge.Connector.
+func (c *Connector) Info() bridge.ConnectorInfo {
+	return bridge.ConnectorInfo{
+		Name: connectorName, DisplayName: "IRC", ProtocolID: "irc",
+		Modes: []bridge.PuppetMode{bridge.SinglePuppet, bridge.RelayBot},
+		Capabilities: bridge.Capabilities{Edits: true, Replies: true, Media: true, Formatting: true,
+			MaxMessageLength: 400},
+	}
+}
+
+// Init implements bridge.Connector.
+func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node) error {
+	cfg, err := parseConfig(node)
+	if err != nil {
+		return err
+	}
+	c.host, c.cfg = host, cfg
+	c.limiter = ircconn.NewLimiter(cfg.ConnectsPerSecond, int(cfg.ConnectsPerSecond)+1)
+	for i := range cfg.Networks {
+		n := newNetwork(c, &cfg.Networks[i])
+		c.networks[n.cfg.Name] = n
+	}
+	return nil
+}
+
+// Start implements bridge.Connector: bot connections come up and join their channels.
+func (c *Connector) Start(ctx context.Context) error {
+	c.runCtx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, n := range c.networks {
+		n.start(c.runCtx)
+	}
+	return nil
+}
+
+// Stop implements bridge.Connector.
+func (c *Connector) Stop(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, n := range c.networks {
+		wg.Add(1)
+		go func(n *network) {
+			defer wg.Done()
+			n.stop()
+		}(n)
+	}
+	wg.Wait()
+	if c.cancel != nil {
+		c.cancel()
+	}
+}
+
+func (c *Connector) network(name string) (*network, error) {
+	n := c.networks[name]
+	if n == nil {
+		names := make([]string, 0, len(c.networks))
+		for k := range c.networks {
+			names = append(names, k)
+		}
+		return nil, fmt.Errorf("unknown IRC network %q (configured: %s)", name, strings.Join(names, ", "))
+	}
+	return n, nil
+}
+
+// ChatForAlias implements bridge.AliasResolver: "libera_#go-nuts" is #go-nuts on libera.
+func (c *Connector) ChatForAlias(ctx context.Context, alias string) (*bridge.ChatInfo, error) {
+	netName, channel, ok := strings.Cut(alias, "_")
+	if !ok || !isChannel(channel) {
+		return nil, nil
+	}
+	n := c.networks[strings.ToLower(netName)]
+	if n == nil || !n.cfg.portalsAllowed() {
+		return nil, nil
+	}
+	return n.channelInfo(ctx, channel)
+}
+
+// AliasFor implements bridge.AliasResolver.
+func (c *Connector) AliasFor(chat bridge.PortalKey) string {
+	p, err := parseChatID(chat.ChatID)
+	if err != nil || p.channel == "" {
+		return ""
+	}
+	return p.network + "_" + p.channel
+}
+
+// ResolveChat implements bridge.ChatResolver: "join irc <network> <#channel>".
+func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args []string) (*bridge.ChatInfo, error) {
+	if len(args) != 2 || !isChannel(args[1]) {
+		return nil, fmt.Errorf("give a network and a channel, e.g. `libera #go-nuts`")
+	}
+	n, err := c.network(strings.ToLower(args[0]))
+	if err != nil {
+		return nil, err
+	}
+	return n.channelInfo(ctx, args[1])
+}
+
+// DMChat implements bridge.DMResolver: "libera bob", "libera/bob" or a ghost's ID.
+func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser string) (*bridge.ChatInfo, error) {
+	netName, nick, ok := strings.Cut(strings.TrimSpace(remoteUser), "/")
+	if !ok {
+		netName, nick, ok = strings.Cut(strings.TrimSpace(remoteUser), " ")
+	}
+	if !ok || nick == "" || isChannel(nick) || strings.ContainsAny(nick, " ,*?!@") {
+		return nil, fmt.Errorf("give a network and a nick, e.g. `libera bob`")
+	}
+	n, err := c.network(strings.ToLower(netName))
+	if err != nil {
+		return nil, err
+	}
+	if !n.cfg.dmsAllowed() {
+		return nil, fmt.Errorf("private messages are disabled on %s", n.cfg.Name)
+	}
+	if login == nil || !strings.HasPrefix(login.ID, n.cfg.Name+"/") {
+		return nil, fmt.Errorf("you have no connection to %s yet: join one of its channels first", n.cfg.Name)
+	}
+	key := bridge.PortalKey{Connector: connectorName, ChatID: pmChatID(n.cfg.Name, nick), Receiver: login.ID}
+	return &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: remoteUserID(n.cfg.Name, nick)}, nil
+}
+
+// GhostInfo implements bridge.GhostResolver.
+func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
+	netName, nick, ok := splitRemoteUser(remoteID)
+	if !ok || c.networks[netName] == nil {
+		return nil, nil
+	}
+	return &bridge.GhostInfo{Name: c.networks[netName].displayNick(nick)}, nil
+}
+
+// AutoLogin implements bridge.AutoLoginer: a Matrix user's puppet is opened when they
+// first need it (joining a portal, sending).
+func (c *Connector) AutoLogin(ctx context.Context, user id.UserID, chat bridge.PortalKey) (*bridge.NewLogin, error) {
+	p, err := parseChatID(chat.ChatID)
+	if err != nil {
+		return nil, err
+	}
+	n, err := c.network(p.network)
+	if err != nil || n.cfg.Mode != "puppets" {
+		return nil, err
+	}
+	return n.newPuppetLogin(user, "", nil), nil
+}
+
+// LoadLogin implements bridge.Connector.
+func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.Session, error) {
+	netName, _, ok := strings.Cut(login.ID, "/")
+	if !ok {
+		return nil, fmt.Errorf("malformed IRC login ID %q", login.ID)
+	}
+	n, err := c.network(netName)
+	if err != nil {
+		return nil, err
+	}
+	return n.loadPuppet(login)
+}

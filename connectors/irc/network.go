@@ -1,0 +1,512 @@
+package irc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ergochat/irc-go/ircmsg"
+	"github.com/rs/zerolog"
+
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc/ircconn"
+	"github.com/passerelle/passerelle/connectors/irc/ircformat"
+)
+
+// network is one configured IRC network: its bot connection, the channels it bridges
+// and the puppets of Matrix users on it.
+type network struct {
+	c   *Connector
+	cfg *NetworkConfig
+	log zerolog.Logger
+	bot *ircconn.Conn
+
+	mu       sync.Mutex
+	channels map[string]*channelState // by folded name
+	puppets  map[string]*puppet       // by login ID
+	byNick   map[string]*puppet       // by folded current nick
+}
+
+// channelState is what the bot knows of a channel it is in (or wants to be in).
+type channelState struct {
+	name      string
+	joined    bool
+	topic     string
+	members   map[string]member
+	names     map[string]member
+	namesDone chan struct{}
+}
+
+type member struct {
+	nick     string
+	prefixes string
+}
+
+func newNetwork(c *Connector, cfg *NetworkConfig) *network {
+	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
+		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{}}
+}
+
+func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config {
+	cfg := ircconn.Config{Addr: n.cfg.Address, TLS: n.cfg.TLS, ServerPassword: n.cfg.ServerPassword,
+		Nick: nick, User: userName(nick), RealName: nick,
+		SASLUser: saslUser, SASLPassword: saslPassword,
+		MessagesPerSecond: n.cfg.MessagesPerSecond, Burst: n.cfg.Burst, ConnectLimiter: n.c.limiter,
+		Log: n.log.With().Str("irc_nick", nick).Logger()}
+	if n.cfg.TLS {
+		host, _, _ := strings.Cut(n.cfg.Address, ":")
+		cfg.TLSConfig = &tls.Config{ServerName: host, InsecureSkipVerify: n.cfg.TLSInsecure} //nolint:gosec // opt-in for test networks
+	}
+	return cfg
+}
+
+func (n *network) start(ctx context.Context) {
+	n.mu.Lock()
+	for _, ch := range n.cfg.Channels {
+		n.wantChannelLocked(ch)
+	}
+	n.mu.Unlock()
+	n.bot = ircconn.New(n.connConfig(n.cfg.BotNick, n.cfg.BotSASLUser, n.cfg.BotSASLPassword), n.handleBot)
+	n.bot.Start(ctx)
+}
+
+func (n *network) stop() {
+	n.mu.Lock()
+	puppets := make([]*puppet, 0, len(n.puppets))
+	for _, p := range n.puppets {
+		puppets = append(puppets, p)
+	}
+	n.mu.Unlock()
+	for _, p := range puppets {
+		p.Disconnect()
+	}
+	if n.bot != nil {
+		n.bot.Stop("Bridge shutting down")
+	}
+}
+
+// wantChannelLocked records that the bot should be in a channel.
+func (n *network) wantChannelLocked(name string) *channelState {
+	key := rfc1459Fold(name)
+	st := n.channels[key]
+	if st == nil {
+		st = &channelState{name: name, members: map[string]member{}, namesDone: make(chan struct{})}
+		n.channels[key] = st
+	}
+	return st
+}
+
+// userName derives the USER name from a nick: servers only accept plain letters and
+// digits there (ngircd refuses brackets).
+func userName(nick string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(nick) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+		if b.Len() == 9 {
+			break
+		}
+	}
+	if b.Len() == 0 {
+		return "matrix"
+	}
+	return b.String()
+}
+
+// displayNick returns the nick as last seen with its case, or the folded one.
+func (n *network) displayNick(folded string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, st := range n.channels {
+		if m, ok := st.members[folded]; ok {
+			return m.nick
+		}
+	}
+	return folded
+}
+
+// isOurs says whether a nick is the bot or one of our puppets (never a ghost).
+func (n *network) isOurs(nick string) bool {
+	if n.bot != nil && n.bot.IsMe(nick) {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.byNick[rfc1459Fold(nick)]
+	return ok
+}
+
+// channelInfo makes sure the bot is in the channel and returns it with its members,
+// waiting for the NAMES list.
+func (n *network) channelInfo(ctx context.Context, channel string) (*bridge.ChatInfo, error) {
+	n.mu.Lock()
+	st := n.wantChannelLocked(channel)
+	joined, done := st.joined, st.namesDone
+	n.mu.Unlock()
+	if !joined {
+		if err := n.bot.Send(ctx, "JOIN", channel); err != nil {
+			return nil, fmt.Errorf("joining %s on %s: %w", channel, n.cfg.Name, err)
+		}
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	select {
+	case <-done:
+	case <-waitCtx.Done():
+		return nil, fmt.Errorf("%s on %s did not answer our JOIN", channel, n.cfg.Name)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	info := &bridge.ChatInfo{Key: channelKey(n.cfg.Name, channel), Name: st.name, Topic: st.topic}
+	for folded, m := range st.members {
+		if n.bot.IsMe(m.nick) {
+			continue
+		}
+		if _, puppet := n.byNick[folded]; puppet {
+			continue
+		}
+		info.Members = append(info.Members, bridge.ChatMember{RemoteID: remoteUserID(n.cfg.Name, m.nick), Name: m.nick,
+			PowerLevel: n.powerFor(m.prefixes)})
+	}
+	return info, nil
+}
+
+// powerFor maps channel prefixes to a power level (nil: default).
+func (n *network) powerFor(prefixes string) *int {
+	level := 0
+	switch {
+	case strings.ContainsAny(prefixes, "~&@"):
+		level = n.cfg.PowerLevels.Op
+	case strings.Contains(prefixes, "%"):
+		level = n.cfg.PowerLevels.HalfOp
+	case strings.Contains(prefixes, "+"):
+		level = n.cfg.PowerLevels.Voice
+	default:
+		return nil
+	}
+	return &level
+}
+
+// queue hands a remote event to the core; only a stopping bridge makes it fail.
+func (n *network) queue(ctx context.Context, evt *bridge.RemoteEvent) {
+	evt.Chat.Connector = connectorName
+	for attempt := 0; ; attempt++ {
+		err := n.c.host.QueueRemoteEvent(ctx, evt)
+		if err == nil || ctx.Err() != nil {
+			if err != nil {
+				n.log.Warn().Err(err).Msg("Dropping IRC event: bridge stopping")
+			}
+			return
+		}
+		n.log.Warn().Err(err).Int("attempt", attempt).Msg("Queueing IRC event failed, retrying")
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func msgTime(msg ircmsg.Message) time.Time {
+	if ok, ts := msg.GetTag("time"); ok {
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+			return t
+		}
+	}
+	return time.Now()
+}
+
+// handleBot processes the bot connection's events: all channel traffic of bridged
+// channels enters the bridge here.
+func (n *network) handleBot(ctx context.Context, ev ircconn.Event) {
+	switch ev.Kind {
+	case ircconn.Connected:
+		n.log.Info().Str("nick", n.bot.Nick()).Msg("Bot connected")
+		n.mu.Lock()
+		var names []string
+		for _, st := range n.channels {
+			st.joined = false
+			names = append(names, st.name)
+		}
+		n.mu.Unlock()
+		for _, name := range names {
+			if err := n.bot.Send(ctx, "JOIN", name); err != nil {
+				n.log.Warn().Err(err).Str("channel", name).Msg("Rejoining channel failed")
+			}
+		}
+	case ircconn.Disconnected:
+		n.log.Warn().Err(ev.Err).Dur("retry_in", ev.RetryIn).Msg("Bot disconnected")
+	case ircconn.Fatal:
+		n.log.Error().Err(ev.Err).Msg("Bot connection refused for good; fix the network config")
+	case ircconn.Message:
+		n.handleBotLine(ctx, ev.Msg)
+	}
+}
+
+func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
+	nick := msg.Nick()
+	param := func(i int) string {
+		if i < len(msg.Params) {
+			return msg.Params[i]
+		}
+		return ""
+	}
+	switch msg.Command {
+	case "JOIN":
+		channel := param(0)
+		n.mu.Lock()
+		st := n.wantChannelLocked(channel)
+		if n.bot.IsMe(nick) {
+			st.name, st.joined = channel, true
+			st.names = map[string]member{}
+			n.mu.Unlock()
+			return
+		}
+		_, puppet := n.byNick[rfc1459Fold(nick)]
+		st.members[rfc1459Fold(nick)] = member{nick: nick}
+		n.mu.Unlock()
+		if !puppet {
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: channelKey(n.cfg.Name, channel),
+				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: msgTime(msg)})
+		}
+	case "PART":
+		channel := param(0)
+		n.mu.Lock()
+		st := n.wantChannelLocked(channel)
+		if n.bot.IsMe(nick) {
+			st.joined = false
+			n.mu.Unlock()
+			return
+		}
+		delete(st.members, rfc1459Fold(nick))
+		_, puppet := n.byNick[rfc1459Fold(nick)]
+		n.mu.Unlock()
+		if !puppet {
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: channelKey(n.cfg.Name, channel),
+				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Reason: param(1), Timestamp: msgTime(msg)})
+		}
+	case "QUIT":
+		folded := rfc1459Fold(nick)
+		n.mu.Lock()
+		_, puppet := n.byNick[folded]
+		var left []string
+		for _, st := range n.channels {
+			if _, ok := st.members[folded]; ok {
+				delete(st.members, folded)
+				left = append(left, st.name)
+			}
+		}
+		n.mu.Unlock()
+		if puppet {
+			return
+		}
+		for _, channel := range left {
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: channelKey(n.cfg.Name, channel),
+				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Reason: param(0), Timestamp: msgTime(msg)})
+		}
+	case "NICK":
+		newNick := param(0)
+		oldFolded, newFolded := rfc1459Fold(nick), rfc1459Fold(newNick)
+		n.mu.Lock()
+		_, puppet := n.byNick[oldFolded]
+		if !puppet {
+			_, puppet = n.byNick[newFolded]
+		}
+		var in []string
+		for _, st := range n.channels {
+			if m, ok := st.members[oldFolded]; ok {
+				delete(st.members, oldFolded)
+				m.nick = newNick
+				st.members[newFolded] = m
+				in = append(in, st.name)
+			}
+		}
+		n.mu.Unlock()
+		if puppet || n.bot.IsMe(newNick) {
+			return
+		}
+		// A nick is an identity on IRC: the old nick's ghost leaves and the new one joins,
+		// so history keeps saying who said what.
+		for _, channel := range in {
+			key := channelKey(n.cfg.Name, channel)
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Reason: "Changed nick to " + newNick,
+				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: msgTime(msg)})
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: key,
+				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, newNick), Name: newNick}, Timestamp: msgTime(msg)})
+		}
+	case "KICK":
+		channel, target := param(0), param(1)
+		n.mu.Lock()
+		st := n.wantChannelLocked(channel)
+		delete(st.members, rfc1459Fold(target))
+		if n.bot.IsMe(target) {
+			st.joined = false
+		}
+		n.mu.Unlock()
+		if n.bot.IsMe(target) {
+			n.log.Warn().Str("channel", channel).Str("by", nick).Msg("Bot was kicked, rejoining")
+			_ = n.bot.Send(ctx, "JOIN", channel)
+			return
+		}
+		if p := n.puppetByNick(target); p != nil {
+			p.kicked(ctx, channel, nick, param(2))
+			return
+		}
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: channelKey(n.cfg.Name, channel),
+			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, TargetUser: remoteUserID(n.cfg.Name, target),
+			Reason: param(2), Timestamp: msgTime(msg)})
+	case "TOPIC":
+		channel := param(0)
+		n.mu.Lock()
+		n.wantChannelLocked(channel).topic = param(1)
+		name := n.wantChannelLocked(channel).name
+		n.mu.Unlock()
+		key := channelKey(n.cfg.Name, channel)
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: key, Timestamp: msgTime(msg),
+			Sender:   bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick},
+			ChatInfo: &bridge.ChatInfo{Key: key, Name: name, Topic: param(1)}})
+	case "332": // RPL_TOPIC on join
+		n.mu.Lock()
+		n.wantChannelLocked(param(1)).topic = param(2)
+		n.mu.Unlock()
+	case "353": // RPL_NAMREPLY: me = #chan :@op +voice nick
+		channel := param(2)
+		n.mu.Lock()
+		st := n.wantChannelLocked(channel)
+		if st.names == nil {
+			st.names = map[string]member{}
+		}
+		for _, entry := range strings.Fields(param(3)) {
+			prefixes := strings.TrimRight(entry, "")
+			i := strings.IndexFunc(entry, func(r rune) bool { return !strings.ContainsRune("~&@%+", r) })
+			if i < 0 {
+				continue
+			}
+			prefixes, entry = entry[:i], entry[i:]
+			if bang := strings.IndexByte(entry, '!'); bang >= 0 { // userhost-in-names
+				entry = entry[:bang]
+			}
+			st.names[rfc1459Fold(entry)] = member{nick: entry, prefixes: prefixes}
+		}
+		n.mu.Unlock()
+	case "366": // RPL_ENDOFNAMES
+		n.mu.Lock()
+		st := n.wantChannelLocked(param(1))
+		if st.names != nil {
+			st.members = st.names
+			st.names = nil
+		}
+		select {
+		case <-st.namesDone:
+		default:
+			close(st.namesDone)
+		}
+		n.mu.Unlock()
+	case "MODE":
+		n.handleMode(ctx, msg)
+	case "PRIVMSG", "NOTICE":
+		target := param(0)
+		if !isChannel(target) || n.isOurs(nick) || nick == "" || strings.Contains(nick, ".") && !strings.Contains(msg.Source, "!") {
+			return // DMs to the bot, our own lines, server notices
+		}
+		content := lineContent(msg.Command, param(1))
+		if content == nil {
+			return
+		}
+		ok, msgid := msg.GetTag("msgid")
+		if !ok {
+			msgid = ""
+		}
+		when := msgTime(msg)
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: channelKey(n.cfg.Name, target),
+			ID:     lineID(msgid, n.cfg.Name, target, nick, param(1), when.Format(time.RFC3339Nano)),
+			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: when, Content: content})
+	}
+}
+
+// handleMode turns channel op/halfop/voice changes into power levels.
+func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
+	if len(msg.Params) < 2 || !isChannel(msg.Params[0]) {
+		return
+	}
+	channel, modes, args := msg.Params[0], msg.Params[1], msg.Params[2:]
+	adding := true
+	for _, r := range modes {
+		switch r {
+		case '+':
+			adding = true
+			continue
+		case '-':
+			adding = false
+			continue
+		}
+		takesArg := strings.ContainsRune("ohvqaklbeI", r) && (adding || !strings.ContainsRune("l", r))
+		if !takesArg || len(args) == 0 {
+			continue
+		}
+		arg := args[0]
+		args = args[1:]
+		prefix := map[rune]string{'o': "@", 'h': "%", 'v': "+", 'q': "~", 'a': "&"}[r]
+		if prefix == "" {
+			continue
+		}
+		folded := rfc1459Fold(arg)
+		n.mu.Lock()
+		st := n.wantChannelLocked(channel)
+		m := st.members[folded]
+		if m.nick == "" {
+			m.nick = arg
+		}
+		if adding && !strings.Contains(m.prefixes, prefix) {
+			m.prefixes += prefix
+		} else if !adding {
+			m.prefixes = strings.ReplaceAll(m.prefixes, prefix, "")
+		}
+		st.members[folded] = m
+		_, puppet := n.byNick[folded]
+		n.mu.Unlock()
+		if puppet || n.bot.IsMe(arg) {
+			continue
+		}
+		level := n.powerFor(m.prefixes)
+		if level == nil {
+			zero := 0
+			level = &zero
+		}
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: channelKey(n.cfg.Name, channel),
+			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, msg.Nick()), Name: msg.Nick()},
+			TargetUser: remoteUserID(n.cfg.Name, arg), PowerLevel: level, Timestamp: msgTime(msg)})
+	}
+}
+
+// lineContent converts a PRIVMSG/NOTICE text, with CTCP ACTION as an emote. Other CTCP
+// requests are not bridged.
+func lineContent(command, text string) *bridge.MessageContent {
+	msgType := "m.text"
+	if command == "NOTICE" {
+		msgType = "m.notice"
+	}
+	if strings.HasPrefix(text, "\x01") {
+		inner := strings.TrimSuffix(strings.TrimPrefix(text, "\x01"), "\x01")
+		action, ok := strings.CutPrefix(inner, "ACTION ")
+		if !ok {
+			return nil
+		}
+		text, msgType = action, "m.emote"
+	}
+	body, html := ircformat.IRCToMatrix(text)
+	return &bridge.MessageContent{MsgType: eventMsgType(msgType), Body: body, FormattedBody: html}
+}
+
+func (n *network) puppetByNick(nick string) *puppet {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.byNick[rfc1459Fold(nick)]
+}
+
+// errNotConnected is returned while a connection is down; the core retries.
+var errNotConnected = errors.New("not connected to IRC yet")

@@ -1,0 +1,501 @@
+package irc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/ergochat/irc-go/ircmsg"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc/ircconn"
+	"github.com/passerelle/passerelle/connectors/irc/ircformat"
+)
+
+// puppetMeta is what a puppet login stores. The SASL password is a secret: it lives
+// only in the login's metadata and is never logged.
+type puppetMeta struct {
+	Nick         string `json:"nick"`
+	SASLUser     string `json:"sasl_user,omitempty"`
+	SASLPassword string `json:"sasl_password,omitempty"`
+}
+
+// puppet is a Matrix user's own connection to a network (their bridge.Session).
+type puppet struct {
+	n     *network
+	login *bridge.Login
+	meta  puppetMeta
+
+	mu         sync.Mutex
+	conn       *ircconn.Conn
+	connected  chan struct{} // closed while connected
+	channels   map[string]string        // folded → name, channels we are (or want to be) in
+	joinWaits  map[string]chan struct{} // closed when our JOIN is seen
+	lastActive time.Time
+	nick       string
+}
+
+func eventMsgType(t string) event.MessageType { return event.MessageType(t) }
+
+// newPuppetLogin makes the login of a Matrix user's puppet on this network.
+func (n *network) newPuppetLogin(user id.UserID, nick string, meta *puppetMeta) *bridge.NewLogin {
+	if meta == nil {
+		meta = &puppetMeta{}
+	}
+	if nick == "" {
+		nick = n.puppetNick(user)
+	}
+	meta.Nick = nick
+	data, _ := json.Marshal(meta)
+	return &bridge.NewLogin{ID: puppetLoginID(n.cfg.Name, user.String()), RemoteName: nick + " on " + n.cfg.Name, Metadata: data}
+}
+
+// puppetNick renders the nick template for a Matrix user.
+func (n *network) puppetNick(user id.UserID) string {
+	tpl, err := template.New("nick").Parse(n.cfg.PuppetNick)
+	nick := user.Localpart()
+	if err == nil {
+		var sb strings.Builder
+		if tpl.Execute(&sb, map[string]string{"Localpart": user.Localpart(), "UserID": user.String(), "DisplayName": user.Localpart()}) == nil {
+			nick = sb.String()
+		}
+	}
+	return sanitizeNick(nick, 30)
+}
+
+func (n *network) loadPuppet(login *bridge.Login) (*puppet, error) {
+	var meta puppetMeta
+	if len(login.Metadata) > 0 {
+		if err := json.Unmarshal(login.Metadata, &meta); err != nil {
+			return nil, fmt.Errorf("reading IRC login metadata: %w", err)
+		}
+	}
+	if meta.Nick == "" {
+		meta.Nick = n.puppetNick(login.UserMXID)
+	}
+	p := &puppet{n: n, login: login, meta: meta, connected: make(chan struct{}),
+		channels: map[string]string{}, joinWaits: map[string]chan struct{}{}, lastActive: time.Now()}
+	n.mu.Lock()
+	if old := n.puppets[login.ID]; old != nil {
+		for k, v := range old.channels {
+			p.channels[k] = v
+		}
+	}
+	n.puppets[login.ID] = p
+	n.mu.Unlock()
+	return p, nil
+}
+
+// Connect implements bridge.Session.
+func (p *puppet) Connect(ctx context.Context) {
+	p.mu.Lock()
+	if p.conn != nil {
+		p.mu.Unlock()
+		return
+	}
+	p.conn = ircconn.New(p.n.connConfig(p.meta.Nick, p.meta.SASLUser, p.meta.SASLPassword), p.handle)
+	conn := p.conn
+	p.mu.Unlock()
+	p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateConnecting, "")
+	conn.Start(p.n.c.runCtx)
+	if p.n.cfg.IdleTimeout > 0 {
+		go p.idleWatch(conn)
+	}
+}
+
+// Disconnect implements bridge.Session.
+func (p *puppet) Disconnect() {
+	p.mu.Lock()
+	conn := p.conn
+	p.conn = nil
+	p.mu.Unlock()
+	if conn != nil {
+		conn.Stop("Disconnected by the bridge")
+	}
+	p.n.mu.Lock()
+	if p.n.byNick[rfc1459Fold(p.nick)] == p {
+		delete(p.n.byNick, rfc1459Fold(p.nick))
+	}
+	p.n.mu.Unlock()
+}
+
+// Logout implements bridge.Session.
+func (p *puppet) Logout(ctx context.Context) error {
+	p.Disconnect()
+	p.n.mu.Lock()
+	if p.n.puppets[p.login.ID] == p {
+		delete(p.n.puppets, p.login.ID)
+	}
+	p.n.mu.Unlock()
+	return nil
+}
+
+// CanReach implements bridge.ChatFilter: a puppet reaches its own network's channels and
+// its own private chats.
+func (p *puppet) CanReach(chat bridge.PortalKey) bool {
+	pc, err := parseChatID(chat.ChatID)
+	return err == nil && pc.network == p.n.cfg.Name && (chat.Receiver == "" || chat.Receiver == p.login.ID)
+}
+
+func (p *puppet) idleWatch(conn *ircconn.Conn) {
+	tick := time.NewTicker(p.n.cfg.IdleTimeout / 4)
+	defer tick.Stop()
+	for range tick.C {
+		p.mu.Lock()
+		current, idle := p.conn == conn, time.Since(p.lastActive) > p.n.cfg.IdleTimeout
+		p.mu.Unlock()
+		if !current {
+			return
+		}
+		if idle {
+			p.Disconnect()
+			p.n.c.host.ReportState(context.Background(), p.login.ID, bridge.StateDisconnected, "idle")
+			return
+		}
+	}
+}
+
+// ready reconnects an idle-disconnected puppet and waits for the connection.
+func (p *puppet) ready(ctx context.Context) (*ircconn.Conn, error) {
+	p.mu.Lock()
+	p.lastActive = time.Now()
+	needConnect := p.conn == nil
+	p.mu.Unlock()
+	if needConnect {
+		p.Connect(ctx)
+	}
+	p.mu.Lock()
+	conn, connected := p.conn, p.connected
+	p.mu.Unlock()
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	select {
+	case <-connected:
+		return conn, nil
+	case <-waitCtx.Done():
+		return nil, fmt.Errorf("%w: %s on %s", errNotConnected, p.meta.Nick, p.n.cfg.Name)
+	}
+}
+
+// ensureJoined joins a channel and waits until the server confirms it.
+func (p *puppet) ensureJoined(ctx context.Context, conn *ircconn.Conn, channel string) error {
+	folded := rfc1459Fold(channel)
+	p.mu.Lock()
+	wait, pending := p.joinWaits[folded]
+	_, joined := p.channels[folded]
+	if joined && !pending {
+		p.mu.Unlock()
+		return nil
+	}
+	if !pending {
+		wait = make(chan struct{})
+		p.joinWaits[folded] = wait
+	}
+	p.channels[folded] = channel
+	p.mu.Unlock()
+	if !pending {
+		if err := conn.Send(ctx, "JOIN", channel); err != nil {
+			return fmt.Errorf("joining %s: %w", channel, err)
+		}
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	select {
+	case <-wait:
+		return nil
+	case <-waitCtx.Done():
+		return fmt.Errorf("%s did not let %s join", channel, p.meta.Nick)
+	}
+}
+
+func (p *puppet) handle(ctx context.Context, ev ircconn.Event) {
+	conn := p.currentConn()
+	switch ev.Kind {
+	case ircconn.Connected, ircconn.NickChanged:
+		nick := conn.Nick()
+		p.n.mu.Lock()
+		if p.nick != "" && p.n.byNick[rfc1459Fold(p.nick)] == p {
+			delete(p.n.byNick, rfc1459Fold(p.nick))
+		}
+		p.n.byNick[rfc1459Fold(nick)] = p
+		p.n.mu.Unlock()
+		p.mu.Lock()
+		oldNick := p.nick
+		p.nick = nick
+		var rejoin []string
+		if ev.Kind == ircconn.Connected {
+			select {
+			case <-p.connected:
+			default:
+				close(p.connected)
+			}
+			for folded, name := range p.channels {
+				rejoin = append(rejoin, name)
+				if _, pending := p.joinWaits[folded]; !pending {
+					p.joinWaits[folded] = make(chan struct{})
+				}
+			}
+		}
+		p.mu.Unlock()
+		if ev.Kind == ircconn.Connected {
+			p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateConnected, "")
+			for _, ch := range rejoin {
+				if err := conn.Send(ctx, "JOIN", ch); err != nil {
+					p.n.log.Debug().Err(err).Str("channel", ch).Msg("Puppet rejoin failed")
+				}
+			}
+		}
+		if nick != p.meta.Nick && nick != oldNick {
+			p.n.c.host.Notify(ctx, p.login.UserMXID, fmt.Sprintf("Your nick on %s is %s (%s was taken).", p.n.cfg.Name, nick, p.meta.Nick))
+		}
+	case ircconn.Disconnected:
+		p.markDisconnected()
+		p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateTransientError, fmt.Sprintf("reconnecting in %s", ev.RetryIn.Round(time.Second)))
+	case ircconn.Fatal:
+		p.markDisconnected()
+		p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateBadCredentials, ev.Err.Error())
+	case ircconn.Message:
+		p.handleLine(ctx, conn, ev.Msg)
+	}
+}
+
+func (p *puppet) currentConn() *ircconn.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn
+}
+
+func (p *puppet) markDisconnected() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.connected:
+		p.connected = make(chan struct{})
+	default:
+	}
+}
+
+func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.Message) {
+	if conn == nil {
+		return
+	}
+	nick := msg.Nick()
+	switch msg.Command {
+	case "JOIN":
+		if len(msg.Params) == 0 || !conn.IsMe(nick) {
+			return
+		}
+		folded := rfc1459Fold(msg.Params[0])
+		p.mu.Lock()
+		p.channels[folded] = msg.Params[0]
+		if w, ok := p.joinWaits[folded]; ok {
+			close(w)
+			delete(p.joinWaits, folded)
+		}
+		p.mu.Unlock()
+	case "PART":
+		if len(msg.Params) > 0 && conn.IsMe(nick) {
+			p.mu.Lock()
+			delete(p.channels, rfc1459Fold(msg.Params[0]))
+			p.mu.Unlock()
+		}
+	case "PRIVMSG", "NOTICE":
+		if len(msg.Params) < 2 || !conn.IsMe(msg.Params[0]) || conn.IsMe(nick) || nick == "" || !strings.Contains(msg.Source, "!") {
+			return // channel traffic is the bot's; echoes and server notices are not bridged
+		}
+		if p.n.isOurs(nick) || !p.n.cfg.dmsAllowed() {
+			return
+		}
+		content := lineContent(msg.Command, msg.Params[1])
+		if content == nil {
+			return
+		}
+		ok, msgid := msg.GetTag("msgid")
+		if !ok {
+			msgid = ""
+		}
+		when := msgTime(msg)
+		key := bridge.PortalKey{Connector: connectorName, ChatID: pmChatID(p.n.cfg.Name, nick), Receiver: p.login.ID}
+		other := remoteUserID(p.n.cfg.Name, nick)
+		p.n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: key,
+			ID:     lineID(msgid, p.n.cfg.Name, p.login.ID, nick, msg.Params[1], when.Format(time.RFC3339Nano)),
+			Sender: bridge.Sender{RemoteID: other, Name: nick, Login: p.login.ID}, Timestamp: when, Content: content,
+			CreatePortal: true, ChatInfo: &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: other}})
+	}
+}
+
+// kicked tells the user their puppet was kicked from a channel.
+func (p *puppet) kicked(ctx context.Context, channel, by, reason string) {
+	p.mu.Lock()
+	delete(p.channels, rfc1459Fold(channel))
+	p.mu.Unlock()
+	text := fmt.Sprintf("You were kicked from %s on %s by %s", channel, p.n.cfg.Name, by)
+	if reason != "" {
+		text += ": " + reason
+	}
+	p.n.c.host.Notify(ctx, p.login.UserMXID, text)
+}
+
+// target resolves where a chat's lines go: the channel (joined first) or the nick.
+func (p *puppet) target(ctx context.Context, conn *ircconn.Conn, chat bridge.PortalKey) (string, error) {
+	pc, err := parseChatID(chat.ChatID)
+	if err != nil {
+		return "", err
+	}
+	if pc.channel != "" {
+		p.n.mu.Lock()
+		name := p.n.wantChannelLocked(pc.channel).name
+		p.n.mu.Unlock()
+		return name, p.ensureJoined(ctx, conn, name)
+	}
+	return p.n.displayNick(pc.nick), nil
+}
+
+// SendMessage implements bridge.Session.
+func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*bridge.SendResult, error) {
+	conn, err := p.ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	target, err := p.target(ctx, conn, msg.Chat)
+	if err != nil {
+		return nil, err
+	}
+	text := ircformat.MatrixToIRCWith(msg.Content.Body, msg.Content.FormattedBody, ircformat.Options{MentionName: p.mentionName})
+	if m := msg.Content.Media; m != nil {
+		text = mediaText(msg, p.n)
+	}
+	command, ctcp := "PRIVMSG", false
+	switch msg.Content.MsgType {
+	case event.MsgNotice:
+		command = "NOTICE"
+	case event.MsgEmote:
+		ctcp = true
+	}
+	limit := ircformat.MaxMessageBytes(0, target)
+	if ctcp {
+		limit -= len("\x01ACTION \x01")
+	}
+	lines := ircformat.SplitLines(text, limit)
+	if len(lines) > p.n.cfg.MaxLines {
+		return nil, bridge.NewUserError("the message is %d IRC lines long; the limit on %s is %d", len(lines), p.n.cfg.Name, p.n.cfg.MaxLines)
+	}
+	res := &bridge.SendResult{Timestamp: time.Now()}
+	for i, line := range lines {
+		if ctcp {
+			line = "\x01ACTION " + line + "\x01"
+		}
+		if err := conn.Send(ctx, command, target, line); err != nil {
+			return res, fmt.Errorf("sending line %d/%d: %w", i+1, len(lines), err)
+		}
+		res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("out:%s:%d", msg.TxnID, i))
+	}
+	return res, nil
+}
+
+// mentionName turns a pill into the nick IRC users know: a ghost's nick, or the nick
+// of a Matrix user's puppet, else their display name.
+func (p *puppet) mentionName(userID, displayName string) string {
+	if remote, ok := p.n.c.host.ParseGhostMXID(id.UserID(userID)); ok {
+		if netName, nick, ok := splitRemoteUser(remote); ok && netName == p.n.cfg.Name {
+			return p.n.displayNick(nick)
+		}
+	}
+	p.n.mu.Lock()
+	defer p.n.mu.Unlock()
+	if other := p.n.puppets[puppetLoginID(p.n.cfg.Name, userID)]; other != nil && other.nick != "" {
+		return other.nick
+	}
+	return displayName
+}
+
+func mediaText(msg *bridge.MatrixMessage, n *network) string {
+	m := msg.Content.Media
+	name := m.FileName
+	if name == "" {
+		name = "a file"
+	}
+	return fmt.Sprintf("sent %s (%s, %d bytes)", name, m.MimeType, m.Size)
+}
+
+// SendEdit implements bridge.EditSender: IRC has no edits, so the new text is sent as
+// a correction line.
+func (p *puppet) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridge.SendResult, error) {
+	edit.MatrixMessage.Content.Body = "* " + edit.MatrixMessage.Content.Body
+	if edit.MatrixMessage.Content.FormattedBody != "" {
+		edit.MatrixMessage.Content.FormattedBody = "* " + edit.MatrixMessage.Content.FormattedBody
+	}
+	msg := edit.MatrixMessage
+	msg.TxnID = "edit-" + msg.TxnID
+	_, err := p.SendMessage(ctx, &msg)
+	return nil, err
+}
+
+// SendMembership implements bridge.MembershipSender: the user's joins and leaves of a
+// portal become JOIN/PART; kicking a ghost becomes KICK (when the puppet has ops).
+func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership) error {
+	pc, err := parseChatID(m.Chat.ChatID)
+	if err != nil || pc.channel == "" {
+		return err
+	}
+	self := m.Target == m.Sender.MXID
+	switch {
+	case self && m.Membership == event.MembershipJoin:
+		conn, err := p.ready(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = p.target(ctx, conn, m.Chat)
+		return err
+	case self && (m.Membership == event.MembershipLeave || m.Membership == event.MembershipBan):
+		conn := p.currentConn()
+		if conn == nil {
+			return nil
+		}
+		p.mu.Lock()
+		name, in := p.channels[rfc1459Fold(pc.channel)]
+		delete(p.channels, rfc1459Fold(pc.channel))
+		p.mu.Unlock()
+		if !in {
+			return nil
+		}
+		return conn.Send(ctx, "PART", name, "left the Matrix room")
+	case !self && m.TargetRemote != "" && m.Membership == event.MembershipLeave:
+		conn, err := p.ready(ctx)
+		if err != nil {
+			return err
+		}
+		_, nick, _ := splitRemoteUser(m.TargetRemote)
+		return conn.Send(ctx, "KICK", p.n.wantChannelName(pc.channel), p.n.displayNick(nick), m.Reason)
+	}
+	return nil
+}
+
+// SendRoomMeta implements bridge.RoomMetaSender: a topic change becomes TOPIC.
+func (p *puppet) SendRoomMeta(ctx context.Context, chat bridge.PortalKey, name, topic *string) error {
+	pc, err := parseChatID(chat.ChatID)
+	if err != nil || pc.channel == "" || topic == nil {
+		return err
+	}
+	conn, err := p.ready(ctx)
+	if err != nil {
+		return err
+	}
+	target, err := p.target(ctx, conn, chat)
+	if err != nil {
+		return err
+	}
+	return conn.Send(ctx, "TOPIC", target, *topic)
+}
+
+func (n *network) wantChannelName(folded string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.wantChannelLocked(folded).name
+}

@@ -1,0 +1,401 @@
+// Package irc tests the IRC connector end to end: the real bridge binary between a
+// real Dendrite and real IRC servers (ngircd, and inspircd for IRCv3), with raw IRC
+// clients on the other side.
+package irc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ergochat/irc-go/ircmsg"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/config"
+	"github.com/passerelle/passerelle/tests/harness"
+)
+
+// stack is one homeserver, IRC servers and a bridge bridging both.
+type stack struct {
+	hs       *harness.Homeserver
+	bin      string
+	dir      string
+	port     int
+	reg      *appservice.Registration
+	regPath  string
+	cfgPath  string
+	ngircd   *harness.IRCServer
+	inspircd *harness.IRCServer
+	// proxy sits between the bridge and ngircd, so the restart test decides when the
+	// bridge may reconnect.
+	proxy     *harness.TCPProxy
+	bridge    *harness.Bridge
+	bridgeLog string
+}
+
+var shared *stack // set once by TestMain, read-only afterwards
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "irc e2e setup failed:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func networks(s *stack) map[string]any {
+	return map[string]any{"connects_per_second": 50, "networks": []map[string]any{
+		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
+		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
+	}}
+}
+
+func setup(m *testing.M) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "passerelle-irc-")
+	if err != nil {
+		return 0, err
+	}
+	s := &stack{dir: dir}
+	if s.ngircd, err = harness.StartIRCServer(ctx, "ngircd", filepath.Join(dir, "ngircd")); err != nil {
+		return 0, err
+	}
+	defer s.ngircd.Stop()
+	if s.inspircd, err = harness.StartIRCServer(ctx, "inspircd", filepath.Join(dir, "inspircd")); err != nil {
+		return 0, err
+	}
+	defer s.inspircd.Stop()
+	if s.proxy, err = harness.NewTCPProxy(s.ngircd.Addr); err != nil {
+		return 0, err
+	}
+	defer s.proxy.Close()
+	if s.bin, err = harness.BuildBridge(ctx); err != nil {
+		return 0, err
+	}
+	if s.port, err = harness.FreePort(); err != nil {
+		return 0, err
+	}
+	s.cfgPath = filepath.Join(dir, "config.yaml")
+	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain,
+		Port: s.port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"),
+		Connectors: map[string]any{"irc": networks(s)}}
+	if err = harness.WriteBridgeConfig(s.cfgPath, params); err != nil {
+		return 0, err
+	}
+	s.regPath = filepath.Join(dir, "registration.yaml")
+	if err = harness.GenerateRegistration(ctx, s.bin, s.cfgPath, s.regPath); err != nil {
+		return 0, err
+	}
+	if s.reg, err = appservice.LoadRegistration(s.regPath); err != nil {
+		return 0, err
+	}
+	if s.hs, err = harness.StartDendrite(ctx, filepath.Join(dir, "dendrite"), []string{s.regPath}); err != nil {
+		return 0, err
+	}
+	defer s.hs.Stop()
+	params.HomeserverURL = s.hs.URL
+	if err = harness.WriteBridgeConfig(s.cfgPath, params); err != nil {
+		return 0, err
+	}
+	if err = config.SetTokens(s.cfgPath, s.reg.AppToken, s.reg.ServerToken); err != nil {
+		return 0, err
+	}
+	s.bridgeLog = filepath.Join(dir, "bridge.log")
+	if s.bridge, err = harness.StartBridge(ctx, s.bin, s.cfgPath, s.regPath, s.bridgeLog); err != nil {
+		return 0, err
+	}
+	defer func() { s.bridge.Stop() }()
+	shared = s
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "irc e2e logs kept in %s\n--- bridge log tail ---\n%s\n", dir, s.bridge.LogTail(60))
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	return code, nil
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func ghost(network, nick string) id.UserID {
+	return id.NewUserID("irc_"+id.EncodeUserLocalpart(network+"/"+strings.ToLower(nick)), harness.DefaultDomain)
+}
+
+func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) }
+
+func newUser(t *testing.T, localpart string) *harness.User {
+	t.Helper()
+	u, err := shared.hs.RegisterUser(testCtx(t), localpart, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(u.Close)
+	return u
+}
+
+func newIRC(t *testing.T, addr, nick string) *harness.IRCClient {
+	t.Helper()
+	c, err := harness.DialIRC(testCtx(t), addr, nick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func textFrom(sender id.UserID, body string) func(*event.Event) bool {
+	return harness.TextFrom(sender, body)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPortalByAlias: a Matrix user and a raw IRC client talk in a portal joined by
+// alias, with formatting, a long message, nick changes, topic, ops and kicks.
+func TestPortalByAlias(t *testing.T) {
+	ctx := testCtx(t)
+	addr := shared.ngircd.Addr
+	bob := newIRC(t, addr, "ircbob")
+	must(t, bob.Join(ctx, "#lobby"))
+	alice := newUser(t, "alice")
+	room, err := alice.JoinAndWait(ctx, "#irc_testnet_#lobby:"+harness.DefaultDomain)
+	must(t, err)
+	// bob was in the channel first: his ghost is in the room, as an op.
+	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircbob").String()
+	})
+	must(t, err)
+
+	// Matrix → IRC through alice's own puppet (opened on demand).
+	_, err = alice.SendText(ctx, room, "hello irc")
+	must(t, err)
+	_, err = bob.Wait(ctx, harness.PrivmsgFrom("alice[m]", "#lobby", "hello irc"))
+	must(t, err)
+
+	// IRC → Matrix from bob's ghost.
+	must(t, bob.Privmsg("#lobby", "hello matrix"))
+	_, err = alice.WaitEvent(ctx, room, textFrom(ghost("testnet", "ircbob"), "hello matrix"))
+	must(t, err)
+
+	// Formatting both ways.
+	must(t, bob.Privmsg("#lobby", "\x02bold\x02 and \x1ditalic\x1d"))
+	evt, err := alice.WaitEvent(ctx, room, textFrom(ghost("testnet", "ircbob"), "bold and italic"))
+	must(t, err)
+	if html := evt.Content.AsMessage().FormattedBody; !strings.Contains(html, "<strong>bold</strong>") || !strings.Contains(html, "<em>italic</em>") {
+		t.Fatalf("IRC formatting not converted: %q", html)
+	}
+	_, err = alice.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText,
+		Body: "strong words", Format: event.FormatHTML, FormattedBody: "<strong>strong</strong> words"})
+	must(t, err)
+	_, err = bob.Wait(ctx, harness.PrivmsgFrom("alice[m]", "#lobby", "\x02strong\x02 words"))
+	must(t, err)
+	_, err = alice.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgEmote, Body: "waves"})
+	must(t, err)
+	_, err = bob.Wait(ctx, harness.PrivmsgFrom("alice[m]", "#lobby", "\x01ACTION waves\x01"))
+	must(t, err)
+
+	// A long message is split on word boundaries within the line length.
+	var words []string
+	for i := 0; len(strings.Join(words, " ")) < 1200; i++ {
+		words = append(words, fmt.Sprintf("word%03d", i))
+	}
+	long := strings.Join(words, " ")
+	_, err = alice.SendText(ctx, room, long)
+	must(t, err)
+	_, err = bob.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "PRIVMSG" && strings.HasSuffix(m.Params[1], words[len(words)-1])
+	})
+	must(t, err)
+	var got []string
+	for _, m := range bob.Lines() {
+		if m.Command == "PRIVMSG" && m.Nick() == "alice[m]" && strings.HasPrefix(m.Params[1], "word") {
+			if len(m.Params[1]) > 512 {
+				t.Fatalf("line of %d bytes", len(m.Params[1]))
+			}
+			got = append(got, m.Params[1])
+		}
+	}
+	if len(got) < 3 || strings.Join(got, " ") != long {
+		t.Fatalf("long message arrived as %d lines that do not join back to the original", len(got))
+	}
+
+	// Topic set on IRC shows in the room.
+	must(t, bob.Raw("TOPIC #lobby :Bridged lobby"))
+	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateTopic && e.Content.AsTopic().Topic == "Bridged lobby"
+	})
+	must(t, err)
+
+	// Another IRC user joins, is opped (power level), changes nick (the old ghost
+	// leaves, the new one joins) and is kicked.
+	carol := newIRC(t, addr, "irccarol")
+	must(t, carol.Join(ctx, "#lobby"))
+	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irccarol").String() &&
+			e.Content.AsMember().Membership == event.MembershipJoin
+	})
+	must(t, err)
+	must(t, bob.Raw("MODE #lobby +o irccarol"))
+	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StatePowerLevels && e.Content.AsPowerLevels().Users[ghost("testnet", "irccarol")] == 50
+	})
+	must(t, err)
+	must(t, carol.Raw("NICK irccarol2"))
+	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irccarol2").String() &&
+			e.Content.AsMember().Membership == event.MembershipJoin
+	})
+	must(t, err)
+	must(t, bob.Raw("KICK #lobby irccarol2 :out"))
+	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irccarol2").String() &&
+			e.Content.AsMember().Membership == event.MembershipLeave && e.Sender != ghost("testnet", "irccarol2")
+	})
+	must(t, err)
+
+	// A Matrix topic change reaches IRC through alice's puppet (she has no ops: +t
+	// refuses it, so op her first from IRC).
+	must(t, bob.Raw("MODE #lobby +o alice[m]"))
+	_, err = bob.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "MODE" && len(m.Params) > 2 && m.Params[2] == "alice[m]"
+	})
+	must(t, err)
+}
+
+// TestDM: private messages both ways open a DM portal.
+func TestDM(t *testing.T) {
+	ctx := testCtx(t)
+	addr := shared.ngircd.Addr
+	dan := newIRC(t, addr, "ircdan")
+	erin := newUser(t, "erin")
+	// erin gets a puppet by joining a portal.
+	must(t, dan.Join(ctx, "#dmtest"))
+	room, err := erin.JoinAndWait(ctx, "#irc_testnet_#dmtest:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = erin.SendText(ctx, room, "hi channel")
+	must(t, err)
+	_, err = dan.Wait(ctx, harness.PrivmsgFrom("erin[m]", "#dmtest", "hi channel"))
+	must(t, err)
+
+	must(t, dan.Privmsg("erin[m]", "psst erin"))
+	dm, err := erin.WaitInvite(ctx, func(roomID id.RoomID, inviter id.UserID) bool { return inviter == bot() })
+	must(t, err)
+	_, err = erin.JoinAndWait(ctx, dm.String())
+	must(t, err)
+	_, err = erin.WaitEvent(ctx, dm, textFrom(ghost("testnet", "ircdan"), "psst erin"))
+	must(t, err)
+	_, err = erin.SendText(ctx, dm, "psst dan")
+	must(t, err)
+	_, err = dan.Wait(ctx, harness.PrivmsgFrom("erin[m]", "ircdan", "psst dan"))
+	must(t, err)
+
+	// From Matrix: erin invites a ghost to a new room.
+	fay := newIRC(t, addr, "ircfay")
+	resp, err := erin.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{ghost("testnet", "ircfay")}})
+	must(t, err)
+	_, err = erin.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircfay").String() && e.Content.AsMember().Membership == event.MembershipJoin
+	})
+	must(t, err)
+	_, err = erin.SendText(ctx, resp.RoomID, "hello fay")
+	must(t, err)
+	_, err = fay.Wait(ctx, harness.PrivmsgFrom("erin[m]", "ircfay", "hello fay"))
+	must(t, err)
+}
+
+// TestPlumbing links an existing room to a channel.
+func TestPlumbing(t *testing.T) {
+	ctx := testCtx(t)
+	gus := newIRC(t, shared.ngircd.Addr, "ircgus")
+	must(t, gus.Join(ctx, "#plumbed"))
+	hank := newUser(t, "hank")
+	resp, err := hank.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Hank's room", Invite: []id.UserID{bot()}})
+	must(t, err)
+	room := resp.RoomID
+	_, err = hank.WaitEvent(ctx, room, func(e *event.Event) bool { return e.Sender == bot() })
+	must(t, err)
+	_, err = hank.SendText(ctx, room, "!pass plumb irc testnet #plumbed")
+	must(t, err)
+	_, err = hank.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Sender == bot() && strings.Contains(e.Content.AsMessage().Body, "now linked")
+	})
+	must(t, err)
+	_, err = hank.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircgus").String()
+	})
+	must(t, err)
+	must(t, gus.Privmsg("#plumbed", "hi plumbed room"))
+	_, err = hank.WaitEvent(ctx, room, textFrom(ghost("testnet", "ircgus"), "hi plumbed room"))
+	must(t, err)
+	_, err = hank.SendText(ctx, room, "hi gus")
+	must(t, err)
+	_, err = gus.Wait(ctx, harness.PrivmsgFrom("hank[m]", "#plumbed", "hi gus"))
+	must(t, err)
+}
+
+// TestIRCv3 runs the basic exchange on inspircd, which offers server-time, msgid,
+// echo-message and the other IRCv3 capabilities.
+func TestIRCv3(t *testing.T) {
+	ctx := testCtx(t)
+	ivy := newIRC(t, shared.inspircd.Addr, "ircivy")
+	must(t, ivy.Join(ctx, "#v3"))
+	jo := newUser(t, "jo")
+	room, err := jo.JoinAndWait(ctx, "#irc_v3net_#v3:"+harness.DefaultDomain)
+	must(t, err)
+	must(t, ivy.Privmsg("#v3", "hello from inspircd"))
+	_, err = jo.WaitEvent(ctx, room, textFrom(ghost("v3net", "ircivy"), "hello from inspircd"))
+	must(t, err)
+	_, err = jo.SendText(ctx, room, "hello from matrix")
+	must(t, err)
+	_, err = ivy.Wait(ctx, harness.PrivmsgFrom("jo[m]", "#v3", "hello from matrix"))
+	must(t, err)
+}
+
+// TestServerRestart restarts the IRC server mid-conversation: the bridge reconnects,
+// rejoins, and a message sent from Matrix during the outage is delivered.
+func TestServerRestart(t *testing.T) {
+	ctx := testCtx(t)
+	addr := shared.ngircd.Addr
+	kim := newIRC(t, addr, "irckim")
+	must(t, kim.Join(ctx, "#restart"))
+	lee := newUser(t, "lee")
+	room, err := lee.JoinAndWait(ctx, "#irc_testnet_#restart:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = lee.SendText(ctx, room, "before restart")
+	must(t, err)
+	_, err = kim.Wait(ctx, harness.PrivmsgFrom("lee[m]", "#restart", "before restart"))
+	must(t, err)
+
+	// The bridge may only reconnect once kim is back in the channel, so the message
+	// sent during the outage has someone to reach.
+	shared.proxy.Hold()
+	shared.ngircd.Stop()
+	_, err = lee.SendText(ctx, room, "during outage")
+	must(t, err)
+	must(t, shared.ngircd.Start(ctx))
+	kim2 := newIRC(t, addr, "irckim")
+	must(t, kim2.Join(ctx, "#restart"))
+	shared.proxy.Release()
+	_, err = kim2.Wait(ctx, harness.PrivmsgFrom("lee[m]", "#restart", "during outage"))
+	must(t, err)
+	must(t, kim2.Privmsg("#restart", "after restart"))
+	_, err = lee.WaitEvent(ctx, room, textFrom(ghost("testnet", "irckim"), "after restart"))
+	must(t, err)
+}
