@@ -478,7 +478,7 @@ func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
 			level = &zero
 		}
 		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: channelKey(n.cfg.Name, channel),
-			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, msg.Nick()), Name: msg.Nick()},
+			Sender:     bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, msg.Nick()), Name: msg.Nick()},
 			TargetUser: remoteUserID(n.cfg.Name, arg), PowerLevel: level, Timestamp: msgTime(msg)})
 	}
 }

@@ -34,7 +34,7 @@ type puppet struct {
 
 	mu         sync.Mutex
 	conn       *ircconn.Conn
-	connected  chan struct{} // closed while connected
+	connected  chan struct{}            // closed while connected
 	channels   map[string]string        // folded → name, channels we are (or want to be) in
 	joinWaits  map[string]chan struct{} // closed when our JOIN is seen
 	lastActive time.Time
