@@ -265,6 +265,13 @@ type AutoLoginer interface {
 	AutoLogin(ctx context.Context, user id.UserID, chat PortalKey) (*NewLogin, error)
 }
 
+// DefaultRelayer supplies a network-wide relay (an IRC network's bot connection) for
+// Matrix users without a login of their own, in rooms that have no relay login set.
+// Messages through it are relay-formatted like any relay.
+type DefaultRelayer interface {
+	RelaySession(ctx context.Context, chat PortalKey) Session
+}
+
 // PlumbChecker validates a plumb request (network etiquette, channel consent).
 type PlumbChecker interface {
 	CheckPlumb(ctx context.Context, chat PortalKey, user id.UserID) error
@@ -372,7 +379,10 @@ type RemoteEvent struct {
 	Emoji string `json:"emoji,omitempty"`
 	// Target user for kicks; Reason for leaves and kicks.
 	TargetUser string `json:"target_user,omitempty"`
-	Reason     string `json:"reason,omitempty"`
+	// TargetMXID is set instead of TargetUser when the target is a Matrix user (their
+	// puppet was opped on IRC).
+	TargetMXID id.UserID `json:"target_mxid,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
 	// ChatInfo for RemoteChatInfo (and to create the portal with the right name).
 	ChatInfo *ChatInfo `json:"chat_info,omitempty"`
 	// CreatePortal says a missing portal should be created for this event.
@@ -398,6 +408,9 @@ type MessageContent struct {
 	ReplyTo string `json:"reply_to,omitempty"`
 	// Mentions are remote user IDs mentioned in the message.
 	Mentions []string `json:"mentions,omitempty"`
+	// MentionedMatrixUsers are Matrix users mentioned (remote→Matrix: someone on the
+	// network named a Matrix user's puppet).
+	MentionedMatrixUsers []id.UserID `json:"mentioned_matrix_users,omitempty"`
 }
 
 // Media is a file to bridge. For remote→Matrix, Data holds the bytes (the core uploads
@@ -408,6 +421,9 @@ type Media struct {
 	Size     int                 `json:"size,omitempty"`
 	Data     []byte              `json:"data,omitempty"`
 	URL      id.ContentURIString `json:"url,omitempty"`
+	// PublicURL (Matrix→remote) is a link anyone can open, served by the bridge when
+	// appservice.public_address is set; networks without files send it instead.
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 // MatrixSender is the Matrix user behind an outgoing event, with what relay formats need.
@@ -429,8 +445,11 @@ type MatrixMessage struct {
 	TxnID   string
 	Sender  MatrixSender
 	Content MessageContent
-	// ReplyTo is the remote ID of the message replied to, if it is known.
-	ReplyTo string
+	// ReplyTo is the remote ID of the message replied to, if it is known, and
+	// ReplyToSender the Matrix user (or ghost) who sent it, so networks without reply
+	// threads can address them ("bob: …").
+	ReplyTo       string
+	ReplyToSender id.UserID
 	// Relayed is set when the message goes through another user's login; Content then
 	// already carries the relay format's rendering.
 	Relayed bool

@@ -41,6 +41,7 @@ func (br *Bridge) httpHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	})
 	mux.HandleFunc("GET /_passerelle/ready", br.getReady)
+	mux.HandleFunc("GET /_passerelle/media/{server}/{media}/{sig}/{name}", br.serveMedia)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
 	})

@@ -119,9 +119,17 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 		}
 		return nil, "", false, userErrorf("the relay account of this room is not connected")
 	}
+	if dr, ok := rc.ch.conn.(DefaultRelayer); ok {
+		if sess := dr.RelaySession(ctx, rc.key); sess != nil {
+			return sess, defaultRelayLogin, true, nil
+		}
+	}
 	return nil, "", false, userErrorf("you are not logged in to %s in this room (send `login %s` to %s, or ask an admin to set a relay)",
 		rc.ch.info.DisplayName, rc.ch.info.Name, br.BotMXID())
 }
+
+// defaultRelayLogin stands for a connector's own relay in the message map.
+const defaultRelayLogin = "relay:default"
 
 // saveLogin persists a new login and starts its session.
 func (br *Bridge) saveLogin(ctx context.Context, ch *connectorHost, user id.UserID, nl *NewLogin) (*Login, error) {

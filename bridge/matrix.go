@@ -172,6 +172,7 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 			if rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, replyTo.String()); err == nil && len(rows) > 0 {
 				msg.ReplyTo = rows[0].RemoteID
 				msg.Content.ReplyTo = rows[0].RemoteID
+				msg.ReplyToSender = id.UserID(rows[0].SenderMXID)
 			}
 		}
 	}
@@ -473,7 +474,8 @@ func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEven
 		if err != nil {
 			return nil, fmt.Errorf("downloading media: %w", err)
 		}
-		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: content.URL, Size: len(data)}
+		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: content.URL, Size: len(data),
+			PublicURL: br.publicMediaURL(uri, content.GetFileName())}
 		if content.Info != nil {
 			mc.Media.MimeType = content.Info.MimeType
 		}

@@ -37,9 +37,17 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		return err
 	}
 	if evt.Type == RemoteChatInfo && evt.ChatInfo != nil {
+		old, err := br.DB.GetPortal(ctx, evt.Chat.Connector, evt.Chat.ChatID, evt.Chat.Receiver)
+		if err != nil {
+			return err
+		}
+		info := evt.ChatInfo
+		if old != nil && old.Name == info.Name && old.Topic == info.Topic && old.AvatarURL == info.AvatarURL.String() {
+			return nil // nothing changed (a reconnect repeats what we know)
+		}
 		if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: evt.Chat.Connector, ChatID: evt.Chat.ChatID,
-			Receiver: evt.Chat.Receiver, Name: evt.ChatInfo.Name, Topic: evt.ChatInfo.Topic,
-			AvatarURL: evt.ChatInfo.AvatarURL.String(), IsDM: evt.ChatInfo.IsDM, OtherUser: evt.ChatInfo.OtherUser}); err != nil {
+			Receiver: evt.Chat.Receiver, Name: info.Name, Topic: info.Topic,
+			AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: info.OtherUser}); err != nil {
 			return err
 		}
 	}
@@ -258,10 +266,13 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		}
 		return nil
 	case RemotePowerLevel:
-		if evt.PowerLevel == nil || evt.TargetUser == "" || room.Kind != database.RoomPortal {
+		if evt.PowerLevel == nil || (evt.TargetUser == "" && evt.TargetMXID == "") || room.Kind != database.RoomPortal {
 			return nil // plumbed rooms keep their own power levels
 		}
-		target := ch.GhostMXID(evt.TargetUser)
+		target := evt.TargetMXID
+		if target == "" {
+			target = ch.GhostMXID(evt.TargetUser)
+		}
 		if _, err := br.AS.BotIntent().SetPowerLevel(ctx, roomID, target, *evt.PowerLevel); err != nil {
 			return fmt.Errorf("setting power level: %w", err)
 		}
@@ -346,6 +357,7 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *Mess
 	for _, m := range mc.Mentions {
 		content.Mentions.UserIDs = append(content.Mentions.UserIDs, ch.GhostMXID(m))
 	}
+	content.Mentions.UserIDs = append(content.Mentions.UserIDs, mc.MentionedMatrixUsers...)
 	if mc.ReplyTo != "" && replyTarget != nil {
 		if target := replyTarget(mc.ReplyTo); target != "" {
 			content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(target)

@@ -39,6 +39,9 @@ type AppServiceConfig struct {
 	Address string `yaml:"address"`
 	// Listen is the host:port the bridge's HTTP server binds.
 	Listen string `yaml:"listen"`
+	// PublicAddress is the URL where people on other networks can open media the
+	// bridge serves for them (Matrix media needs authentication); empty: no links.
+	PublicAddress string `yaml:"public_address"`
 	// ID is the appservice registration ID.
 	ID  string    `yaml:"id"`
 	Bot BotConfig `yaml:"bot"`

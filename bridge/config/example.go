@@ -24,6 +24,10 @@ appservice:
   # host:port the bridge's HTTP server listens on. Keep it on loopback or a private
   # network: only the homeserver needs to reach it.
   listen: 127.0.0.1:29300
+  # Public URL of the listener above (through a reverse proxy), used for links to
+  # Matrix media that people on other networks can open (IRC users get a link
+  # instead of the file). Only /_passerelle/media/ needs to be exposed. Empty: no links.
+  public_address: ""
   # Registration ID; must be unique among the homeserver's appservices.
   id: passerelle
   # The bridge bot, which users talk to in their management room.

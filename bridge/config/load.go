@@ -169,6 +169,7 @@ func (c *Config) validate() []string {
 	for _, u := range []struct{ key, val string }{
 		{"homeserver.address", c.Homeserver.Address},
 		{"appservice.address", c.AppService.Address},
+		{"appservice.public_address", c.AppService.PublicAddress},
 	} {
 		if u.val == "" {
 			continue

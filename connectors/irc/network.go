@@ -130,6 +130,16 @@ func (n *network) displayNick(folded string) string {
 	return folded
 }
 
+// configured says whether a channel is in the network's config.
+func (n *network) configured(channel string) bool {
+	for _, c := range n.cfg.Channels {
+		if rfc1459Fold(c) == rfc1459Fold(channel) {
+			return true
+		}
+	}
+	return false
+}
+
 // isOurs says whether a nick is the bot or one of our puppets (never a ghost).
 func (n *network) isOurs(nick string) bool {
 	if n.bot != nil && n.bot.IsMe(nick) {
@@ -405,7 +415,16 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		default:
 			close(st.namesDone)
 		}
+		channel := st.name
 		n.mu.Unlock()
+		if n.configured(channel) {
+			// Channels listed in the config are bridged from the start: their portal
+			// exists before anyone asks for it.
+			if info, err := n.channelInfo(ctx, channel); err == nil {
+				n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: info.Key, ChatInfo: info,
+					CreatePortal: true, Timestamp: time.Now()})
+			}
+		}
 	case "MODE":
 		n.handleMode(ctx, msg)
 	case "PRIVMSG", "NOTICE":
@@ -422,6 +441,7 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			msgid = ""
 		}
 		when := msgTime(msg)
+		n.addMentions(content, target)
 		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: channelKey(n.cfg.Name, target),
 			ID:     lineID(msgid, n.cfg.Name, target, nick, param(1), when.Format(time.RFC3339Nano)),
 			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: when, Content: content})
@@ -467,9 +487,9 @@ func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
 			m.prefixes = strings.ReplaceAll(m.prefixes, prefix, "")
 		}
 		st.members[folded] = m
-		_, puppet := n.byNick[folded]
+		p := n.byNick[folded]
 		n.mu.Unlock()
-		if puppet || n.bot.IsMe(arg) {
+		if n.bot.IsMe(arg) {
 			continue
 		}
 		level := n.powerFor(m.prefixes)
@@ -477,9 +497,14 @@ func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
 			zero := 0
 			level = &zero
 		}
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: channelKey(n.cfg.Name, channel),
+		evt := &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: channelKey(n.cfg.Name, channel),
 			Sender:     bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, msg.Nick()), Name: msg.Nick()},
-			TargetUser: remoteUserID(n.cfg.Name, arg), PowerLevel: level, Timestamp: msgTime(msg)})
+			TargetUser: remoteUserID(n.cfg.Name, arg), PowerLevel: level, Timestamp: msgTime(msg)}
+		if p != nil {
+			// A Matrix user's puppet got ops: the Matrix user gets the power in the portal.
+			evt.TargetUser, evt.TargetMXID = "", p.login.UserMXID
+		}
+		n.queue(ctx, evt)
 	}
 }
 

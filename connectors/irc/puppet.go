@@ -369,7 +369,14 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 	}
 	text := ircformat.MatrixToIRCWith(msg.Content.Body, msg.Content.FormattedBody, ircformat.Options{MentionName: p.mentionName})
 	if m := msg.Content.Media; m != nil {
-		text = mediaText(msg, p.n)
+		text = mediaText(msg.Content)
+	}
+	// IRC has no reply threads: address the person replied to, as people do on IRC.
+	if msg.ReplyToSender != "" {
+		if nick := p.mentionName(msg.ReplyToSender.String(), msg.ReplyToSender.Localpart()); nick != "" &&
+			!strings.HasPrefix(strings.ToLower(text), strings.ToLower(nick)) {
+			text = nick + ": " + text
+		}
 	}
 	command, ctcp := "PRIVMSG", false
 	switch msg.Content.MsgType {
@@ -415,13 +422,22 @@ func (p *puppet) mentionName(userID, displayName string) string {
 	return displayName
 }
 
-func mediaText(msg *bridge.MatrixMessage, n *network) string {
-	m := msg.Content.Media
+// mediaText is what IRC users see for a file: its link when the bridge serves media
+// publicly, else what it was.
+func mediaText(c bridge.MessageContent) string {
+	m := c.Media
 	name := m.FileName
 	if name == "" {
 		name = "a file"
 	}
-	return fmt.Sprintf("sent %s (%s, %d bytes)", name, m.MimeType, m.Size)
+	caption := ""
+	if c.Body != "" && c.Body != m.FileName {
+		caption = c.Body + " "
+	}
+	if m.PublicURL != "" {
+		return fmt.Sprintf("%s%s", caption, m.PublicURL)
+	}
+	return fmt.Sprintf("%ssent %s (%s, %d bytes; no public link is configured)", caption, name, m.MimeType, m.Size)
 }
 
 // SendEdit implements bridge.EditSender: IRC has no edits, so the new text is sent as

@@ -44,6 +44,8 @@ type BridgeConfigParams struct {
 	Connectors map[string]any
 	// LogLevel defaults to "debug".
 	LogLevel string
+	// PublicAddress sets appservice.public_address (media links).
+	PublicAddress string
 }
 
 // WriteBridgeConfig writes a passerelle config file built from c to path. The
@@ -89,6 +91,9 @@ func WriteBridgeConfig(path string, c BridgeConfigParams) error {
 		"permissions": perms,
 		"connectors":  connectors,
 		"logging":     map[string]any{"level": or(c.LogLevel, "debug")},
+	}
+	if c.PublicAddress != "" {
+		cfg["appservice"].(map[string]any)["public_address"] = c.PublicAddress
 	}
 	secrets := map[string]string{}
 	for k, v := range c.DoublePuppetSecrets {

@@ -6,6 +6,8 @@ package irc
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,7 +55,8 @@ func TestMain(m *testing.M) {
 
 func networks(s *stack) map[string]any {
 	return map[string]any{"connects_per_second": 50, "networks": []map[string]any{
-		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
+		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
+			"channels": []string{"#announce"}},
 		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
 	}}
 }
@@ -87,7 +90,10 @@ func setup(m *testing.M) (int, error) {
 	s.cfgPath = filepath.Join(dir, "config.yaml")
 	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain,
 		Port: s.port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"),
-		Connectors: map[string]any{"irc": networks(s)}}
+		Connectors:    map[string]any{"irc": networks(s)},
+		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", s.port),
+		Permissions: map[string]string{harness.DefaultDomain: "admin",
+			id.NewUserID("relayonly", harness.DefaultDomain).String(): "relay"}}
 	if err = harness.WriteBridgeConfig(s.cfgPath, params); err != nil {
 		return 0, err
 	}
@@ -397,5 +403,101 @@ func TestServerRestart(t *testing.T) {
 	must(t, err)
 	must(t, kim2.Privmsg("#restart", "after restart"))
 	_, err = lee.WaitEvent(ctx, room, textFrom(ghost("testnet", "irckim"), "after restart"))
+	must(t, err)
+}
+
+// TestMoreBehaviour covers mentions, replies, media links, the relay for users without
+// a puppet, Matrix leaves and topics, and channels bridged from the config at start.
+func TestMoreBehaviour(t *testing.T) {
+	ctx := testCtx(t)
+	addr := shared.ngircd.Addr
+	// #announce is in the config: its portal existed before any Matrix user, so a line
+	// said now is in the room's history when mia joins later.
+	ann := newIRC(t, addr, "ircann")
+	must(t, ann.Join(ctx, "#announce"))
+	must(t, ann.Privmsg("#announce", "said before anyone joined"))
+	mia := newUser(t, "mia")
+	annRoom, err := mia.JoinAndWait(ctx, "#irc_testnet_#announce:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = mia.WaitEvent(ctx, annRoom, textFrom(ghost("testnet", "ircann"), "said before anyone joined"))
+	must(t, err)
+
+	nia := newIRC(t, addr, "ircnia")
+	must(t, nia.Join(ctx, "#more"))
+	room, err := mia.JoinAndWait(ctx, "#irc_testnet_#more:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = mia.SendText(ctx, room, "mia here")
+	must(t, err)
+	_, err = nia.Wait(ctx, harness.PrivmsgFrom("mia[m]", "#more", "mia here"))
+	must(t, err)
+
+	// An IRC user naming mia's nick pings her.
+	must(t, nia.Privmsg("#more", "mia[m]: are you there?"))
+	ping, err := mia.WaitEvent(ctx, room, textFrom(ghost("testnet", "ircnia"), "mia[m]: are you there?"))
+	must(t, err)
+	msg := ping.Content.AsMessage()
+	if msg.Mentions == nil || len(msg.Mentions.UserIDs) == 0 || msg.Mentions.UserIDs[0] != mia.UserID ||
+		!strings.Contains(msg.FormattedBody, "https://matrix.to/#/"+mia.UserID.String()) {
+		t.Fatalf("mention not converted: %+v", ping.Content.Raw)
+	}
+
+	// A Matrix reply addresses the IRC user by nick.
+	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "yes I am"}
+	reply.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ping.ID)
+	_, err = mia.SendMessageEvent(ctx, room, event.EventMessage, reply)
+	must(t, err)
+	_, err = nia.Wait(ctx, harness.PrivmsgFrom("mia[m]", "#more", "ircnia: yes I am"))
+	must(t, err)
+
+	// A file becomes a link IRC users can open, served by the bridge.
+	up, err := mia.UploadBytesWithName(ctx, []byte("hello file"), "text/plain", "note.txt")
+	must(t, err)
+	_, err = mia.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgFile,
+		Body: "note.txt", URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "text/plain", Size: 10}})
+	must(t, err)
+	line, err := nia.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "PRIVMSG" && m.Nick() == "mia[m]" && strings.Contains(m.Params[1], "/_passerelle/media/")
+	})
+	must(t, err)
+	link := line.Params[1][strings.Index(line.Params[1], "http"):]
+	resp, err := http.Get(link)
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "hello file" {
+		t.Fatalf("media link %s gave %d %q", link, resp.StatusCode, body)
+	}
+	bad, err := http.Get(strings.Replace(link, "/note.txt", "x/note.txt", 1))
+	must(t, err)
+	bad.Body.Close()
+	if bad.StatusCode != http.StatusNotFound {
+		t.Fatalf("a tampered media link gave %d, want 404", bad.StatusCode)
+	}
+
+	// A user only allowed to relay speaks through the bot, with their name.
+	relayUser := newUser(t, "relayonly")
+	must(t, relayUser.SetDisplayName(ctx, "Rita"))
+	_, err = relayUser.JoinAndWait(ctx, room.String())
+	must(t, err)
+	_, err = relayUser.SendText(ctx, room, "hello via relay")
+	must(t, err)
+	_, err = nia.Wait(ctx, harness.PrivmsgFrom("passbot", "#more", "Rita: hello via relay"))
+	must(t, err)
+
+	// Matrix topic and leave reach IRC through mia's puppet (opped first: +t).
+	must(t, nia.Raw("MODE #more +o mia[m]"))
+	_, err = mia.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StatePowerLevels && e.Content.AsPowerLevels().Users[mia.UserID] == 50
+	})
+	must(t, err)
+	_, err = mia.SendStateEvent(ctx, room, event.StateTopic, "", &event.TopicEventContent{Topic: "topic from matrix"})
+	must(t, err)
+	_, err = nia.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "TOPIC" && m.Nick() == "mia[m]" && len(m.Params) > 1 && m.Params[1] == "topic from matrix"
+	})
+	must(t, err)
+	_, err = mia.LeaveRoom(ctx, room)
+	must(t, err)
+	_, err = nia.Wait(ctx, func(m ircmsg.Message) bool { return m.Command == "PART" && m.Nick() == "mia[m]" })
 	must(t, err)
 }

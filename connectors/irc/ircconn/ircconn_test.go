@@ -749,7 +749,7 @@ func TestBadInputDoesNotBreakConnection(t *testing.T) {
 		":onlysource",
 		"@tags-without-anything",
 		"@a=b :src",
-		":src \xff\xfe",           // non-ASCII command
+		":src \xff\xfe",          // non-ASCII command
 		"@bad=\\ :src PRIVMSG x", // valid
 		":srv 999 alice weird :unknown numeric",
 		":bob!b@h PRIVMSG alice :\xff\xfe invalid utf-8 \xc3",

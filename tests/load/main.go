@@ -1,0 +1,1001 @@
+// Command load starts the whole real stack on this machine (Dendrite, an IRC server,
+// the passerelle binary with one IRC network), gives N Matrix users their own IRC
+// puppet in one portal and measures the bridge's memory per puppet, throughput and
+// latency each way (with Matrix→Matrix and IRC→IRC baselines) and how long all
+// puppets take to come back after the IRC server restarts.
+//
+//	go run ./tests/load -users 200
+//
+// Everything listens on loopback, every wait is bounded, and the program stops by
+// itself; it exits non-zero with the bridge log tail when something does not happen.
+// See tests/load/README.md.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ergochat/irc-go/ircmsg"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/config"
+	"github.com/passerelle/passerelle/tests/harness"
+)
+
+const (
+	netName    = "loadnet"
+	channel    = "#load"
+	baseChan   = "#base"
+	userPrefix = "lu"
+	// connectsPerSecond is the bridge's connect rate for the whole bridge.
+	connectsPerSecond = 100
+)
+
+type options struct {
+	users       int
+	messages    int
+	server      string
+	keep        bool
+	workers     int
+	concurrency int
+	timeout     time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.users, "users", 200, "Matrix users, each with its own IRC puppet")
+	flag.IntVar(&o.messages, "messages", 500, "messages per direction (and per baseline)")
+	flag.StringVar(&o.server, "server", "ngircd", "IRC server: ngircd or inspircd")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, databases)")
+	flag.IntVar(&o.workers, "workers", 8, "concurrent registrations and joins")
+	flag.IntVar(&o.concurrency, "concurrency", 8, "concurrent Matrix senders (the IRC sender is one raw client writing as fast as it can)")
+	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "bound on the whole run")
+	flag.Parse()
+	if o.users < 2 || o.messages < 1 || o.workers < 1 || o.concurrency < 1 {
+		fmt.Fprintln(os.Stderr, "load: need -users >= 2, -messages >= 1, -workers >= 1, -concurrency >= 1")
+		os.Exit(2)
+	}
+	if o.server != "ngircd" && o.server != "inspircd" {
+		fmt.Fprintln(os.Stderr, "load: -server must be ngircd or inspircd")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	r := &run{o: o, start: time.Now()}
+	err := r.run(ctx)
+	cancel()
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "\nload: FAILED after %s: %v\n", time.Since(r.start).Round(time.Second), err)
+		if r.bridge != nil {
+			fmt.Fprintf(os.Stderr, "--- bridge log tail (%s) ---\n%s\n", r.bridge.LogPath, r.bridge.LogTail(60))
+		}
+		if r.hs != nil {
+			fmt.Fprintf(os.Stderr, "--- dendrite log tail (%s) ---\n%s\n", r.hs.LogPath, r.hs.LogTail(20))
+		}
+		if r.irc != nil && r.irc.Kind == "inspircd" {
+			fmt.Fprintf(os.Stderr, "--- %s log tail ---\n%s\n", r.irc.Kind, r.irc.LogTail(20))
+		}
+	}
+	r.cleanup(err != nil)
+	if err != nil {
+		os.Exit(1)
+	}
+}
+
+// run is one load run: the stack and what was measured.
+type run struct {
+	o     options
+	start time.Time
+	runID string
+
+	dir     string
+	binDir  string
+	irc     *harness.IRCServer
+	hs      *harness.Homeserver
+	bridge  *harness.Bridge
+	clients []*harness.IRCClient
+
+	observer *harness.User
+	senders  []*mautrix.Client // index i is user i (0 is the observer's client)
+	portal   id.RoomID
+
+	res results
+}
+
+// results holds everything printed in the table.
+type results struct {
+	regTime, joinTime, puppetTime time.Duration
+	fallbackMessages              int
+	rssBefore, rssAfter, hwmAfter int64 // kB
+	puppets                       int
+	rssAfterMsgs                  int64
+	m2i, i2m, m2m, i2i            *measure
+	reconnect                     time.Duration
+	reconnectRSSPeak              int64
+	hwmBeforeRestart, hwmAfterRe  int64
+	dendriteRSS, ircRSS           int64
+}
+
+// measure is one message run: M messages, send and receive times.
+type measure struct {
+	name      string
+	sent      int
+	received  int
+	firstSend time.Time
+	lastRecv  time.Time
+	lat       []time.Duration // sorted
+}
+
+func (m *measure) rate() float64 {
+	d := m.lastRecv.Sub(m.firstSend).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(m.received) / d
+}
+
+func (m *measure) pct(p float64) time.Duration {
+	if len(m.lat) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(m.lat)-1))
+	return m.lat[i]
+}
+
+func (r *run) logf(format string, args ...any) {
+	fmt.Printf("[%7s] %s\n", time.Since(r.start).Round(100*time.Millisecond), fmt.Sprintf(format, args...))
+}
+
+func (r *run) cleanup(failed bool) {
+	if r.observer != nil {
+		r.observer.Close()
+	}
+	for _, c := range r.clients {
+		c.Close()
+	}
+	if r.bridge != nil {
+		r.bridge.Stop()
+	}
+	if r.hs != nil {
+		r.hs.Stop()
+	}
+	if r.irc != nil {
+		r.irc.Stop()
+	}
+	if r.binDir != "" {
+		os.RemoveAll(r.binDir)
+	}
+	if r.dir == "" {
+		return
+	}
+	switch {
+	case r.o.keep || failed:
+		fmt.Printf("load: kept %s (logs, databases, results.txt)\n", r.dir)
+	default:
+		// Keep only the results table.
+		entries, _ := os.ReadDir(r.dir)
+		for _, e := range entries {
+			if e.Name() != "results.txt" {
+				os.RemoveAll(filepath.Join(r.dir, e.Name()))
+			}
+		}
+		fmt.Printf("load: results kept in %s (run with -keep to keep the logs too)\n", filepath.Join(r.dir, "results.txt"))
+	}
+}
+
+func (r *run) run(ctx context.Context) error {
+	var err error
+	o := r.o
+	r.runID = strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
+	if r.dir, err = os.MkdirTemp("", "passerelle-load-"); err != nil {
+		return err
+	}
+	r.logf("users=%d messages=%d server=%s dir=%s", o.users, o.messages, o.server, r.dir)
+
+	// --- the stack ---
+	if r.irc, err = harness.StartIRCServer(ctx, o.server, filepath.Join(r.dir, o.server)); err != nil {
+		return fmt.Errorf("starting %s: %w", o.server, err)
+	}
+	r.logf("%s listening on %s", o.server, r.irc.Addr)
+	bin, err := harness.BuildBridge(ctx)
+	if err != nil {
+		return err
+	}
+	r.binDir = filepath.Dir(bin)
+	port, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(r.dir, "config.yaml")
+	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain,
+		Port: port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(r.dir, "passerelle.db"), LogLevel: "info",
+		Connectors: map[string]any{"irc": map[string]any{
+			"connects_per_second": connectsPerSecond,
+			"networks": []map[string]any{{
+				"name": netName, "address": r.irc.Addr, "bot_nick": "passbot",
+				"messages_per_second": 1000, "burst": 1000,
+				// The default (1000) would refuse puppets above it.
+				"max_connections": o.users + 100,
+			}},
+		}}}
+	if err = harness.WriteBridgeConfig(cfgPath, params); err != nil {
+		return err
+	}
+	regPath := filepath.Join(r.dir, "registration.yaml")
+	if err = harness.GenerateRegistration(ctx, bin, cfgPath, regPath); err != nil {
+		return err
+	}
+	reg, err := appservice.LoadRegistration(regPath)
+	if err != nil {
+		return err
+	}
+	r.logf("starting Dendrite (first run builds it: several minutes)")
+	if r.hs, err = harness.StartDendrite(ctx, filepath.Join(r.dir, "dendrite"), []string{regPath}); err != nil {
+		return err
+	}
+	params.HomeserverURL = r.hs.URL
+	if err = harness.WriteBridgeConfig(cfgPath, params); err != nil {
+		return err
+	}
+	if err = config.SetTokens(cfgPath, reg.AppToken, reg.ServerToken); err != nil {
+		return err
+	}
+	if r.bridge, err = harness.StartBridge(ctx, bin, cfgPath, regPath, filepath.Join(r.dir, "bridge.log")); err != nil {
+		return err
+	}
+	r.logf("bridge pid %d ready (Dendrite %s)", r.bridge.Pid(), r.hs.URL)
+
+	// Raw IRC clients: one in the bridged channel, two in an unbridged one for the
+	// IRC→IRC baseline.
+	ircMain, err := r.dialIRC(ctx, "loadirc", channel)
+	if err != nil {
+		return err
+	}
+	base1, err := r.dialIRC(ctx, "loadbase1", baseChan)
+	if err != nil {
+		return err
+	}
+	base2, err := r.dialIRC(ctx, "loadbase2", baseChan)
+	if err != nil {
+		return err
+	}
+
+	// Let the bot connect and the bridge settle before the "no puppet" reading.
+	if err = r.waitBotIn(ctx, ircMain); err != nil {
+		return err
+	}
+	if err = sleepCtx(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	if r.res.rssBefore, _, err = r.bridgeMem(); err != nil {
+		return err
+	}
+	r.logf("bridge RSS before puppets: %s", kb(r.res.rssBefore))
+
+	// --- users ---
+	if err = r.registerUsers(ctx); err != nil {
+		return err
+	}
+	if err = r.joinPortal(ctx); err != nil {
+		return err
+	}
+	if err = r.waitPuppets(ctx, ircMain); err != nil {
+		return err
+	}
+	if err = sleepCtx(ctx, 3*time.Second); err != nil {
+		return err
+	}
+	if r.res.rssAfter, r.res.hwmAfter, err = r.bridgeMem(); err != nil {
+		return err
+	}
+	r.logf("bridge RSS with %d puppets: %s (HWM %s)", r.res.puppets, kb(r.res.rssAfter), kb(r.res.hwmAfter))
+
+	// --- baselines, then bridged traffic ---
+	if r.res.i2i, err = r.ircToIRC(ctx, base1, base2); err != nil {
+		return err
+	}
+	if r.res.m2m, err = r.matrixToMatrix(ctx); err != nil {
+		return err
+	}
+	if r.res.m2i, err = r.matrixToIRC(ctx, ircMain); err != nil {
+		return err
+	}
+	if r.res.i2m, err = r.ircToMatrix(ctx, ircMain); err != nil {
+		return err
+	}
+	if r.res.rssAfterMsgs, _, err = r.bridgeMem(); err != nil {
+		return err
+	}
+	r.res.dendriteRSS = pidRSS(pidByArg(r.hs.ConfigPath))
+	r.res.ircRSS = pidRSS(pidByArg(filepath.Join(r.dir, o.server, o.server+".conf")))
+
+	// --- reconnect ---
+	if err = r.reconnect(ctx); err != nil {
+		return err
+	}
+
+	table := r.table()
+	fmt.Println()
+	fmt.Print(table)
+	if err := os.WriteFile(filepath.Join(r.dir, "results.txt"), []byte(table), 0o644); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *run) dialIRC(ctx context.Context, nick, ch string) (*harness.IRCClient, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := harness.DialIRC(cctx, r.irc.Addr, nick)
+	if err != nil {
+		return nil, fmt.Errorf("raw IRC client %s: %w", nick, err)
+	}
+	r.clients = append(r.clients, c)
+	if ch != "" {
+		if err := c.Join(cctx, ch); err != nil {
+			return nil, fmt.Errorf("raw IRC client %s joining %s: %w", nick, ch, err)
+		}
+	}
+	return c, nil
+}
+
+// waitBotIn waits until the bridge bot is connected (it answers WHOIS).
+func (r *run) waitBotIn(ctx context.Context, c *harness.IRCClient) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		start := len(c.Lines())
+		if err := c.Raw("WHOIS passbot"); err != nil {
+			return err
+		}
+		lines, err := collectUntil(ctx, c, start, func(m ircmsg.Message) bool { return m.Command == "318" }, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("WHOIS passbot: %w", err)
+		}
+		for _, m := range lines {
+			if m.Command == "311" {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the bridge bot passbot did not connect to the IRC server within 60 s")
+		}
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// collectUntil returns the lines received after index start up to and including the
+// first one matching end, polling for at most timeout.
+func collectUntil(ctx context.Context, c *harness.IRCClient, start int, end func(ircmsg.Message) bool, timeout time.Duration) ([]ircmsg.Message, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		lines := c.Lines()
+		if start > len(lines) {
+			start = len(lines)
+		}
+		for i := start; i < len(lines); i++ {
+			if end(lines[i]) {
+				return lines[start : i+1], nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: no answer within %s", c.Nick, timeout)
+		}
+		if err := sleepCtx(ctx, 20*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// names sends NAMES and returns the channel's nicks without prefixes.
+func names(ctx context.Context, c *harness.IRCClient, ch string) ([]string, error) {
+	start := len(c.Lines())
+	if err := c.Raw("NAMES %s", ch); err != nil {
+		return nil, fmt.Errorf("sending NAMES: %w", err)
+	}
+	lines, err := collectUntil(ctx, c, start, func(m ircmsg.Message) bool {
+		return m.Command == "366" && len(m.Params) > 1 && strings.EqualFold(m.Params[1], ch)
+	}, 15*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("NAMES %s: %w", ch, err)
+	}
+	var out []string
+	for _, m := range lines {
+		if m.Command != "353" || len(m.Params) < 4 || !strings.EqualFold(m.Params[2], ch) {
+			continue
+		}
+		for _, n := range strings.Fields(m.Params[3]) {
+			out = append(out, strings.TrimLeft(n, "~&@%+"))
+		}
+	}
+	return out, nil
+}
+
+func localpart(i int) string  { return fmt.Sprintf("%s%05d", userPrefix, i) }
+func puppetNick(i int) string { return localpart(i) + "[m]" }
+
+// puppetsIn counts the bridge's puppets among nicks and lists the missing users.
+func (r *run) puppetsIn(nicks []string) (count int, missing []int) {
+	have := make(map[string]bool, len(nicks))
+	for _, n := range nicks {
+		have[strings.ToLower(n)] = true
+	}
+	for i := 0; i < r.o.users; i++ {
+		if have[strings.ToLower(puppetNick(i))] {
+			count++
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	return count, missing
+}
+
+// pool runs f(i) for i in [0,n) on workers goroutines; the first error stops it.
+func pool(ctx context.Context, n, workers int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// retry runs f up to 3 times, 1 s apart, each attempt bounded by timeout.
+func retry(ctx context.Context, what string, timeout time.Duration, f func(ctx context.Context) error) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err = f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if sleepCtx(ctx, time.Second) != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s (3 attempts): %w", what, err)
+	}
+	return nil
+}
+
+func (r *run) registerUsers(ctx context.Context) error {
+	n := r.o.users
+	r.senders = make([]*mautrix.Client, n)
+	t0 := time.Now()
+	var done atomic.Int64
+	err := pool(ctx, n, r.o.workers, func(ctx context.Context, i int) error {
+		return retry(ctx, "registering "+localpart(i), 60*time.Second, func(ctx context.Context) error {
+			u, err := r.hs.RegisterUser(ctx, localpart(i), false)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				r.observer = u // keeps its /sync recorder
+			} else {
+				u.Close() // plain client from now on: no N sync loops
+			}
+			r.senders[i] = u.Client
+			if d := done.Add(1); d%500 == 0 {
+				r.logf("registered %d/%d users", d, n)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("registering users on Dendrite: %w", err)
+	}
+	r.res.regTime = time.Since(t0)
+	r.logf("registered %d users in %s (%d workers)", n, r.res.regTime.Round(time.Millisecond), r.o.workers)
+	return nil
+}
+
+func (r *run) joinPortal(ctx context.Context) error {
+	alias := "#irc_" + netName + "_" + channel + ":" + harness.DefaultDomain
+	t0 := time.Now()
+	jctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	room, err := r.observer.JoinAndWait(jctx, alias)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("observer joining the portal %s: %w", alias, err)
+	}
+	r.portal = room
+	var done atomic.Int64
+	err = pool(ctx, r.o.users-1, r.o.workers, func(ctx context.Context, i int) error {
+		cli := r.senders[i+1]
+		return retry(ctx, fmt.Sprintf("%s joining %s", cli.UserID, room), 120*time.Second, func(ctx context.Context) error {
+			_, err := cli.JoinRoom(ctx, room.String(), nil)
+			if err == nil {
+				if d := done.Add(1); d%500 == 0 {
+					r.logf("%d/%d users joined the portal", d, r.o.users-1)
+				}
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("joining the portal: %w", err)
+	}
+	r.res.joinTime = time.Since(t0)
+	r.logf("%d users joined the portal %s in %s", r.o.users, room, r.res.joinTime.Round(time.Millisecond))
+	return nil
+}
+
+// waitPuppets waits until every user's puppet is in the channel. Joining the portal
+// is meant to open the puppet; users still missing after a stall get to send one
+// message, which certainly opens it.
+func (r *run) waitPuppets(ctx context.Context, c *harness.IRCClient) error {
+	n := r.o.users
+	t0 := time.Now()
+	limit := 120*time.Second + time.Duration(n)*100*time.Millisecond
+	stall := 30 * time.Second
+	last, lastChange := -1, time.Now()
+	fallback := false
+	for {
+		nicks, err := names(ctx, c, channel)
+		if err != nil {
+			return err
+		}
+		count, missing := r.puppetsIn(nicks)
+		if count != last {
+			r.logf("puppets in %s: %d/%d", channel, count, n)
+			last, lastChange = count, time.Now()
+		}
+		if count == n {
+			r.res.puppets = count
+			r.res.puppetTime = time.Since(t0)
+			return nil
+		}
+		if !fallback && time.Since(lastChange) > stall {
+			fallback = true
+			r.res.fallbackMessages = len(missing)
+			r.logf("no progress for %s: %d users send one message each to open their puppet", stall, len(missing))
+			err := pool(ctx, len(missing), r.o.concurrency, func(ctx context.Context, j int) error {
+				i := missing[j]
+				return retry(ctx, "fallback message from "+localpart(i), 60*time.Second, func(ctx context.Context) error {
+					_, err := r.senders[i].SendText(ctx, r.portal, "hello from "+localpart(i))
+					return err
+				})
+			})
+			if err != nil {
+				return err
+			}
+			lastChange = time.Now()
+		}
+		if time.Since(t0) > limit {
+			show := missing
+			if len(show) > 10 {
+				show = show[:10]
+			}
+			var names []string
+			for _, i := range show {
+				names = append(names, puppetNick(i))
+			}
+			return fmt.Errorf("only %d of %d puppets are in %s after %s (fallback messages sent: %v); missing e.g. %s",
+				count, n, channel, limit, fallback, strings.Join(names, " "))
+		}
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+}
+
+// phaseTimeout bounds one message phase.
+func (r *run) phaseTimeout() time.Duration {
+	return 60*time.Second + time.Duration(r.o.messages)*100*time.Millisecond
+}
+
+// trackIRC records when each PRIVMSG to target whose text starts with prefix first
+// arrives at c, until want distinct ones arrived or ctx ends.
+func trackIRC(ctx context.Context, c *harness.IRCClient, target, prefix string, want int) (map[string]time.Time, error) {
+	seen := map[string]time.Time{}
+	_, err := c.Wait(ctx, func(m ircmsg.Message) bool {
+		if m.Command == "PRIVMSG" && len(m.Params) == 2 && strings.EqualFold(m.Params[0], target) && strings.HasPrefix(m.Params[1], prefix) {
+			if _, ok := seen[m.Params[1]]; !ok {
+				seen[m.Params[1]] = time.Now()
+			}
+		}
+		return len(seen) >= want
+	})
+	return seen, err
+}
+
+// trackMatrix is trackIRC for the observer's /sync in room.
+func trackMatrix(ctx context.Context, u *harness.User, room id.RoomID, prefix string, want int) (map[string]time.Time, error) {
+	seen := map[string]time.Time{}
+	_, err := u.WaitEvent(ctx, room, func(evt *event.Event) bool {
+		if evt.Type == event.EventMessage {
+			if msg, ok := evt.Content.Parsed.(*event.MessageEventContent); ok && strings.HasPrefix(msg.Body, prefix) {
+				if _, ok := seen[msg.Body]; !ok {
+					seen[msg.Body] = time.Now()
+				}
+			}
+		}
+		return len(seen) >= want
+	})
+	return seen, err
+}
+
+// exchange runs one measured phase: tracker waits for M bodies while send sends them
+// (recording each send time), then latencies are matched by body.
+func (r *run) exchange(ctx context.Context, name, prefix string,
+	track func(ctx context.Context, want int) (map[string]time.Time, error),
+	send func(ctx context.Context, bodies []string, sent []time.Time) error) (*measure, error) {
+	m := r.o.messages
+	bodies := make([]string, m)
+	for i := range bodies {
+		bodies[i] = fmt.Sprintf("%s%d-%s", prefix, i, r.runID)
+	}
+	sent := make([]time.Time, m)
+	ctx, cancel := context.WithTimeout(ctx, r.phaseTimeout())
+	defer cancel()
+	type tracked struct {
+		seen map[string]time.Time
+		err  error
+	}
+	got := make(chan tracked, 1)
+	go func() {
+		seen, err := track(ctx, m)
+		got <- tracked{seen, err}
+	}()
+	r.logf("%s: sending %d messages", name, m)
+	sendErr := send(ctx, bodies, sent)
+	t := <-got
+	res := &measure{name: name, sent: m, received: len(t.seen)}
+	if sendErr != nil {
+		return nil, fmt.Errorf("%s: sending: %w", name, sendErr)
+	}
+	if t.err != nil || len(t.seen) < m {
+		return nil, fmt.Errorf("%s: %d of %d messages arrived within %s: %v", name, len(t.seen), m, r.phaseTimeout(), t.err)
+	}
+	res.firstSend = sent[0]
+	for i, b := range bodies {
+		if sent[i].Before(res.firstSend) {
+			res.firstSend = sent[i]
+		}
+		at := t.seen[b]
+		if at.After(res.lastRecv) {
+			res.lastRecv = at
+		}
+		res.lat = append(res.lat, at.Sub(sent[i]))
+	}
+	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	r.logf("%s: %d messages, %.1f msg/s, p50 %s, p99 %s", name, res.received, res.rate(),
+		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond))
+	return res, nil
+}
+
+// sendIRC writes the bodies to target from one raw client, as fast as it can.
+func sendIRC(c *harness.IRCClient, target string) func(ctx context.Context, bodies []string, sent []time.Time) error {
+	return func(ctx context.Context, bodies []string, sent []time.Time) error {
+		for i, b := range bodies {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			sent[i] = time.Now()
+			if err := c.Privmsg(target, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// sendMatrix sends body i from senders[i % len(senders)] with a bounded pool.
+func (r *run) sendMatrix(room id.RoomID, senders []*mautrix.Client) func(ctx context.Context, bodies []string, sent []time.Time) error {
+	return func(ctx context.Context, bodies []string, sent []time.Time) error {
+		return pool(ctx, len(bodies), r.o.concurrency, func(ctx context.Context, i int) error {
+			cli := senders[i%len(senders)]
+			sent[i] = time.Now()
+			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			if _, err := cli.SendText(sctx, room, bodies[i]); err != nil {
+				return fmt.Errorf("%s sending: %w", cli.UserID, err)
+			}
+			return nil
+		})
+	}
+}
+
+func (r *run) ircToIRC(ctx context.Context, from, to *harness.IRCClient) (*measure, error) {
+	return r.exchange(ctx, "IRC→IRC baseline", "i2i-",
+		func(ctx context.Context, want int) (map[string]time.Time, error) {
+			return trackIRC(ctx, to, baseChan, "i2i-", want)
+		}, sendIRC(from, baseChan))
+}
+
+func (r *run) matrixToMatrix(ctx context.Context) (*measure, error) {
+	// A plain room, not bridged: the observer and up to -concurrency senders.
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	resp, err := r.observer.CreateRoom(cctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "load baseline"})
+	if err != nil {
+		return nil, fmt.Errorf("creating the baseline room: %w", err)
+	}
+	k := min(r.o.concurrency, r.o.users-1)
+	senders := r.senders[1 : k+1]
+	for _, s := range senders {
+		if _, err := s.JoinRoom(cctx, resp.RoomID.String(), nil); err != nil {
+			return nil, fmt.Errorf("%s joining the baseline room: %w", s.UserID, err)
+		}
+	}
+	return r.exchange(ctx, "Matrix→Matrix baseline", "m2m-",
+		func(ctx context.Context, want int) (map[string]time.Time, error) {
+			return trackMatrix(ctx, r.observer, resp.RoomID, "m2m-", want)
+		}, r.sendMatrix(resp.RoomID, senders))
+}
+
+func (r *run) matrixToIRC(ctx context.Context, c *harness.IRCClient) (*measure, error) {
+	return r.exchange(ctx, "Matrix→IRC bridged", "m2i-",
+		func(ctx context.Context, want int) (map[string]time.Time, error) {
+			return trackIRC(ctx, c, channel, "m2i-", want)
+		}, r.sendMatrix(r.portal, r.senders))
+}
+
+func (r *run) ircToMatrix(ctx context.Context, c *harness.IRCClient) (*measure, error) {
+	return r.exchange(ctx, "IRC→Matrix bridged", "i2m-",
+		func(ctx context.Context, want int) (map[string]time.Time, error) {
+			return trackMatrix(ctx, r.observer, r.portal, "i2m-", want)
+		}, sendIRC(c, channel))
+}
+
+// reconnect restarts the IRC server and waits for every puppet to be back in the
+// channel, sampling the bridge's RSS every 200 ms.
+func (r *run) reconnect(ctx context.Context) error {
+	n := r.o.users
+	var err error
+	if _, r.res.hwmBeforeRestart, err = r.bridgeMem(); err != nil {
+		return err
+	}
+	var peak atomic.Int64
+	sctx, stopSampling := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if rss, _, err := r.bridgeMem(); err == nil && rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer func() { stopSampling(); wg.Wait() }()
+
+	r.logf("restarting %s", r.irc.Kind)
+	t0 := time.Now()
+	if err := r.irc.Restart(ctx); err != nil {
+		return fmt.Errorf("restarting %s: %w", r.irc.Kind, err)
+	}
+	watch, err := r.dialIRC(ctx, "loadwatch", channel)
+	if err != nil {
+		return fmt.Errorf("after the restart: %w", err)
+	}
+	limit := 120*time.Second + time.Duration(n)*100*time.Millisecond
+	last := -1
+	for {
+		nicks, err := names(ctx, watch, channel)
+		if err != nil {
+			return fmt.Errorf("after the restart: %w", err)
+		}
+		count, _ := r.puppetsIn(nicks)
+		if count != last {
+			r.logf("after restart: %d/%d puppets back in %s", count, n, channel)
+			last = count
+		}
+		if count == n {
+			r.res.reconnect = time.Since(t0)
+			break
+		}
+		if time.Since(t0) > limit {
+			return fmt.Errorf("after restarting %s only %d of %d puppets were back in %s within %s", r.irc.Kind, count, n, channel, limit)
+		}
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+	stopSampling()
+	wg.Wait()
+	r.res.reconnectRSSPeak = peak.Load()
+	if _, r.res.hwmAfterRe, err = r.bridgeMem(); err != nil {
+		return err
+	}
+	r.logf("all %d puppets back %s after the restart; peak RSS %s", n, r.res.reconnect.Round(100*time.Millisecond), kb(r.res.reconnectRSSPeak))
+	return nil
+}
+
+// bridgeMem reads VmRSS and VmHWM (kB) of the bridge process.
+func (r *run) bridgeMem() (rss, hwm int64, err error) {
+	if r.bridge.Exited() {
+		return 0, 0, errors.New("the bridge process has exited")
+	}
+	rss, hwm, err = procMem(r.bridge.Pid())
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the bridge's memory: %w", err)
+	}
+	return rss, hwm, nil
+}
+
+func procMem(pid int) (rss, hwm int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = n
+		case "VmHWM":
+			hwm = n
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return rss, hwm, sc.Err()
+}
+
+// pidByArg finds a process of ours whose command line contains arg (a path under our
+// temp dir, so it is unambiguous); 0 if none.
+func pidByArg(arg string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := os.Open(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(f, 8192))
+		f.Close()
+		if strings.Contains(string(data), arg) {
+			return pid
+		}
+	}
+	return 0
+}
+
+func pidRSS(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	rss, _, _ := procMem(pid)
+	return rss
+}
+
+func kb(v int64) string {
+	if v == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(v)/1024)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func (r *run) table() string {
+	res := r.res
+	o := r.o
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "passerelle IRC load run %s on %s (%d CPUs), server %s\n", time.Now().Format("2006-01-02 15:04"), host, runtime.NumCPU(), o.server)
+	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -messages %d -server %s -workers %d -concurrency %d\n\n", o.users, o.messages, o.server, o.workers, o.concurrency)
+	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	row := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")+"\t") }
+	row("setup", "value")
+	row("register users", fmt.Sprintf("%d in %s (%.0f/s)", o.users, res.regTime.Round(time.Millisecond), float64(o.users)/res.regTime.Seconds()))
+	row("join portal", fmt.Sprintf("%d in %s (%.0f/s)", o.users, res.joinTime.Round(time.Millisecond), float64(o.users)/res.joinTime.Seconds()))
+	row("all puppets in channel", fmt.Sprintf("%s after the joins (fallback messages: %d)", res.puppetTime.Round(time.Millisecond), res.fallbackMessages))
+	row("", "")
+	row("bridge memory", "value")
+	row("VmRSS before any puppet", kb(res.rssBefore))
+	row(fmt.Sprintf("VmRSS with %d puppets", res.puppets), fmt.Sprintf("%s (VmHWM %s)", kb(res.rssAfter), kb(res.hwmAfter)))
+	per := float64(res.rssAfter-res.rssBefore) / float64(max(res.puppets, 1))
+	row("per puppet (ΔRSS / N)", fmt.Sprintf("%.0f KiB", per))
+	row("VmRSS after the messages", kb(res.rssAfterMsgs))
+	row("(Dendrite / IRC server RSS)", fmt.Sprintf("%s / %s", kb(res.dendriteRSS), kb(res.ircRSS)))
+	row("", "")
+	row("messages", "count", "msg/s", "p50", "p99", "max")
+	for _, m := range []*measure{res.m2i, res.i2m, res.m2m, res.i2i} {
+		row(m.name, strconv.Itoa(m.received), fmt.Sprintf("%.1f", m.rate()), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1)))
+	}
+	row("", "")
+	base50 := res.m2m.pct(0.5) + res.i2i.pct(0.5)
+	base99 := res.m2m.pct(0.99) + res.i2i.pct(0.99)
+	row("bridge-added latency (estimate)", "", "", "p50", "p99")
+	row("Matrix→IRC", "", "", ms(res.m2i.pct(0.5)-base50), ms(res.m2i.pct(0.99)-base99))
+	row("IRC→Matrix", "", "", ms(res.i2m.pct(0.5)-base50), ms(res.i2m.pct(0.99)-base99))
+	row("", "")
+	row("IRC server restart", "value")
+	row("all puppets back in channel", res.reconnect.Round(100*time.Millisecond).String())
+	row("peak VmRSS during reconnect (200 ms samples)", kb(res.reconnectRSSPeak))
+	row("VmHWM before / after restart", fmt.Sprintf("%s / %s", kb(res.hwmBeforeRestart), kb(res.hwmAfterRe)))
+	w.Flush()
+	fmt.Fprintf(&b, `
+How to read this:
+- Latency is send call start → first sight at the receiver (raw IRC client line, or
+  the observer's /sync). Matrix senders: %d concurrent clients spread over the users;
+  IRC sender: one raw client writing as fast as it can. Under this burst load the
+  percentiles include queueing, so they measure saturation, not an idle round trip.
+- msg/s = messages / (first send → last receive).
+- Bridge-added latency is an ESTIMATE: a bridged message crosses a Matrix leg
+  (client → Dendrite → appservice push or /sync) and an IRC leg (server relay), so
+  bridge-added ≈ bridged pXX − (Matrix→Matrix pXX + IRC→IRC pXX), with both
+  baselines measured on this machine with the same message count and senders.
+  Percentiles do not add exactly, and the appservice push is not the same code path
+  as /sync; treat it as an order of magnitude.
+- Memory per puppet = (VmRSS with N puppets − VmRSS before) / N; Go's RSS includes
+  garbage not yet returned to the OS, so this is an upper-bound-ish estimate.
+`, o.concurrency)
+	return b.String()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
