@@ -313,6 +313,9 @@ type ChatInfo struct {
 	OtherUser string
 	// Members are remote users to make ghosts for and join to the portal.
 	Members []ChatMember
+	// JoinedHistoryOnly makes the portal's history visible to members only from their
+	// join (an IRC channel's traffic is not shown to someone before they are in it).
+	JoinedHistoryOnly bool
 }
 
 // ChatMember is one remote participant.
@@ -518,6 +521,10 @@ type Host interface {
 	ParseGhostMXID(mxid id.UserID) (remoteID string, ok bool)
 	// Logins lists stored logins of this connector.
 	Logins(ctx context.Context) ([]*Login, error)
+	// PublicTextLink stores a long text as a file and returns a link anyone can open
+	// (for networks that take pastes instead of long messages); "" when the bridge has
+	// no appservice.public_address.
+	PublicTextLink(ctx context.Context, text, fileName string) (string, error)
 	// UpdateLoginMetadata persists a login's connector metadata.
 	UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error
 }

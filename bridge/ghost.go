@@ -129,6 +129,18 @@ func (ch *connectorHost) Logins(ctx context.Context) ([]*Login, error) {
 	return out, nil
 }
 
+// PublicTextLink implements Host.
+func (ch *connectorHost) PublicTextLink(ctx context.Context, text, fileName string) (string, error) {
+	if ch.br.Config.AppService.PublicAddress == "" {
+		return "", nil
+	}
+	resp, err := ch.br.AS.BotIntent().UploadBytesWithName(ctx, []byte(text), "text/plain; charset=utf-8", fileName)
+	if err != nil {
+		return "", fmt.Errorf("uploading paste: %w", err)
+	}
+	return ch.br.publicMediaURL(resp.ContentURI, fileName), nil
+}
+
 // UpdateLoginMetadata implements Host.
 func (ch *connectorHost) UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error {
 	return ch.br.DB.SetLoginMetadata(ctx, ch.info.Name, loginID, metadata)

@@ -105,6 +105,10 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		PowerLevelOverride: pl,
 		IsDirect:           info.IsDM,
 	}
+	if info.JoinedHistoryOnly {
+		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateHistoryVisibility, StateKey: ptr(""),
+			Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityJoined}}})
+	}
 	if !info.AvatarURL.IsEmpty() {
 		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateRoomAvatar, StateKey: ptr(""),
 			Content: event.Content{Parsed: &event.RoomAvatarEventContent{URL: info.AvatarURL.CUString()}}})

@@ -54,6 +54,11 @@ type NetworkConfig struct {
 	PowerLevels PowerLevelMap `yaml:"power_levels"`
 	// MaxLines above which a Matrix message is refused instead of flooding the channel.
 	MaxLines int `yaml:"max_lines"`
+	// PlumbConsent makes plumbing ask the channel's operators on IRC first.
+	PlumbConsent bool `yaml:"plumb_consent"`
+	// NetsplitGrace is how long users who quit in a netsplit may come back before
+	// their ghosts leave (default 60s), so a split and rejoin is not a flood of events.
+	NetsplitGrace time.Duration `yaml:"netsplit_grace"`
 	// RedactionNotice, when set, is sent to IRC when a Matrix user deletes a message
 	// ({{.Nick}} is available); empty sends nothing.
 	RedactionNotice string `yaml:"redaction_notice"`
@@ -120,6 +125,9 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 		}
 		if n.Burst <= 0 {
 			n.Burst = 5
+		}
+		if n.NetsplitGrace <= 0 {
+			n.NetsplitGrace = time.Minute
 		}
 		if n.MaxLines <= 0 {
 			n.MaxLines = 10

@@ -176,6 +176,14 @@ func (c *Connector) AutoLogin(ctx context.Context, user id.UserID, chat bridge.P
 	if err != nil || n.cfg.Mode != "puppets" {
 		return nil, err
 	}
+	n.mu.Lock()
+	full := len(n.puppets) >= n.cfg.MaxConnections
+	n.mu.Unlock()
+	if full {
+		// The network's connection budget is spent: the user speaks through the relay.
+		n.log.Warn().Int("max_connections", n.cfg.MaxConnections).Msg("Puppet limit reached, relaying instead")
+		return nil, nil
+	}
 	return n.newPuppetLogin(user, "", nil), nil
 }
 

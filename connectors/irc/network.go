@@ -26,6 +26,8 @@ type network struct {
 	bot *ircconn.Conn
 
 	mu       sync.Mutex
+	splits   map[string]*splitQuit    // netsplit quits waiting out the grace, by folded nick
+	consents map[string]chan bool     // plumb consent questions, by folded channel
 	channels map[string]*channelState // by folded name
 	puppets  map[string]*puppet       // by login ID
 	byNick   map[string]*puppet       // by folded current nick
@@ -48,7 +50,8 @@ type member struct {
 
 func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
-		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{}}
+		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{},
+		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}}
 }
 
 func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config {
@@ -81,6 +84,7 @@ func (n *network) stop() {
 		puppets = append(puppets, p)
 	}
 	n.mu.Unlock()
+	n.flushSplits(context.Background())
 	for _, p := range puppets {
 		p.Disconnect()
 	}
@@ -172,7 +176,10 @@ func (n *network) channelInfo(ctx context.Context, channel string) (*bridge.Chat
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	info := &bridge.ChatInfo{Key: channelKey(n.cfg.Name, channel), Name: st.name, Topic: st.topic}
+	// Channel traffic is only for those whose puppet is in the channel: new members
+	// do not see what was said before they joined (relay networks are open to all).
+	info := &bridge.ChatInfo{Key: channelKey(n.cfg.Name, channel), Name: st.name, Topic: st.topic,
+		JoinedHistoryOnly: n.cfg.Mode == "puppets"}
 	for folded, m := range st.members {
 		if n.bot.IsMe(m.nick) {
 			continue
@@ -279,6 +286,9 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		_, puppet := n.byNick[rfc1459Fold(nick)]
 		st.members[rfc1459Fold(nick)] = member{nick: nick}
 		n.mu.Unlock()
+		if n.rejoinedAfterSplit(nick, channel) {
+			return // back from a netsplit: their ghost never left
+		}
 		if !puppet {
 			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: channelKey(n.cfg.Name, channel),
 				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: msgTime(msg)})
@@ -312,6 +322,10 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		}
 		n.mu.Unlock()
 		if puppet {
+			return
+		}
+		if isNetsplit(param(0)) {
+			n.holdSplit(nick, left)
 			return
 		}
 		for _, channel := range left {
@@ -432,6 +446,7 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		if !isChannel(target) || n.isOurs(nick) || nick == "" || strings.Contains(nick, ".") && !strings.Contains(msg.Source, "!") {
 			return // DMs to the bot, our own lines, server notices
 		}
+		n.checkConsent(target, nick, param(1))
 		content := lineContent(msg.Command, param(1))
 		if content == nil {
 			return

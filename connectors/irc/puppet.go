@@ -391,7 +391,18 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 	}
 	lines := ircformat.SplitLines(text, limit)
 	if len(lines) > p.n.cfg.MaxLines {
-		return nil, bridge.NewUserError("the message is %d IRC lines long; the limit on %s is %d", len(lines), p.n.cfg.Name, p.n.cfg.MaxLines)
+		// Too long for the channel: send a link to the whole text instead.
+		link, err := p.n.c.host.PublicTextLink(ctx, msg.Content.Body, "message.txt")
+		if err != nil {
+			return nil, err
+		} else if link == "" {
+			return nil, bridge.NewUserError("the message is %d IRC lines long; the limit on %s is %d", len(lines), p.n.cfg.Name, p.n.cfg.MaxLines)
+		}
+		suffix := "(full message: " + link + ")"
+		if first := ircformat.SplitLines(lines[0], limit-len(suffix)-len(" … ")); len(first) > 0 {
+			suffix = first[0] + " … " + suffix
+		}
+		lines = []string{suffix}
 	}
 	res := &bridge.SendResult{Timestamp: time.Now()}
 	for i, line := range lines {

@@ -118,6 +118,13 @@ func (c *IRCClient) Wait(ctx context.Context, match func(ircmsg.Message) bool) (
 	}
 }
 
+// Forget drops what was received so far, so the next Wait only sees new lines.
+func (c *IRCClient) Forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = nil
+}
+
 // Lines returns a copy of what was received.
 func (c *IRCClient) Lines() []ircmsg.Message {
 	c.mu.Lock()

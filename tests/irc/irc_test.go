@@ -58,6 +58,7 @@ func networks(s *stack) map[string]any {
 		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
 			"channels": []string{"#announce"}},
 		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
+		{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
 	}}
 }
 
@@ -413,14 +414,22 @@ func TestMoreBehaviour(t *testing.T) {
 	addr := shared.ngircd.Addr
 	// #announce is in the config: its portal existed before any Matrix user, so a line
 	// said now is in the room's history when mia joins later.
-	ann := newIRC(t, addr, "ircann")
-	must(t, ann.Join(ctx, "#announce"))
-	must(t, ann.Privmsg("#announce", "said before anyone joined"))
+	// #announce is in the config: its portal was created when the bridge started, not
+	// by mia's alias join. Channel portals only show history from one's own join on.
+	joinedAt := time.Now()
 	mia := newUser(t, "mia")
 	annRoom, err := mia.JoinAndWait(ctx, "#irc_testnet_#announce:"+harness.DefaultDomain)
 	must(t, err)
-	_, err = mia.WaitEvent(ctx, annRoom, textFrom(ghost("testnet", "ircann"), "said before anyone joined"))
+	create, err := mia.WaitEvent(ctx, annRoom, func(e *event.Event) bool { return e.Type == event.StateCreate })
 	must(t, err)
+	if create.Sender != bot() || time.UnixMilli(create.Timestamp).After(joinedAt) {
+		t.Fatalf("the configured channel's portal was not created at start (created %v by %s)", time.UnixMilli(create.Timestamp), create.Sender)
+	}
+	hv, err := mia.WaitEvent(ctx, annRoom, func(e *event.Event) bool { return e.Type == event.StateHistoryVisibility })
+	must(t, err)
+	if v := hv.Content.AsHistoryVisibility().HistoryVisibility; v != event.HistoryVisibilityJoined {
+		t.Fatalf("channel portal history visibility is %q, want joined", v)
+	}
 
 	nia := newIRC(t, addr, "ircnia")
 	must(t, nia.Join(ctx, "#more"))
@@ -474,6 +483,26 @@ func TestMoreBehaviour(t *testing.T) {
 		t.Fatalf("a tampered media link gave %d, want 404", bad.StatusCode)
 	}
 
+	// A message too long for IRC becomes a link to the whole text.
+	var paragraph []string
+	for i := 0; i < 15; i++ {
+		paragraph = append(paragraph, fmt.Sprintf("line %02d of a long paste", i))
+	}
+	_, err = mia.SendText(ctx, room, strings.Join(paragraph, "\n"))
+	must(t, err)
+	pasteLine, err := nia.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "PRIVMSG" && m.Nick() == "mia[m]" && strings.Contains(m.Params[1], "(full message: http")
+	})
+	must(t, err)
+	pasteURL := strings.TrimSuffix(pasteLine.Params[1][strings.Index(pasteLine.Params[1], "http"):], ")")
+	pasteResp, err := http.Get(pasteURL)
+	must(t, err)
+	pasted, _ := io.ReadAll(pasteResp.Body)
+	pasteResp.Body.Close()
+	if string(pasted) != strings.Join(paragraph, "\n") {
+		t.Fatalf("paste link gave %q", pasted)
+	}
+
 	// A user only allowed to relay speaks through the bot, with their name.
 	relayUser := newUser(t, "relayonly")
 	must(t, relayUser.SetDisplayName(ctx, "Rita"))
@@ -500,4 +529,32 @@ func TestMoreBehaviour(t *testing.T) {
 	must(t, err)
 	_, err = nia.Wait(ctx, func(m ircmsg.Message) bool { return m.Command == "PART" && m.Nick() == "mia[m]" })
 	must(t, err)
+}
+
+// TestPlumbConsent: on a network configured so, plumbing waits for a channel
+// operator's answer on IRC.
+func TestPlumbConsent(t *testing.T) {
+	ctx := testCtx(t)
+	opal := newIRC(t, shared.ngircd.Addr, "ircopal")
+	must(t, opal.Join(ctx, "#guarded"))
+	owner := newUser(t, "olga")
+	for _, c := range []struct{ answer, want string }{{"deny", "declined"}, {"allow", "now linked"}} {
+		resp, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Olga " + c.answer, Invite: []id.UserID{bot()}})
+		must(t, err)
+		_, err = owner.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool { return e.Sender == bot() })
+		must(t, err)
+		_, err = owner.SendText(ctx, resp.RoomID, "!pass plumb irc consentnet #guarded")
+		must(t, err)
+		_, err = opal.Wait(ctx, func(m ircmsg.Message) bool {
+			return m.Command == "PRIVMSG" && m.Nick() == "consentbot" && strings.Contains(m.Params[1], "asks to link #guarded")
+		})
+		must(t, err)
+		must(t, opal.Privmsg("#guarded", "consentbot: "+c.answer))
+		_, err = owner.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool {
+			return e.Sender == bot() && strings.Contains(e.Content.AsMessage().Body, c.want)
+		})
+		must(t, err)
+		// The next round must not see this round's question.
+		opal.Forget()
+	}
 }

@@ -58,6 +58,7 @@ type options struct {
 	workers     int
 	concurrency int
 	timeout     time.Duration
+	probes      int
 }
 
 func main() {
@@ -69,9 +70,10 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 8, "concurrent registrations and joins")
 	flag.IntVar(&o.concurrency, "concurrency", 8, "concurrent Matrix senders (the IRC sender is one raw client writing as fast as it can)")
 	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "bound on the whole run")
+	flag.IntVar(&o.probes, "probes", 20, "sequential latency probes per path (each waits for the previous)")
 	flag.Parse()
-	if o.users < 2 || o.messages < 1 || o.workers < 1 || o.concurrency < 1 {
-		fmt.Fprintln(os.Stderr, "load: need -users >= 2, -messages >= 1, -workers >= 1, -concurrency >= 1")
+	if o.users < 2 || o.messages < 1 || o.workers < 1 || o.concurrency < 1 || o.probes < 1 {
+		fmt.Fprintln(os.Stderr, "load: need -users >= 2, -messages >= 1, -workers >= 1, -concurrency >= 1, -probes >= 1")
 		os.Exit(2)
 	}
 	if o.server != "ngircd" && o.server != "inspircd" {
@@ -124,16 +126,17 @@ type run struct {
 
 // results holds everything printed in the table.
 type results struct {
-	regTime, joinTime, puppetTime time.Duration
-	fallbackMessages              int
-	rssBefore, rssAfter, hwmAfter int64 // kB
-	puppets                       int
-	rssAfterMsgs                  int64
-	m2i, i2m, m2m, i2i            *measure
-	reconnect                     time.Duration
-	reconnectRSSPeak              int64
-	hwmBeforeRestart, hwmAfterRe  int64
-	dendriteRSS, ircRSS           int64
+	regTime, joinTime, puppetTime      time.Duration
+	fallbackMessages                   int
+	rssBefore, rssAfter, hwmAfter      int64 // kB
+	puppets                            int
+	rssAfterMsgs                       int64
+	m2i, i2m, m2m, i2i                 *measure
+	m2iIdle, i2mIdle, m2mIdle, i2iIdle *measure
+	reconnect                          time.Duration
+	reconnectRSSPeak                   int64
+	hwmBeforeRestart, hwmAfterRe       int64
+	dendriteRSS, ircRSS                int64
 }
 
 // measure is one message run: M messages, send and receive times.
@@ -311,16 +314,16 @@ func (r *run) run(ctx context.Context) error {
 	r.logf("bridge RSS with %d puppets: %s (HWM %s)", r.res.puppets, kb(r.res.rssAfter), kb(r.res.hwmAfter))
 
 	// --- baselines, then bridged traffic ---
-	if r.res.i2i, err = r.ircToIRC(ctx, base1, base2); err != nil {
+	if r.res.i2i, r.res.i2iIdle, err = r.ircToIRC(ctx, base1, base2); err != nil {
 		return err
 	}
-	if r.res.m2m, err = r.matrixToMatrix(ctx); err != nil {
+	if r.res.m2m, r.res.m2mIdle, err = r.matrixToMatrix(ctx); err != nil {
 		return err
 	}
-	if r.res.m2i, err = r.matrixToIRC(ctx, ircMain); err != nil {
+	if r.res.m2i, r.res.m2iIdle, err = r.matrixToIRC(ctx, ircMain); err != nil {
 		return err
 	}
-	if r.res.i2m, err = r.ircToMatrix(ctx, ircMain); err != nil {
+	if r.res.i2m, r.res.i2mIdle, err = r.ircToMatrix(ctx, ircMain); err != nil {
 		return err
 	}
 	if r.res.rssAfterMsgs, _, err = r.bridgeMem(); err != nil {
@@ -660,8 +663,12 @@ func trackMatrix(ctx context.Context, u *harness.User, room id.RoomID, prefix st
 // exchange runs one measured phase: tracker waits for M bodies while send sends them
 // (recording each send time), then latencies are matched by body.
 func (r *run) exchange(ctx context.Context, name, prefix string,
-	track func(ctx context.Context, want int) (map[string]time.Time, error),
-	send func(ctx context.Context, bodies []string, sent []time.Time) error) (*measure, error) {
+	track func(ctx context.Context, prefix string, want int) (map[string]time.Time, error),
+	send func(ctx context.Context, bodies []string, sent []time.Time) error) (burst, probe *measure, err error) {
+	probe, err = r.probe(ctx, name, "p"+prefix, track, send)
+	if err != nil {
+		return nil, nil, err
+	}
 	m := r.o.messages
 	bodies := make([]string, m)
 	for i := range bodies {
@@ -676,7 +683,7 @@ func (r *run) exchange(ctx context.Context, name, prefix string,
 	}
 	got := make(chan tracked, 1)
 	go func() {
-		seen, err := track(ctx, m)
+		seen, err := track(ctx, prefix, m)
 		got <- tracked{seen, err}
 	}()
 	r.logf("%s: sending %d messages", name, m)
@@ -684,10 +691,10 @@ func (r *run) exchange(ctx context.Context, name, prefix string,
 	t := <-got
 	res := &measure{name: name, sent: m, received: len(t.seen)}
 	if sendErr != nil {
-		return nil, fmt.Errorf("%s: sending: %w", name, sendErr)
+		return nil, nil, fmt.Errorf("%s: sending: %w", name, sendErr)
 	}
 	if t.err != nil || len(t.seen) < m {
-		return nil, fmt.Errorf("%s: %d of %d messages arrived within %s: %v", name, len(t.seen), m, r.phaseTimeout(), t.err)
+		return nil, nil, fmt.Errorf("%s: %d of %d messages arrived within %s: %v", name, len(t.seen), m, r.phaseTimeout(), t.err)
 	}
 	res.firstSend = sent[0]
 	for i, b := range bodies {
@@ -702,6 +709,34 @@ func (r *run) exchange(ctx context.Context, name, prefix string,
 	}
 	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
 	r.logf("%s: %d messages, %.1f msg/s, p50 %s, p99 %s", name, res.received, res.rate(),
+		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond))
+	return res, probe, nil
+}
+
+// probe sends -probes messages one at a time, each only after the previous one
+// arrived: the latency of an otherwise idle path.
+func (r *run) probe(ctx context.Context, name, prefix string,
+	track func(ctx context.Context, prefix string, want int) (map[string]time.Time, error),
+	send func(ctx context.Context, bodies []string, sent []time.Time) error) (*measure, error) {
+	res := &measure{name: name}
+	for i := 0; i < r.o.probes; i++ {
+		body := fmt.Sprintf("%s%d-%s", prefix, i, r.runID)
+		sent := make([]time.Time, 1)
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := send(pctx, []string{body}, sent)
+		var seen map[string]time.Time
+		if err == nil {
+			seen, err = track(pctx, body, 1)
+		}
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("%s: latency probe %d: %w", name, i, err)
+		}
+		res.lat = append(res.lat, seen[body].Sub(sent[0]))
+		res.received++
+	}
+	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
+	r.logf("%s: %d sequential probes, p50 %s, p99 %s", name, res.received,
 		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond))
 	return res, nil
 }
@@ -738,45 +773,45 @@ func (r *run) sendMatrix(room id.RoomID, senders []*mautrix.Client) func(ctx con
 	}
 }
 
-func (r *run) ircToIRC(ctx context.Context, from, to *harness.IRCClient) (*measure, error) {
+func (r *run) ircToIRC(ctx context.Context, from, to *harness.IRCClient) (burst, probe *measure, err error) {
 	return r.exchange(ctx, "IRC→IRC baseline", "i2i-",
-		func(ctx context.Context, want int) (map[string]time.Time, error) {
-			return trackIRC(ctx, to, baseChan, "i2i-", want)
+		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
+			return trackIRC(ctx, to, baseChan, prefix, want)
 		}, sendIRC(from, baseChan))
 }
 
-func (r *run) matrixToMatrix(ctx context.Context) (*measure, error) {
+func (r *run) matrixToMatrix(ctx context.Context) (burst, probe *measure, err error) {
 	// A plain room, not bridged: the observer and up to -concurrency senders.
 	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	resp, err := r.observer.CreateRoom(cctx, &mautrix.ReqCreateRoom{Preset: "public_chat", Name: "load baseline"})
 	if err != nil {
-		return nil, fmt.Errorf("creating the baseline room: %w", err)
+		return nil, nil, fmt.Errorf("creating the baseline room: %w", err)
 	}
 	k := min(r.o.concurrency, r.o.users-1)
 	senders := r.senders[1 : k+1]
 	for _, s := range senders {
 		if _, err := s.JoinRoom(cctx, resp.RoomID.String(), nil); err != nil {
-			return nil, fmt.Errorf("%s joining the baseline room: %w", s.UserID, err)
+			return nil, nil, fmt.Errorf("%s joining the baseline room: %w", s.UserID, err)
 		}
 	}
 	return r.exchange(ctx, "Matrix→Matrix baseline", "m2m-",
-		func(ctx context.Context, want int) (map[string]time.Time, error) {
-			return trackMatrix(ctx, r.observer, resp.RoomID, "m2m-", want)
+		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
+			return trackMatrix(ctx, r.observer, resp.RoomID, prefix, want)
 		}, r.sendMatrix(resp.RoomID, senders))
 }
 
-func (r *run) matrixToIRC(ctx context.Context, c *harness.IRCClient) (*measure, error) {
+func (r *run) matrixToIRC(ctx context.Context, c *harness.IRCClient) (burst, probe *measure, err error) {
 	return r.exchange(ctx, "Matrix→IRC bridged", "m2i-",
-		func(ctx context.Context, want int) (map[string]time.Time, error) {
-			return trackIRC(ctx, c, channel, "m2i-", want)
+		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
+			return trackIRC(ctx, c, channel, prefix, want)
 		}, r.sendMatrix(r.portal, r.senders))
 }
 
-func (r *run) ircToMatrix(ctx context.Context, c *harness.IRCClient) (*measure, error) {
+func (r *run) ircToMatrix(ctx context.Context, c *harness.IRCClient) (burst, probe *measure, err error) {
 	return r.exchange(ctx, "IRC→Matrix bridged", "i2m-",
-		func(ctx context.Context, want int) (map[string]time.Time, error) {
-			return trackMatrix(ctx, r.observer, r.portal, "i2m-", want)
+		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
+			return trackMatrix(ctx, r.observer, r.portal, prefix, want)
 		}, sendIRC(c, channel))
 }
 
@@ -937,55 +972,78 @@ func (r *run) table() string {
 	o := r.o
 	var b strings.Builder
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "passerelle IRC load run %s on %s (%d CPUs), server %s\n", time.Now().Format("2006-01-02 15:04"), host, runtime.NumCPU(), o.server)
-	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -messages %d -server %s -workers %d -concurrency %d\n\n", o.users, o.messages, o.server, o.workers, o.concurrency)
-	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	row := func(cols ...string) { fmt.Fprintln(w, strings.Join(cols, "\t")+"\t") }
-	row("setup", "value")
-	row("register users", fmt.Sprintf("%d in %s (%.0f/s)", o.users, res.regTime.Round(time.Millisecond), float64(o.users)/res.regTime.Seconds()))
-	row("join portal", fmt.Sprintf("%d in %s (%.0f/s)", o.users, res.joinTime.Round(time.Millisecond), float64(o.users)/res.joinTime.Seconds()))
-	row("all puppets in channel", fmt.Sprintf("%s after the joins (fallback messages: %d)", res.puppetTime.Round(time.Millisecond), res.fallbackMessages))
-	row("", "")
-	row("bridge memory", "value")
-	row("VmRSS before any puppet", kb(res.rssBefore))
-	row(fmt.Sprintf("VmRSS with %d puppets", res.puppets), fmt.Sprintf("%s (VmHWM %s)", kb(res.rssAfter), kb(res.hwmAfter)))
-	per := float64(res.rssAfter-res.rssBefore) / float64(max(res.puppets, 1))
-	row("per puppet (ΔRSS / N)", fmt.Sprintf("%.0f KiB", per))
-	row("VmRSS after the messages", kb(res.rssAfterMsgs))
-	row("(Dendrite / IRC server RSS)", fmt.Sprintf("%s / %s", kb(res.dendriteRSS), kb(res.ircRSS)))
-	row("", "")
-	row("messages", "count", "msg/s", "p50", "p99", "max")
-	for _, m := range []*measure{res.m2i, res.i2m, res.m2m, res.i2i} {
-		row(m.name, strconv.Itoa(m.received), fmt.Sprintf("%.1f", m.rate()), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1)))
+	fmt.Fprintf(&b, "passerelle IRC load run %s on %s (%d CPUs), IRC server %s\n", time.Now().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), o.server)
+	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -messages %d -server %s -workers %d -concurrency %d -probes %d\n",
+		o.users, o.messages, o.server, o.workers, o.concurrency, o.probes)
+	section := func(rows [][]string) {
+		b.WriteString("\n")
+		w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		for _, cols := range rows {
+			fmt.Fprintln(w, strings.Join(cols, "\t")+"\t")
+		}
+		w.Flush()
 	}
-	row("", "")
-	base50 := res.m2m.pct(0.5) + res.i2i.pct(0.5)
-	base99 := res.m2m.pct(0.99) + res.i2i.pct(0.99)
-	row("bridge-added latency (estimate)", "", "", "p50", "p99")
-	row("Matrix→IRC", "", "", ms(res.m2i.pct(0.5)-base50), ms(res.m2i.pct(0.99)-base99))
-	row("IRC→Matrix", "", "", ms(res.i2m.pct(0.5)-base50), ms(res.i2m.pct(0.99)-base99))
-	row("", "")
-	row("IRC server restart", "value")
-	row("all puppets back in channel", res.reconnect.Round(100*time.Millisecond).String())
-	row("peak VmRSS during reconnect (200 ms samples)", kb(res.reconnectRSSPeak))
-	row("VmHWM before / after restart", fmt.Sprintf("%s / %s", kb(res.hwmBeforeRestart), kb(res.hwmAfterRe)))
-	w.Flush()
+	section([][]string{
+		{"setup", "count", "time", "rate"},
+		{"register users (Dendrite)", strconv.Itoa(o.users), res.regTime.Round(time.Millisecond).String(), fmt.Sprintf("%.0f/s", float64(o.users)/res.regTime.Seconds())},
+		{"join the portal", strconv.Itoa(o.users), res.joinTime.Round(time.Millisecond).String(), fmt.Sprintf("%.0f/s", float64(o.users)/res.joinTime.Seconds())},
+		{"then all puppets in NAMES", strconv.Itoa(res.puppets), res.puppetTime.Round(time.Millisecond).String(), fmt.Sprintf("fallback msgs %d", res.fallbackMessages)},
+	})
+	per := float64(res.rssAfter-res.rssBefore) / float64(max(res.puppets, 1))
+	section([][]string{
+		{"bridge memory (VmRSS)", "value"},
+		{"before any puppet (bot only)", kb(res.rssBefore)},
+		{fmt.Sprintf("with %d puppets connected", res.puppets), kb(res.rssAfter)},
+		{"per puppet = delta / N", fmt.Sprintf("%.0f KiB", per)},
+		{"VmHWM with puppets", kb(res.hwmAfter)},
+		{"after all message phases", kb(res.rssAfterMsgs)},
+		{"(Dendrite RSS, IRC server RSS)", kb(res.dendriteRSS) + ", " + kb(res.ircRSS)},
+	})
+	rows := [][]string{{"burst: M messages", "count", "msg/s", "p50", "p99", "max"}}
+	for _, m := range []*measure{res.m2i, res.i2m, res.m2m, res.i2i} {
+		rows = append(rows, []string{m.name, strconv.Itoa(m.received), fmt.Sprintf("%.1f", m.rate()), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1))})
+	}
+	section(rows)
+	rows = [][]string{{"idle: sequential probes", "count", "p50", "p99", "max"}}
+	for _, m := range []*measure{res.m2iIdle, res.i2mIdle, res.m2mIdle, res.i2iIdle} {
+		rows = append(rows, []string{m.name, strconv.Itoa(m.received), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1))})
+	}
+	section(rows)
+	added := func(bridged, mm, ii *measure, p float64) string {
+		return ms(bridged.pct(p) - mm.pct(p) - ii.pct(p))
+	}
+	section([][]string{
+		{"bridge-added latency (ESTIMATE)", "idle p50", "idle p99", "burst p50", "burst p99"},
+		{"Matrix→IRC", added(res.m2iIdle, res.m2mIdle, res.i2iIdle, 0.5), added(res.m2iIdle, res.m2mIdle, res.i2iIdle, 0.99),
+			added(res.m2i, res.m2m, res.i2i, 0.5), added(res.m2i, res.m2m, res.i2i, 0.99)},
+		{"IRC→Matrix", added(res.i2mIdle, res.m2mIdle, res.i2iIdle, 0.5), added(res.i2mIdle, res.m2mIdle, res.i2iIdle, 0.99),
+			added(res.i2m, res.m2m, res.i2i, 0.5), added(res.i2m, res.m2m, res.i2i, 0.99)},
+	})
+	section([][]string{
+		{"IRC server restart", "value"},
+		{"until all puppets back in the channel", res.reconnect.Round(100 * time.Millisecond).String()},
+		{"peak VmRSS meanwhile (200 ms samples)", kb(res.reconnectRSSPeak)},
+		{"VmHWM before / after the restart", kb(res.hwmBeforeRestart) + " / " + kb(res.hwmAfterRe)},
+	})
 	fmt.Fprintf(&b, `
 How to read this:
-- Latency is send call start → first sight at the receiver (raw IRC client line, or
-  the observer's /sync). Matrix senders: %d concurrent clients spread over the users;
-  IRC sender: one raw client writing as fast as it can. Under this burst load the
-  percentiles include queueing, so they measure saturation, not an idle round trip.
-- msg/s = messages / (first send → last receive).
-- Bridge-added latency is an ESTIMATE: a bridged message crosses a Matrix leg
-  (client → Dendrite → appservice push or /sync) and an IRC leg (server relay), so
-  bridge-added ≈ bridged pXX − (Matrix→Matrix pXX + IRC→IRC pXX), with both
-  baselines measured on this machine with the same message count and senders.
-  Percentiles do not add exactly, and the appservice push is not the same code path
-  as /sync; treat it as an order of magnitude.
-- Memory per puppet = (VmRSS with N puppets − VmRSS before) / N; Go's RSS includes
-  garbage not yet returned to the OS, so this is an upper-bound-ish estimate.
-`, o.concurrency)
+- Latency = start of the send call -> first sight at the receiver (a raw IRC client's
+  line, or the observer's /sync). Bodies are unique, so each message is matched.
+- idle: %d messages sent one at a time, each after the previous arrived.
+- burst: %d messages at once; Matrix senders are %d concurrent clients spread over the
+  users, the IRC sender is one raw client writing as fast as it can. Burst percentiles
+  include queueing: they show saturation, not a round trip. msg/s = messages /
+  (first send -> last receive).
+- bridge-added latency is an ESTIMATE, computed as
+      bridged pXX - (Matrix->Matrix baseline pXX + IRC->IRC baseline pXX)
+  because a bridged message crosses a Matrix leg (client -> Dendrite -> appservice
+  push, compared with client -> Dendrite -> /sync) and an IRC leg (server relay). Both
+  baselines run on this machine, in rooms/channels the bridge is not in. Percentiles
+  do not add exactly and an appservice push is not a /sync, so read it as an order of
+  magnitude; a negative value means "within the noise of the baselines".
+- memory per puppet = (VmRSS with N puppets - VmRSS before any) / N. Go's RSS holds
+  garbage not yet returned to the OS, so this is an estimate.
+`, o.probes, o.messages, o.concurrency)
 	return b.String()
 }
 

@@ -441,7 +441,7 @@ func TestClientKeepalive(t *testing.T) {
 	ping := p.skipTo("PING")
 	p.send(":srv PONG srv :" + lastParam(&ping))
 	// then stay silent: the client must give up with a ping timeout
-	ping = p.skipTo("PING")
+	p.skipTo("PING")
 	d := ev.waitFor(t, Disconnected)
 	if !errors.Is(d.Err, ErrPingTimeout) {
 		t.Fatalf("Disconnected err = %v, want ErrPingTimeout", d.Err)
@@ -614,8 +614,7 @@ func TestLimiterTokens(t *testing.T) {
 	if err := l.Wait(cctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait with cancelled ctx: %v", err)
 	}
-	<-clk.added
-	<-clk.added // the Wait above
+	<-clk.added // the Wait above registered a timer
 	clk.Advance(time.Second)
 	if w := l.reserve(); w != 500*time.Millisecond {
 		t.Fatalf("after 1s, next wait = %s, want 500ms", w)
@@ -693,8 +692,9 @@ func TestSendValidation(t *testing.T) {
 	p.handshake("alice")
 	ev.waitFor(t, Connected)
 
-	// "PRIVMSG #c :" is 12 bytes, plus CRLF: 498 bytes of text make 512.
-	fits := strings.Repeat("x", 512-14)
+	// "PRIVMSG #c :" is 12 bytes, plus CRLF: 498 bytes of text (with a
+	// space, so the colon is needed) make 512.
+	fits := "a " + strings.Repeat("x", 512-14-2)
 	tagged := ircmsg.MakeMessage(map[string]string{"+draft/reply": strings.Repeat("i", 300)}, "", "PRIVMSG", "#c", fits)
 	tests := []struct {
 		name   string
@@ -829,7 +829,7 @@ func TestCasefold(t *testing.T) {
 		{"ascii", "FOO[]\\^", "foo[]\\^", false},
 		{"ascii", "Ünïcode\xff", "Ünïcode\xff", false},
 		{"rfc7613", "Ünïcode", "ünïcode", false},
-		{"rfc7613", "", "", true},
+		{"rfc7613", "a b", "", true},
 		{"unknown-mapping", "x", "", true},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,188 @@
+package irc
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ergochat/irc-go/ircmsg"
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc/ircconn"
+)
+
+// fakeHost records what the connector hands the core.
+type fakeHost struct {
+	mu     sync.Mutex
+	events []*bridge.RemoteEvent
+	added  chan struct{}
+	log    zerolog.Logger
+}
+
+func newFakeHost() *fakeHost { return &fakeHost{added: make(chan struct{}, 100), log: zerolog.Nop()} }
+
+func (h *fakeHost) QueueRemoteEvent(ctx context.Context, evt *bridge.RemoteEvent) error {
+	h.mu.Lock()
+	h.events = append(h.events, evt)
+	h.mu.Unlock()
+	h.added <- struct{}{}
+	return nil
+}
+func (h *fakeHost) ReportState(context.Context, string, bridge.SessionState, string) {}
+func (h *fakeHost) Notify(context.Context, id.UserID, string)                        {}
+func (h *fakeHost) Database() *dbutil.Database                                       { return nil }
+func (h *fakeHost) Log() *zerolog.Logger                                             { return &h.log }
+func (h *fakeHost) GhostMXID(remoteID string) id.UserID {
+	return id.UserID("@irc_" + id.EncodeUserLocalpart(remoteID) + ":example.org")
+}
+func (h *fakeHost) ParseGhostMXID(id.UserID) (string, bool)                        { return "", false }
+func (h *fakeHost) Logins(context.Context) ([]*bridge.Login, error)                { return nil, nil }
+func (h *fakeHost) PublicTextLink(context.Context, string, string) (string, error) { return "", nil }
+func (h *fakeHost) UpdateLoginMetadata(context.Context, string, json.RawMessage) error {
+	return nil
+}
+
+func (h *fakeHost) snapshot() []*bridge.RemoteEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*bridge.RemoteEvent(nil), h.events...)
+}
+
+func testNetwork(t *testing.T, grace time.Duration) (*network, *fakeHost) {
+	t.Helper()
+	host := newFakeHost()
+	c := New()
+	c.host = host
+	c.runCtx = context.Background()
+	n := newNetwork(c, &NetworkConfig{Name: "net", Mode: "puppets", NetsplitGrace: grace,
+		PowerLevels: PowerLevelMap{Op: 50, HalfOp: 25, Voice: 10}})
+	n.bot = ircconn.New(ircconn.Config{Nick: "passbot"}, nil)
+	c.networks["net"] = n
+	return n, host
+}
+
+func line(t *testing.T, raw string) ircmsg.Message {
+	t.Helper()
+	m, err := ircmsg.ParseLine(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestNetsplit: quits in a netsplit are held; users who come back within the grace
+// produce no events at all, the others leave once it ends.
+func TestNetsplit(t *testing.T) {
+	n, host := testNetwork(t, 50*time.Millisecond)
+	ctx := context.Background()
+	for _, raw := range []string{
+		":passbot!b@h JOIN #c",
+		":irc.test 353 passbot = #c :@passbot alice bob",
+		":irc.test 366 passbot #c :End",
+		":alice!a@h QUIT :hub.net leaf.net",
+		":bob!b@h QUIT :hub.net leaf.net",
+		":alice!a@h JOIN #c",
+	} {
+		n.handleBotLine(ctx, line(t, raw))
+	}
+	select {
+	case <-host.added:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no leave after the grace")
+	}
+	evs := host.snapshot()
+	if len(evs) != 1 || evs[0].Type != bridge.RemoteLeave || evs[0].Sender.RemoteID != "net/bob" {
+		t.Fatalf("want exactly bob's leave, got %+v", evs)
+	}
+	// An ordinary quit is bridged at once.
+	n.handleBotLine(ctx, line(t, ":alice!a@h QUIT :bye"))
+	if evs = host.snapshot(); len(evs) != 2 || evs[1].Type != bridge.RemoteLeave || evs[1].Reason != "bye" {
+		t.Fatalf("ordinary quit not bridged: %+v", evs[1:])
+	}
+}
+
+// TestBotLines checks how channel lines become remote events.
+func TestBotLines(t *testing.T) {
+	n, host := testNetwork(t, time.Minute)
+	ctx := context.Background()
+	for _, raw := range []string{
+		":passbot!b@h JOIN #c",
+		":irc.test 353 passbot = #c :@passbot @+Op voiced",
+		":irc.test 366 passbot #c :End",
+		"@msgid=abc;time=2026-01-02T03:04:05.000Z :Op!o@h PRIVMSG #c :\x02hi\x02 voiced",
+		":Op!o@h PRIVMSG #c :\x01ACTION waves\x01",
+		":Op!o@h PRIVMSG #c :\x01VERSION\x01",
+		":Op!o@h PRIVMSG passbot :private to the bot",
+		":irc.server NOTICE #c :server notice",
+		":Op!o@h MODE #c +v-o voiced Op",
+		":Op!o@h TOPIC #c :new topic",
+		":Newbie!n@h JOIN #c",
+		":Newbie!n@h NICK Newer",
+	} {
+		n.handleBotLine(ctx, line(t, raw))
+	}
+	evs := host.snapshot()
+	type want struct {
+		typ    bridge.RemoteEventType
+		sender string
+		check  func(*bridge.RemoteEvent) bool
+	}
+	wants := []want{
+		{bridge.RemoteMessage, "net/op", func(e *bridge.RemoteEvent) bool {
+			return e.ID == "msgid:abc" && e.Content.Body == "hi voiced" && e.Content.FormattedBody != "" &&
+				e.Timestamp.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) && len(e.Content.Mentions) == 1 && e.Content.Mentions[0] == "net/voiced"
+		}},
+		{bridge.RemoteMessage, "net/op", func(e *bridge.RemoteEvent) bool { return e.Content.MsgType == "m.emote" && e.Content.Body == "waves" }},
+		{bridge.RemotePowerLevel, "net/op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net/voiced" && *e.PowerLevel == 10 }},
+		{bridge.RemotePowerLevel, "net/op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net/op" && *e.PowerLevel == 10 }},
+		{bridge.RemoteChatInfo, "net/op", func(e *bridge.RemoteEvent) bool { return e.ChatInfo.Topic == "new topic" }},
+		{bridge.RemoteJoin, "net/newbie", nil},
+		{bridge.RemoteLeave, "net/newbie", nil},
+		{bridge.RemoteJoin, "net/newer", func(e *bridge.RemoteEvent) bool { return e.Sender.Name == "Newer" }},
+	}
+	if len(evs) != len(wants) {
+		for _, e := range evs {
+			t.Logf("%s from %s", e.Type, e.Sender.RemoteID)
+		}
+		t.Fatalf("got %d events, want %d", len(evs), len(wants))
+	}
+	for i, w := range wants {
+		e := evs[i]
+		if e.Type != w.typ || e.Sender.RemoteID != w.sender || (w.check != nil && !w.check(e)) {
+			t.Errorf("event %d: got %s from %s (%+v), want %s from %s", i, e.Type, e.Sender.RemoteID, e, w.typ, w.sender)
+		}
+		if e.Chat.ChatID != "net/#c" {
+			t.Errorf("event %d in chat %q", i, e.Chat.ChatID)
+		}
+	}
+}
+
+func TestIDs(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"#Go", "net/#go"}, {"#[Test]", "net/#{test}"}, {"#a\\b~", "net/#a|b^"},
+	}
+	for _, c := range cases {
+		if got := channelChatID("net", c.in); got != c.want {
+			t.Errorf("channelChatID(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	if p, err := parseChatID("net/pm/bob"); err != nil || p.nick != "bob" || p.network != "net" {
+		t.Errorf("parseChatID pm: %+v %v", p, err)
+	}
+	if p, err := parseChatID("net/#go"); err != nil || p.channel != "#go" {
+		t.Errorf("parseChatID channel: %+v %v", p, err)
+	}
+	for in, want := range map[string]string{"alice": "alice", "Alice Smith": "Alice_Smith", "1st": "M1st", "é": "_"} {
+		if got := sanitizeNick(in, 30); got != want {
+			t.Errorf("sanitizeNick(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if userName("alice[m]") != "alicem" || userName("[]") != "matrix" {
+		t.Error("userName does not keep to letters and digits")
+	}
+}
