@@ -14,7 +14,8 @@ import (
 //
 //	channel chat:  "<network>/<#channel>"              (shared: no receiver)
 //	private chat:  "<network>/pm/<nick>"               (receiver: the puppet's login ID)
-//	remote user:   "<network>/<nick>"
+//	remote user:   "<network>.<nick>"   (network names and nicks have no '.', and it
+//	                                     needs no escaping in ghost IDs: @irc_libera.bob)
 //	puppet login:  "<network>/<@user:server>"
 
 // rfc1459Fold casefolds per RFC 1459 (the default CASEMAPPING): ASCII letters plus
@@ -40,7 +41,7 @@ func rfc1459Fold(s string) string {
 
 func channelChatID(network, channel string) string { return network + "/" + rfc1459Fold(channel) }
 func pmChatID(network, nick string) string         { return network + "/pm/" + rfc1459Fold(nick) }
-func remoteUserID(network, nick string) string     { return network + "/" + rfc1459Fold(nick) }
+func remoteUserID(network, nick string) string     { return network + "." + rfc1459Fold(nick) }
 func puppetLoginID(network, mxid string) string    { return network + "/" + mxid }
 
 // parsedChat is a chat ID taken apart.
@@ -63,7 +64,7 @@ func parseChatID(chatID string) (parsedChat, error) {
 
 // splitRemoteUser returns the network and nick of a remote user ID.
 func splitRemoteUser(remoteID string) (network, nick string, ok bool) {
-	network, nick, ok = strings.Cut(remoteID, "/")
+	network, nick, ok = strings.Cut(remoteID, ".")
 	return network, nick, ok && nick != ""
 }
 

@@ -133,11 +133,16 @@ func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args [
 	return n.channelInfo(ctx, args[1])
 }
 
-// DMChat implements bridge.DMResolver: "libera bob", "libera/bob" or a ghost's ID.
+// DMChat implements bridge.DMResolver.
 func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser string) (*bridge.ChatInfo, error) {
-	netName, nick, ok := strings.Cut(strings.TrimSpace(remoteUser), "/")
+	// "libera bob", "libera/bob", or a ghost's remote ID "libera.bob".
+	remoteUser = strings.TrimSpace(remoteUser)
+	netName, nick, ok := strings.Cut(remoteUser, " ")
 	if !ok {
-		netName, nick, ok = strings.Cut(strings.TrimSpace(remoteUser), " ")
+		netName, nick, ok = strings.Cut(remoteUser, "/")
+	}
+	if !ok {
+		netName, nick, ok = strings.Cut(remoteUser, ".")
 	}
 	if !ok || nick == "" || isChannel(nick) || strings.ContainsAny(nick, " ,*?!@") {
 		return nil, fmt.Errorf("give a network and a nick, e.g. `libera bob`")

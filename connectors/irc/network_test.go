@@ -96,7 +96,7 @@ func TestNetsplit(t *testing.T) {
 		t.Fatal("no leave after the grace")
 	}
 	evs := host.snapshot()
-	if len(evs) != 1 || evs[0].Type != bridge.RemoteLeave || evs[0].Sender.RemoteID != "net/bob" {
+	if len(evs) != 1 || evs[0].Type != bridge.RemoteLeave || evs[0].Sender.RemoteID != "net.bob" {
 		t.Fatalf("want exactly bob's leave, got %+v", evs)
 	}
 	// An ordinary quit is bridged at once.
@@ -133,17 +133,17 @@ func TestBotLines(t *testing.T) {
 		check  func(*bridge.RemoteEvent) bool
 	}
 	wants := []want{
-		{bridge.RemoteMessage, "net/op", func(e *bridge.RemoteEvent) bool {
+		{bridge.RemoteMessage, "net.op", func(e *bridge.RemoteEvent) bool {
 			return e.ID == "msgid:abc" && e.Content.Body == "hi voiced" && e.Content.FormattedBody != "" &&
-				e.Timestamp.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) && len(e.Content.Mentions) == 1 && e.Content.Mentions[0] == "net/voiced"
+				e.Timestamp.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) && len(e.Content.Mentions) == 1 && e.Content.Mentions[0] == "net.voiced"
 		}},
-		{bridge.RemoteMessage, "net/op", func(e *bridge.RemoteEvent) bool { return e.Content.MsgType == "m.emote" && e.Content.Body == "waves" }},
-		{bridge.RemotePowerLevel, "net/op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net/voiced" && *e.PowerLevel == 10 }},
-		{bridge.RemotePowerLevel, "net/op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net/op" && *e.PowerLevel == 10 }},
-		{bridge.RemoteChatInfo, "net/op", func(e *bridge.RemoteEvent) bool { return e.ChatInfo.Topic == "new topic" }},
-		{bridge.RemoteJoin, "net/newbie", nil},
-		{bridge.RemoteLeave, "net/newbie", nil},
-		{bridge.RemoteJoin, "net/newer", func(e *bridge.RemoteEvent) bool { return e.Sender.Name == "Newer" }},
+		{bridge.RemoteMessage, "net.op", func(e *bridge.RemoteEvent) bool { return e.Content.MsgType == "m.emote" && e.Content.Body == "waves" }},
+		{bridge.RemotePowerLevel, "net.op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net.voiced" && *e.PowerLevel == 10 }},
+		{bridge.RemotePowerLevel, "net.op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net.op" && *e.PowerLevel == 10 }},
+		{bridge.RemoteChatInfo, "net.op", func(e *bridge.RemoteEvent) bool { return e.ChatInfo.Topic == "new topic" }},
+		{bridge.RemoteJoin, "net.newbie", nil},
+		{bridge.RemoteLeave, "net.newbie", nil},
+		{bridge.RemoteJoin, "net.newer", func(e *bridge.RemoteEvent) bool { return e.Sender.Name == "Newer" }},
 	}
 	if len(evs) != len(wants) {
 		for _, e := range evs {

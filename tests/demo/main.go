@@ -1,11 +1,11 @@
 // Command demo runs a whole local Passerelle stack on embedded defaults: a real
-// Dendrite homeserver, the bridge (SQLite, with the loopback test network) and loopnet,
-// then shows a message crossing each way. Without -once it keeps running so you can log
-// in with any Matrix client and chat with the simulated remote user; lines typed on
-// standard input are said by that remote user.
+// Dendrite homeserver, a real IRC server (Debian's ngircd), the bridge (SQLite, with the
+// IRC connector and the loopback test network), then shows messages crossing each way.
+// Without -once it keeps running so you can log in with any Matrix client; lines typed
+// on standard input are said on IRC by the demo IRC user.
 //
-//	go run ./tests/demo          # stay up; Ctrl-C to stop
-//	go run ./tests/demo -once    # show the crossing and exit
+//	bash scripts/demo.sh          # installs ngircd if needed, then: go run ./tests/demo
+//	go run ./tests/demo -once     # show the crossings and exit
 package main
 
 import (
@@ -65,6 +65,19 @@ func run(ctx context.Context, once bool, dir string, in io.Reader, out io.Writer
 		return err
 	}
 	defer network.Close()
+	ircd, err := harness.StartIRCServer(setupCtx, "ngircd", filepath.Join(dir, "ngircd"))
+	if err != nil {
+		return err
+	}
+	defer ircd.Stop()
+	ircUser, err := harness.DialIRC(setupCtx, ircd.Addr, "ircbob")
+	if err != nil {
+		return err
+	}
+	defer ircUser.Close()
+	if err = ircUser.Join(setupCtx, "#demo"); err != nil {
+		return err
+	}
 	port, err := harness.FreePort()
 	if err != nil {
 		return err
@@ -73,7 +86,11 @@ func run(ctx context.Context, once bool, dir string, in io.Reader, out io.Writer
 	regPath := filepath.Join(dir, "registration.yaml")
 	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain, Port: port,
 		DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"), LogLevel: "info",
-		Connectors: map[string]any{"loopback": map[string]any{"network_url": network.URL}}}
+		Connectors: map[string]any{
+			"loopback": map[string]any{"network_url": network.URL},
+			"irc": map[string]any{"networks": []map[string]any{
+				{"name": "demo", "address": ircd.Addr, "bot_nick": "passbot"}}},
+		}}
 	if err = harness.WriteBridgeConfig(cfgPath, params); err != nil {
 		return err
 	}
@@ -135,13 +152,35 @@ func run(ctx context.Context, once bool, dir string, in io.Reader, out io.Writer
 		return err
 	}
 	say("Matrix → network: account %q says %q in #lobby", got.Sender, got.Text)
+
+	ircAlias := "#irc_demo_#demo:" + hs.Domain
+	ircRoom, err := user.JoinAndWait(setupCtx, ircAlias)
+	if err != nil {
+		return err
+	}
+	if err = ircUser.Privmsg("#demo", "Hello from IRC!"); err != nil {
+		return err
+	}
+	ircGhost := id.NewUserID("irc_"+id.EncodeUserLocalpart("demo.ircbob"), hs.Domain)
+	if _, err = user.WaitEvent(setupCtx, ircRoom, harness.TextFrom(ircGhost, "Hello from IRC!")); err != nil {
+		return err
+	}
+	say("IRC → Matrix: ircbob's %q arrives in %s from %s", "Hello from IRC!", ircAlias, ircGhost)
+	if _, err = user.SendText(setupCtx, ircRoom, "Hello IRC, from Matrix!"); err != nil {
+		return err
+	}
+	if _, err = ircUser.Wait(setupCtx, harness.PrivmsgFrom("demo[m]", "#demo", "Hello IRC, from Matrix!")); err != nil {
+		return err
+	}
+	say("Matrix → IRC: ircbob sees demo[m] say %q in #demo on %s", "Hello IRC, from Matrix!", ircd.Addr)
 	if once {
 		say("Demo complete.")
 		return nil
 	}
-	say("\nThe stack is up. Log in with a Matrix client:\n  homeserver: %s\n  user:       %s\n  password:   %s\n  room:       %s\n"+
-		"Lines you type here are said by bob on the loopback network. Ctrl-C stops everything.", hs.URL, user.UserID, harness.TestPassword, alias)
-	go echoNetwork(ctx, network, out)
+	say("\nThe stack is up. Log in with a Matrix client:\n  homeserver: %s\n  user:       %s\n  password:   %s\n  rooms:      %s (IRC), %s (loopback)\n"+
+		"IRC clients can join #demo on %s. Lines you type here are said by ircbob in #demo. Ctrl-C stops everything.",
+		hs.URL, user.UserID, harness.TestPassword, ircAlias, alias, ircd.Addr)
+	go echoIRC(ctx, ircUser, out)
 	lines := make(chan string)
 	go func() {
 		scanner := bufio.NewScanner(in)
@@ -155,7 +194,9 @@ func run(ctx context.Context, once bool, dir string, in io.Reader, out io.Writer
 			return nil
 		case line := <-lines:
 			if strings.TrimSpace(line) != "" {
-				network.Inject(loopnet.Event{Chat: "#lobby", Sender: "bob", SenderName: "Bob", Text: line})
+				if err := ircUser.Privmsg("#demo", line); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -200,18 +241,18 @@ func rewriteHomeserver(cfgPath, url string) error {
 	return os.WriteFile(cfgPath, []byte(strings.Replace(string(data), "http://127.0.0.1:1\n", url+"\n", 1)), 0o600)
 }
 
-// echoNetwork prints what reaches the loopback network from Matrix.
-func echoNetwork(ctx context.Context, network *loopnet.Server, out io.Writer) {
+// echoIRC prints what the demo IRC user sees said in #demo.
+func echoIRC(ctx context.Context, c *harness.IRCClient, out io.Writer) {
 	seen := 0
 	for ctx.Err() == nil {
 		waitCtx, cancel := context.WithTimeout(ctx, time.Second)
-		events := network.Events("#lobby")
-		for _, e := range events[seen:] {
-			if e.Sender != "bob" && e.Kind == loopnet.KindMessage {
-				fmt.Fprintf(out, "[network] %s: %s\n", e.Sender, e.Text)
+		lines := c.Lines()
+		for _, m := range lines[seen:] {
+			if m.Command == "PRIVMSG" && len(m.Params) == 2 {
+				fmt.Fprintf(out, "[IRC %s] <%s> %s\n", m.Params[0], m.Nick(), m.Params[1])
 			}
 		}
-		seen = len(events)
+		seen = len(lines)
 		<-waitCtx.Done()
 		cancel()
 	}

@@ -16,7 +16,7 @@ func TestDemoOnce(t *testing.T) {
 	if err := run(ctx, true, t.TempDir(), strings.NewReader(""), &out); err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"network → Matrix", "not bridged", "Matrix → network: account \"demo-account\"", "Demo complete."} {
+	for _, want := range []string{"network → Matrix", "not bridged", "Matrix → network: account \"demo-account\"", "IRC → Matrix", "Matrix → IRC", "Demo complete."} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -138,7 +138,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 func ghost(network, nick string) id.UserID {
-	return id.NewUserID("irc_"+id.EncodeUserLocalpart(network+"/"+strings.ToLower(nick)), harness.DefaultDomain)
+	return id.NewUserID("irc_"+id.EncodeUserLocalpart(network+"."+strings.ToLower(nick)), harness.DefaultDomain)
 }
 
 func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) }
