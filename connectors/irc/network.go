@@ -442,25 +442,62 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 	case "MODE":
 		n.handleMode(ctx, msg)
 	case "PRIVMSG", "NOTICE":
-		target := param(0)
-		if !isChannel(target) || n.isOurs(nick) || nick == "" || strings.Contains(nick, ".") && !strings.Contains(msg.Source, "!") {
-			return // DMs to the bot, our own lines, server notices
-		}
-		n.checkConsent(target, nick, param(1))
-		content := lineContent(msg.Command, param(1))
-		if content == nil {
-			return
-		}
-		ok, msgid := msg.GetTag("msgid")
-		if !ok {
-			msgid = ""
-		}
-		when := msgTime(msg)
-		n.addMentions(content, target)
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: channelKey(n.cfg.Name, target),
-			ID:     lineID(msgid, n.cfg.Name, target, nick, param(1), when.Format(time.RFC3339Nano)),
-			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: when, Content: content})
+		n.bridgeChannelLine(ctx, msg)
 	}
+}
+
+// bridgeChannelLine bridges a channel PRIVMSG/NOTICE. The bot's connection owns channel
+// traffic; while it is down, one puppet in the channel stands in (failover).
+func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
+	nick := msg.Nick()
+	param := func(i int) string {
+		if i < len(msg.Params) {
+			return msg.Params[i]
+		}
+		return ""
+	}
+	target := param(0)
+	if !isChannel(target) || n.isOurs(nick) || nick == "" || strings.Contains(nick, ".") && !strings.Contains(msg.Source, "!") {
+		return // DMs to the bot, our own lines, server notices
+	}
+	n.checkConsent(target, nick, param(1))
+	content := lineContent(msg.Command, param(1))
+	if content == nil {
+		return
+	}
+	ok, msgid := msg.GetTag("msgid")
+	if !ok {
+		msgid = ""
+	}
+	when := msgTime(msg)
+	n.addMentions(content, target)
+	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: channelKey(n.cfg.Name, target),
+		ID:     lineID(msgid, n.cfg.Name, target, nick, param(1), when.Format(time.RFC3339Nano)),
+		Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: when, Content: content})
+}
+
+// standInOwner returns the puppet that bridges a channel's lines while the bot is
+// disconnected: the connected puppet in the channel with the smallest login ID, so
+// exactly one does.
+func (n *network) standInOwner(channel string) *puppet {
+	folded := rfc1459Fold(channel)
+	n.mu.Lock()
+	candidates := make([]*puppet, 0, len(n.puppets))
+	for _, p := range n.puppets {
+		candidates = append(candidates, p)
+	}
+	n.mu.Unlock()
+	var owner *puppet
+	for _, p := range candidates {
+		p.mu.Lock()
+		_, in := p.channels[folded]
+		connected := p.conn != nil && p.conn.Connected()
+		p.mu.Unlock()
+		if in && connected && (owner == nil || p.login.ID < owner.login.ID) {
+			owner = p
+		}
+	}
+	return owner
 }
 
 // handleMode turns channel op/halfop/voice changes into power levels.

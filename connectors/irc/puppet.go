@@ -306,8 +306,15 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 			p.mu.Unlock()
 		}
 	case "PRIVMSG", "NOTICE":
+		if len(msg.Params) >= 2 && isChannel(msg.Params[0]) {
+			// Channel traffic is the bot's; while the bot is down one puppet stands in.
+			if p.n.bot != nil && !p.n.bot.Connected() && p.n.standInOwner(msg.Params[0]) == p {
+				p.n.bridgeChannelLine(ctx, msg)
+			}
+			return
+		}
 		if len(msg.Params) < 2 || !conn.IsMe(msg.Params[0]) || conn.IsMe(nick) || nick == "" || !strings.Contains(msg.Source, "!") {
-			return // channel traffic is the bot's; echoes and server notices are not bridged
+			return // echoes and server notices are not bridged
 		}
 		if p.n.isOurs(nick) || !p.n.cfg.dmsAllowed() {
 			return
