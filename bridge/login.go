@@ -423,8 +423,7 @@ func (br *Bridge) submitLoginInput(ctx context.Context, user id.UserID, roomID i
 		return false
 	}
 	if step.InputSecret {
-		// Keep secrets out of the room history.
-		_, _ = br.AS.BotIntent().RedactEvent(ctx, roomID, eventID, mautrix.ReqRedact{Reason: "secret login input"})
+		br.redactSecret(ctx, user, roomID, eventID)
 	}
 	flowCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	st.mu.Lock()
@@ -438,6 +437,26 @@ func (br *Bridge) submitLoginInput(ctx context.Context, user id.UserID, roomID i
 		br.driveLogin(flowCtx, st, next, err)
 	}()
 	return true
+}
+
+// redactSecret keeps a secret out of the room history: the bot redacts it when it has
+// the power (rooms it created), else the user's double puppet does; failing both, the
+// user is asked to delete it.
+func (br *Bridge) redactSecret(ctx context.Context, user id.UserID, roomID id.RoomID, eventID id.EventID) {
+	req := mautrix.ReqRedact{Reason: "secret login input"}
+	_, err := br.AS.BotIntent().RedactEvent(ctx, roomID, eventID, req)
+	if err == nil {
+		return
+	}
+	if dp := br.doublePuppetIntent(ctx, user); dp != nil {
+		if _, err = dp.RedactEvent(ctx, roomID, eventID, req); err == nil {
+			return
+		}
+	}
+	zerolog.Ctx(ctx).Warn().Err(err).Msg("Could not redact secret login input")
+	if _, err = br.AS.BotIntent().SendNotice(ctx, roomID, "I could not delete the message with your secret: please delete it yourself."); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending notice failed")
+	}
 }
 
 // cancelLogin aborts a user's running login flow.

@@ -79,7 +79,7 @@ func (l *identityLogin) SubmitInput(ctx context.Context, input string) (*bridge.
 func (l *identityLogin) done(meta *puppetMeta) *bridge.LoginStep {
 	nl := l.n.newPuppetLogin(l.user, l.nick, meta)
 	return &bridge.LoginStep{Type: bridge.StepDone, Login: nl,
-		Instructions: fmt.Sprintf("Saved: you are %s on %s; your connection restarts with it.", nl.RemoteName, l.n.cfg.Name)}
+		Instructions: fmt.Sprintf("Saved: you are %s; your connection restarts with it.", nl.RemoteName)}
 }
 
 func (l *identityLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {

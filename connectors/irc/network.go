@@ -405,12 +405,12 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			st.names = map[string]member{}
 		}
 		for _, entry := range strings.Fields(param(3)) {
-			prefixes := strings.TrimRight(entry, "")
 			i := strings.IndexFunc(entry, func(r rune) bool { return !strings.ContainsRune("~&@%+", r) })
 			if i < 0 {
 				continue
 			}
-			prefixes, entry = entry[:i], entry[i:]
+			prefixes := entry[:i]
+			entry = entry[i:]
 			if bang := strings.IndexByte(entry, '!'); bang >= 0 { // userhost-in-names
 				entry = entry[:bang]
 			}

@@ -3,6 +3,7 @@ package irc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -256,6 +257,9 @@ func (p *puppet) handle(ctx context.Context, ev ircconn.Event) {
 		}
 	case ircconn.Disconnected:
 		p.markDisconnected()
+		if errors.Is(ev.Err, ircconn.ErrStopped) {
+			return // we closed it (shutdown, idle, logout): nothing to report
+		}
 		p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateTransientError, fmt.Sprintf("reconnecting in %s", ev.RetryIn.Round(time.Second)))
 	case ircconn.Fatal:
 		p.markDisconnected()

@@ -105,7 +105,11 @@ func setup(m *testing.M) (int, error) {
 	if s.reg, err = appservice.LoadRegistration(s.regPath); err != nil {
 		return 0, err
 	}
-	if s.hs, err = harness.StartDendrite(ctx, filepath.Join(dir, "dendrite"), []string{s.regPath}); err != nil {
+	dpPath := filepath.Join(dir, "doublepuppet.yaml")
+	if params.DoublePuppetASToken, err = harness.WriteDoublePuppetRegistration(dpPath, harness.DefaultDomain); err != nil {
+		return 0, err
+	}
+	if s.hs, err = harness.StartDendrite(ctx, filepath.Join(dir, "dendrite"), []string{s.regPath, dpPath}); err != nil {
 		return 0, err
 	}
 	defer s.hs.Stop()
@@ -556,5 +560,52 @@ func TestPlumbConsent(t *testing.T) {
 		must(t, err)
 		// The next round must not see this round's question.
 		opal.Forget()
+	}
+}
+
+// TestLoginFlow sets a nick and SASL identity through the management room's input
+// steps; the password message is redacted and the password is never logged.
+func TestLoginFlow(t *testing.T) {
+	ctx := testCtx(t)
+	pat := newUser(t, "pat")
+	resp, err := pat.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{bot()}})
+	must(t, err)
+	mgmt := resp.RoomID
+	notice := func(part string) {
+		t.Helper()
+		_, err := pat.WaitEvent(ctx, mgmt, func(e *event.Event) bool {
+			return e.Sender == bot() && strings.Contains(e.Content.AsMessage().Body, part)
+		})
+		must(t, err)
+	}
+	notice("management room")
+	for _, step := range []struct{ send, expect string }{
+		{"login irc testnet", "Which nick"},
+		{"patrick", "SASL account"},
+		{"patacct", "SASL password"},
+	} {
+		_, err = pat.SendText(ctx, mgmt, step.send)
+		must(t, err)
+		notice(step.expect)
+	}
+	const secret = "hunter2-very-secret"
+	sent, err := pat.SendText(ctx, mgmt, secret)
+	must(t, err)
+	notice("Saved: you are patrick on testnet")
+	_, err = pat.WaitEvent(ctx, mgmt, func(e *event.Event) bool { return e.Type == event.EventRedaction && e.Redacts == sent.EventID })
+	must(t, err)
+
+	quinn := newIRC(t, shared.ngircd.Addr, "ircquinn")
+	must(t, quinn.Join(ctx, "#logintest"))
+	room, err := pat.JoinAndWait(ctx, "#irc_testnet_#logintest:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = pat.SendText(ctx, room, "it is me")
+	must(t, err)
+	_, err = quinn.Wait(ctx, harness.PrivmsgFrom("patrick", "#logintest", "it is me"))
+	must(t, err)
+	logData, err := os.ReadFile(shared.bridgeLog)
+	must(t, err)
+	if strings.Contains(string(logData), secret) {
+		t.Fatal("the SASL password appears in the bridge log")
 	}
 }

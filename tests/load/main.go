@@ -84,10 +84,18 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	r := &run{o: o, start: time.Now()}
 	err := r.run(ctx)
+	overall := ctx.Err() // before cancel: did the whole run time out or get interrupted?
 	cancel()
 	stop()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "\nload: FAILED after %s: %v\n", time.Since(r.start).Round(time.Second), err)
+		why := ""
+		switch {
+		case errors.Is(overall, context.DeadlineExceeded):
+			why = fmt.Sprintf(" (the -timeout of %s was reached)", o.timeout)
+		case errors.Is(overall, context.Canceled):
+			why = " (interrupted)"
+		}
+		fmt.Fprintf(os.Stderr, "\nload: FAILED after %s%s: %v\n", time.Since(r.start).Round(time.Second), why, err)
 		if r.bridge != nil {
 			fmt.Fprintf(os.Stderr, "--- bridge log tail (%s) ---\n%s\n", r.bridge.LogPath, r.bridge.LogTail(60))
 		}

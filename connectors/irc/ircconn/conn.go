@@ -140,6 +140,9 @@ func (c *Conn) Stop(reason string) {
 	started, s, cancel := c.started, c.sess, c.cancel
 	c.mu.Unlock()
 	if !started {
+		// Start will now do nothing; let Done report completion.
+		close(c.runDone)
+		close(c.handlerDone)
 		return
 	}
 	if s != nil {
@@ -159,7 +162,7 @@ func (c *Conn) Stop(reason string) {
 }
 
 // Done is closed when the Conn's goroutines have all exited: after Stop, or
-// after a Fatal event has been handled.
+// after a Fatal event has been handled (call Stop anyway; it is cheap then).
 func (c *Conn) Done() <-chan struct{} { return c.handlerDone }
 
 // Send sends one line (command and params) through flood control, after
@@ -259,7 +262,7 @@ func (c *Conn) Connected() bool {
 }
 
 // HasCap reports whether the server acknowledged capability name on the
-// current connection.
+// current (or, while disconnected, the last) connection.
 func (c *Conn) HasCap(name string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -267,7 +270,8 @@ func (c *Conn) HasCap(name string) bool {
 }
 
 // ISupport returns the value of the 005 ISUPPORT token key (case
-// insensitive) on the current connection; ok is false if it was not sent.
+// insensitive) on the current (or last) connection; ok is false if it was
+// not sent.
 func (c *Conn) ISupport(key string) (value string, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -407,12 +411,14 @@ func (c *Conn) run(ctx context.Context) {
 	}
 }
 
-// backoff returns a delay in [MinBackoff, min(MaxBackoff, MinBackoff*2^attempt)].
+// backoff returns a delay in [MinBackoff, min(MaxBackoff, MinBackoff*2^(attempt+1))]:
+// even the first retry is jittered, so connections dropped together (a server restart)
+// do not all come back at the same instant.
 func (c *Conn) backoff(attempt int) time.Duration {
 	lo, hi := c.cfg.MinBackoff, c.cfg.MaxBackoff
 	ceil := hi
 	if attempt < 30 {
-		if v := lo << attempt; v > 0 && v < hi {
+		if v := lo << (attempt + 1); v > 0 && v < hi {
 			ceil = v
 		}
 	}

@@ -840,10 +840,18 @@ func TestCasefold(t *testing.T) {
 	}
 }
 
+func TestStopBeforeStart(t *testing.T) {
+	c := New(Config{Addr: "127.0.0.1:1", Nick: "n"}, nil)
+	c.Stop("never started")
+	c.Start(context.Background()) // no-op after Stop
+	<-c.Done()
+	c.Stop("again")
+}
+
 func TestBackoffBounds(t *testing.T) {
 	c := New(Config{Addr: "x:1", Nick: "n", MinBackoff: time.Second, MaxBackoff: 10 * time.Second}, nil)
 	for attempt := range 40 {
-		ceil := min(time.Second<<min(attempt, 20), 10*time.Second)
+		ceil := min(time.Second<<min(attempt+1, 20), 10*time.Second)
 		for range 20 {
 			if d := c.backoff(attempt); d < time.Second || d > ceil {
 				t.Fatalf("backoff(%d) = %s, want in [1s, %s]", attempt, d, ceil)
