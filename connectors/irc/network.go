@@ -25,7 +25,10 @@ type network struct {
 	log zerolog.Logger
 	bot *ircconn.Conn
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// botUp is closed while the bot is connected (replaced when it drops), so callers
+	// can wait through a reconnect instead of failing.
+	botUp    chan struct{}
 	splits   map[string]*splitQuit    // netsplit quits waiting out the grace, by folded nick
 	consents map[string]chan bool     // plumb consent questions, by folded channel
 	channels map[string]*channelState // by folded name
@@ -51,7 +54,7 @@ type member struct {
 func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
 		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{},
-		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}}
+		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}, botUp: make(chan struct{})}
 }
 
 func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config {
@@ -134,6 +137,32 @@ func (n *network) displayNick(folded string) string {
 	return folded
 }
 
+func (n *network) botDown() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-n.botUp:
+		n.botUp = make(chan struct{})
+	default:
+	}
+}
+
+// waitBot waits (bounded) for the bot connection, so a portal asked for during a
+// reconnect is created once the bot is back rather than refused.
+func (n *network) waitBot(ctx context.Context) error {
+	n.mu.Lock()
+	up := n.botUp
+	n.mu.Unlock()
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	select {
+	case <-up:
+		return nil
+	case <-waitCtx.Done():
+		return fmt.Errorf("the bridge is not connected to %s right now", n.cfg.Name)
+	}
+}
+
 // configured says whether a channel is in the network's config.
 func (n *network) configured(channel string) bool {
 	for _, c := range n.cfg.Channels {
@@ -158,6 +187,9 @@ func (n *network) isOurs(nick string) bool {
 // channelInfo makes sure the bot is in the channel and returns it with its members,
 // waiting for the NAMES list.
 func (n *network) channelInfo(ctx context.Context, channel string) (*bridge.ChatInfo, error) {
+	if err := n.waitBot(ctx); err != nil {
+		return nil, err
+	}
 	n.mu.Lock()
 	st := n.wantChannelLocked(channel)
 	joined, done := st.joined, st.namesDone
@@ -247,7 +279,13 @@ func (n *network) handleBot(ctx context.Context, ev ircconn.Event) {
 		var names []string
 		for _, st := range n.channels {
 			st.joined = false
+			st.namesDone = make(chan struct{})
 			names = append(names, st.name)
+		}
+		select {
+		case <-n.botUp:
+		default:
+			close(n.botUp)
 		}
 		n.mu.Unlock()
 		for _, name := range names {
@@ -256,8 +294,10 @@ func (n *network) handleBot(ctx context.Context, ev ircconn.Event) {
 			}
 		}
 	case ircconn.Disconnected:
+		n.botDown()
 		n.log.Warn().Err(ev.Err).Dur("retry_in", ev.RetryIn).Msg("Bot disconnected")
 	case ircconn.Fatal:
+		n.botDown()
 		n.log.Error().Err(ev.Err).Msg("Bot connection refused for good; fix the network config")
 	case ircconn.Message:
 		n.handleBotLine(ctx, ev.Msg)
