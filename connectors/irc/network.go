@@ -260,6 +260,21 @@ func (n *network) queue(ctx context.Context, evt *bridge.RemoteEvent) {
 	}
 }
 
+// msgParam returns a line's i-th parameter, or "".
+func msgParam(msg ircmsg.Message, i int) string {
+	if i < len(msg.Params) {
+		return msg.Params[i]
+	}
+	return ""
+}
+
+// lineIdentity returns a PRIVMSG/NOTICE's message ID (as seen in target) and time.
+func lineIdentity(msg ircmsg.Message, network, target string) (string, time.Time) {
+	_, msgid := msg.GetTag("msgid")
+	when := msgTime(msg)
+	return lineID(msgid, network, target, msg.Nick(), msgParam(msg, 1), when.Format(time.RFC3339Nano)), when
+}
+
 func msgTime(msg ircmsg.Message) time.Time {
 	if ok, ts := msg.GetTag("time"); ok {
 		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
@@ -306,12 +321,7 @@ func (n *network) handleBot(ctx context.Context, ev ircconn.Event) {
 
 func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 	nick := msg.Nick()
-	param := func(i int) string {
-		if i < len(msg.Params) {
-			return msg.Params[i]
-		}
-		return ""
-	}
+	param := func(i int) string { return msgParam(msg, i) }
 	switch msg.Command {
 	case "JOIN":
 		channel := param(0)
@@ -490,12 +500,7 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 // traffic; while it is down, one puppet in the channel stands in (failover).
 func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
 	nick := msg.Nick()
-	param := func(i int) string {
-		if i < len(msg.Params) {
-			return msg.Params[i]
-		}
-		return ""
-	}
+	param := func(i int) string { return msgParam(msg, i) }
 	target := param(0)
 	if !isChannel(target) || n.isOurs(nick) || nick == "" || strings.Contains(nick, ".") && !strings.Contains(msg.Source, "!") {
 		return // DMs to the bot, our own lines, server notices
@@ -505,14 +510,10 @@ func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
 	if content == nil {
 		return
 	}
-	ok, msgid := msg.GetTag("msgid")
-	if !ok {
-		msgid = ""
-	}
-	when := msgTime(msg)
+	msgID, when := lineIdentity(msg, n.cfg.Name, target)
 	n.addMentions(content, target)
 	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: channelKey(n.cfg.Name, target),
-		ID:     lineID(msgid, n.cfg.Name, target, nick, param(1), when.Format(time.RFC3339Nano)),
+		ID:     msgID,
 		Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: when, Content: content})
 }
 

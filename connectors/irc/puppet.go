@@ -327,15 +327,11 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 		if content == nil {
 			return
 		}
-		ok, msgid := msg.GetTag("msgid")
-		if !ok {
-			msgid = ""
-		}
-		when := msgTime(msg)
+		msgID, when := lineIdentity(msg, p.n.cfg.Name, p.login.ID)
 		key := bridge.PortalKey{Connector: connectorName, ChatID: pmChatID(p.n.cfg.Name, nick), Receiver: p.login.ID}
 		other := remoteUserID(p.n.cfg.Name, nick)
 		p.n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: key,
-			ID:     lineID(msgid, p.n.cfg.Name, p.login.ID, nick, msg.Params[1], when.Format(time.RFC3339Nano)),
+			ID:     msgID,
 			Sender: bridge.Sender{RemoteID: other, Name: nick, Login: p.login.ID}, Timestamp: when, Content: content,
 			CreatePortal: true, ChatInfo: &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: other}})
 	}

@@ -83,30 +83,23 @@ func run(ctx context.Context, once bool, dir string, in io.Reader, out io.Writer
 		return err
 	}
 	cfgPath := filepath.Join(dir, "config.yaml")
-	regPath := filepath.Join(dir, "registration.yaml")
-	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain, Port: port,
+	params := harness.BridgeConfigParams{Port: port,
 		DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"), LogLevel: "info",
 		Connectors: map[string]any{
 			"loopback": map[string]any{"network_url": network.URL},
 			"irc": map[string]any{"networks": []map[string]any{
 				{"name": "demo", "address": ircd.Addr, "bot_nick": "passbot"}}},
 		}}
-	if err = harness.WriteBridgeConfig(cfgPath, params); err != nil {
-		return err
-	}
-	if err = harness.GenerateRegistration(setupCtx, bin, cfgPath, regPath); err != nil {
-		return err
-	}
-	hs, err := harness.StartDendrite(setupCtx, filepath.Join(dir, "dendrite"), []string{regPath})
+	stack, err := harness.StartStack(setupCtx, dir, bin, params)
 	if err != nil {
 		return err
 	}
+	hs := stack.HS
 	defer hs.Stop()
-	// Point the bridge at the homeserver now that its address is known; the tokens
-	// generate-registration wrote into the config stay.
-	if err = rewriteHomeserver(cfgPath, hs.URL); err != nil {
+	if err = stack.WriteConfig(cfgPath, params); err != nil {
 		return err
 	}
+	regPath := stack.RegPath
 	br, err := harness.StartBridge(setupCtx, bin, cfgPath, regPath, filepath.Join(dir, "bridge.log"))
 	if err != nil {
 		return err
@@ -230,15 +223,6 @@ func loginDemoUser(ctx context.Context, user *harness.User, network *loopnet.Ser
 		return e.Sender == bot && strings.Contains(e.Content.AsMessage().Body, "Logged in")
 	})
 	return err
-}
-
-// rewriteHomeserver puts the real homeserver address into the generated config.
-func rewriteHomeserver(cfgPath, url string) error {
-	data, err := os.ReadFile(cfgPath)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(cfgPath, []byte(strings.Replace(string(data), "http://127.0.0.1:1\n", url+"\n", 1)), 0o600)
 }
 
 // echoIRC prints what the demo IRC user sees said in #demo.

@@ -15,7 +15,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/passerelle/passerelle/bridge/config"
 	"github.com/passerelle/passerelle/connectors/loopback/loopnet"
 	"github.com/passerelle/passerelle/tests/harness"
 )
@@ -29,7 +28,7 @@ type stack struct {
 	port    int
 	reg     *appservice.Registration
 	regPath string
-	dpToken string
+	stack   *harness.Stack
 }
 
 var shared *stack // set once by TestMain, read-only afterwards
@@ -57,29 +56,13 @@ func runMain(m *testing.M) (int, error) {
 	if st.port, err = harness.FreePort(); err != nil {
 		return 0, err
 	}
-	// The registration only depends on the appservice side, so it is generated from a
-	// config with a placeholder homeserver address before the homeserver exists.
-	seed := filepath.Join(dir, "seed.yaml")
-	if err = harness.WriteBridgeConfig(seed, harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1",
-		HomeserverDomain: harness.DefaultDomain, Port: st.port,
-		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}); err != nil {
+	params := harness.BridgeConfigParams{Port: st.port,
+		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}
+	if st.stack, err = harness.StartStack(ctx, dir, st.bin, params); err != nil {
 		return 0, err
 	}
-	st.regPath = filepath.Join(dir, "registration.yaml")
-	if err = harness.GenerateRegistration(ctx, st.bin, seed, st.regPath); err != nil {
-		return 0, err
-	}
-	if st.reg, err = appservice.LoadRegistration(st.regPath); err != nil {
-		return 0, err
-	}
-	dpPath := filepath.Join(dir, "doublepuppet.yaml")
-	if st.dpToken, err = harness.WriteDoublePuppetRegistration(dpPath, harness.DefaultDomain); err != nil {
-		return 0, err
-	}
-	if st.hs, err = harness.StartDendrite(ctx, filepath.Join(dir, "dendrite"), []string{st.regPath, dpPath}); err != nil {
-		return 0, err
-	}
-	defer st.hs.Stop()
+	defer st.stack.HS.Stop()
+	st.hs, st.reg, st.regPath = st.stack.HS, st.stack.Reg, st.stack.RegPath
 	shared = st
 	code := m.Run()
 	if code != 0 {
@@ -130,19 +113,14 @@ func newVariant(t *testing.T, dbType string) *variant {
 	hs := shared.hs
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	v.logPath = filepath.Join(shared.dir, "bridge-"+dbType+".log")
-	if err = harness.WriteBridgeConfig(v.cfgPath, harness.BridgeConfigParams{
-		HomeserverURL: hs.URL, HomeserverDomain: hs.Domain, Port: shared.port,
-		DatabaseType: dbType, DatabaseURI: dbURI,
+	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
+		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
 		Permissions: map[string]string{
 			hs.Domain:                             "user",
 			hs.UserID("alice_" + dbType).String(): "admin",
 		},
-		DoublePuppetASToken: shared.dpToken,
-		Connectors:          map[string]any{"loopback": map[string]any{"network_url": v.net.URL}},
+		Connectors: map[string]any{"loopback": map[string]any{"network_url": v.net.URL}},
 	}); err != nil {
-		t.Fatal(err)
-	}
-	if err = config.SetTokens(v.cfgPath, shared.reg.AppToken, shared.reg.ServerToken); err != nil {
 		t.Fatal(err)
 	}
 	v.start()

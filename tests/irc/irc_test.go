@@ -20,7 +20,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/passerelle/passerelle/bridge/config"
 	"github.com/passerelle/passerelle/tests/harness"
 )
 
@@ -89,35 +88,18 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	s.cfgPath = filepath.Join(dir, "config.yaml")
-	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain,
-		Port: s.port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"),
+	params := harness.BridgeConfigParams{Port: s.port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"),
 		Connectors:    map[string]any{"irc": networks(s)},
 		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", s.port),
 		Permissions: map[string]string{harness.DefaultDomain: "admin",
 			id.NewUserID("relayonly", harness.DefaultDomain).String(): "relay"}}
-	if err = harness.WriteBridgeConfig(s.cfgPath, params); err != nil {
+	st, err := harness.StartStack(ctx, dir, s.bin, params)
+	if err != nil {
 		return 0, err
 	}
-	s.regPath = filepath.Join(dir, "registration.yaml")
-	if err = harness.GenerateRegistration(ctx, s.bin, s.cfgPath, s.regPath); err != nil {
-		return 0, err
-	}
-	if s.reg, err = appservice.LoadRegistration(s.regPath); err != nil {
-		return 0, err
-	}
-	dpPath := filepath.Join(dir, "doublepuppet.yaml")
-	if params.DoublePuppetASToken, err = harness.WriteDoublePuppetRegistration(dpPath, harness.DefaultDomain); err != nil {
-		return 0, err
-	}
-	if s.hs, err = harness.StartDendrite(ctx, filepath.Join(dir, "dendrite"), []string{s.regPath, dpPath}); err != nil {
-		return 0, err
-	}
-	defer s.hs.Stop()
-	params.HomeserverURL = s.hs.URL
-	if err = harness.WriteBridgeConfig(s.cfgPath, params); err != nil {
-		return 0, err
-	}
-	if err = config.SetTokens(s.cfgPath, s.reg.AppToken, s.reg.ServerToken); err != nil {
+	defer st.HS.Stop()
+	s.hs, s.reg, s.regPath = st.HS, st.Reg, st.RegPath
+	if err = st.WriteConfig(s.cfgPath, params); err != nil {
 		return 0, err
 	}
 	s.bridgeLog = filepath.Join(dir, "bridge.log")
