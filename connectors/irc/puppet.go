@@ -35,9 +35,10 @@ type puppet struct {
 
 	mu         sync.Mutex
 	conn       *ircconn.Conn
-	connected  chan struct{}            // closed while connected
-	channels   map[string]string        // folded → name, channels we are (or want to be) in
-	joinWaits  map[string]chan struct{} // closed when our JOIN is seen
+	connected  chan struct{}             // closed while connected
+	channels   map[string]string         // folded → name, channels we are (or want to be) in
+	joinWaits  map[string]chan struct{}  // closed when our JOIN is seen
+	echoWaits  map[echoKey][]chan string // senders waiting for echo-message confirmations
 	lastActive time.Time
 	nick       string
 }
@@ -310,6 +311,10 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 			p.mu.Unlock()
 		}
 	case "PRIVMSG", "NOTICE":
+		if conn.IsMe(nick) {
+			p.gotEcho(msg)
+			return
+		}
 		if len(msg.Params) >= 2 && isChannel(msg.Params[0]) {
 			// Channel traffic is the bot's; while the bot is down one puppet stands in.
 			if p.n.bot != nil && !p.n.bot.Connected() && p.n.standInOwner(msg.Params[0]) == p {
@@ -412,16 +417,74 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 		lines = []string{suffix}
 	}
 	res := &bridge.SendResult{Timestamp: time.Now()}
+	// With echo-message the server repeats each line back once it accepted it: that is
+	// the delivery confirmation, and it carries the line's msgid.
+	confirm := conn.HasCap("echo-message")
+	echoes := make([]chan string, len(lines))
 	for i, line := range lines {
 		if ctcp {
 			line = "\x01ACTION " + line + "\x01"
 		}
+		if confirm {
+			echoes[i] = p.expectEcho(target, line)
+		}
 		if err := conn.Send(ctx, command, target, line); err != nil {
 			return res, fmt.Errorf("sending line %d/%d: %w", i+1, len(lines), err)
 		}
-		res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("out:%s:%d", msg.TxnID, i))
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for i := range lines {
+		remoteID := fmt.Sprintf("out:%s:%d", msg.TxnID, i)
+		if confirm {
+			select {
+			case msgid := <-echoes[i]:
+				if msgid != "" {
+					remoteID = "msgid:" + msgid
+				}
+			case <-waitCtx.Done():
+				return res, fmt.Errorf("%s on %s did not confirm line %d/%d", target, p.n.cfg.Name, i+1, len(lines))
+			}
+		}
+		res.RemoteIDs = append(res.RemoteIDs, remoteID)
 	}
 	return res, nil
+}
+
+type echoKey struct{ target, text string }
+
+// expectEcho registers interest in the server's echo of a line we are about to send.
+func (p *puppet) expectEcho(target, text string) chan string {
+	ch := make(chan string, 1)
+	key := echoKey{rfc1459Fold(target), text}
+	p.mu.Lock()
+	if p.echoWaits == nil {
+		p.echoWaits = map[echoKey][]chan string{}
+	}
+	p.echoWaits[key] = append(p.echoWaits[key], ch)
+	p.mu.Unlock()
+	return ch
+}
+
+// gotEcho hands an echoed line's msgid to the oldest sender waiting for it.
+func (p *puppet) gotEcho(msg ircmsg.Message) {
+	if len(msg.Params) < 2 {
+		return
+	}
+	key := echoKey{rfc1459Fold(msg.Params[0]), msg.Params[1]}
+	_, msgid := msg.GetTag("msgid")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	waits := p.echoWaits[key]
+	if len(waits) == 0 {
+		return
+	}
+	waits[0] <- msgid
+	if len(waits) == 1 {
+		delete(p.echoWaits, key)
+	} else {
+		p.echoWaits[key] = waits[1:]
+	}
 }
 
 // mentionName turns a pill into the nick IRC users know: a ghost's nick, or the nick

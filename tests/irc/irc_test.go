@@ -359,6 +359,26 @@ func TestIRCv3(t *testing.T) {
 	must(t, err)
 	_, err = ivy.Wait(ctx, harness.PrivmsgFrom("jo[m]", "#v3", "hello from matrix"))
 	must(t, err)
+	// inspircd offers echo-message: the bridge waits for each line's echo as delivery
+	// confirmation. A missed confirmation would make the core retry and repeat lines.
+	_, err = jo.SendText(ctx, room, "second line")
+	must(t, err)
+	_, err = ivy.Wait(ctx, harness.PrivmsgFrom("jo[m]", "#v3", "second line"))
+	must(t, err)
+	count := 0
+	for _, m := range ivy.Lines() {
+		if harness.PrivmsgFrom("jo[m]", "#v3", "hello from matrix")(m) {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Fatalf("the first line arrived %d times", count)
+	}
+	logData, err := os.ReadFile(shared.bridgeLog)
+	must(t, err)
+	if strings.Contains(string(logData), "did not confirm") {
+		t.Fatal("a line was not confirmed by echo-message")
+	}
 }
 
 // TestServerRestart restarts the IRC server mid-conversation: the bridge reconnects,
