@@ -24,7 +24,10 @@ type NetworkConfig struct {
 	// Name is the short name used in aliases, commands and IDs ("libera").
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
-	TLS     bool   `yaml:"tls"`
+	// FallbackAddresses are other servers of the network, rotated through when the
+	// current one fails.
+	FallbackAddresses []string `yaml:"fallback_addresses"`
+	TLS               bool     `yaml:"tls"`
 	// TLSInsecure skips certificate checks (test networks only).
 	TLSInsecure    bool   `yaml:"tls_insecure"`
 	ServerPassword string `yaml:"server_password"`
@@ -100,6 +103,11 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 		seen[n.Name] = true
 		if n.Address == "" || !strings.Contains(n.Address, ":") {
 			return nil, fmt.Errorf("%s.address: want host:port, got %q", key, n.Address)
+		}
+		for j, a := range n.FallbackAddresses {
+			if !strings.Contains(a, ":") {
+				return nil, fmt.Errorf("%s.fallback_addresses[%d]: want host:port, got %q", key, j, a)
+			}
 		}
 		if n.BotNick == "" {
 			n.BotNick = "passerelle"

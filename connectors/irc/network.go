@@ -58,14 +58,14 @@ func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 }
 
 func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config {
-	cfg := ircconn.Config{Addr: n.cfg.Address, TLS: n.cfg.TLS, ServerPassword: n.cfg.ServerPassword,
+	cfg := ircconn.Config{Addr: n.cfg.Address, Fallbacks: n.cfg.FallbackAddresses, TLS: n.cfg.TLS, ServerPassword: n.cfg.ServerPassword,
 		Nick: nick, User: userName(nick), RealName: nick,
 		SASLUser: saslUser, SASLPassword: saslPassword,
 		MessagesPerSecond: n.cfg.MessagesPerSecond, Burst: n.cfg.Burst, ConnectLimiter: n.c.limiter,
 		Log: n.log.With().Str("irc_nick", nick).Logger()}
 	if n.cfg.TLS {
-		host, _, _ := strings.Cut(n.cfg.Address, ":")
-		cfg.TLSConfig = &tls.Config{ServerName: host, InsecureSkipVerify: n.cfg.TLSInsecure} //nolint:gosec // opt-in for test networks
+		// The server name is taken from whichever address is dialled.
+		cfg.TLSConfig = &tls.Config{InsecureSkipVerify: n.cfg.TLSInsecure} //nolint:gosec // opt-in for test networks
 	}
 	return cfg
 }

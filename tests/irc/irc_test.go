@@ -36,7 +36,9 @@ type stack struct {
 	inspircd *harness.IRCServer
 	// proxy sits between the bridge and ngircd, so the restart test decides when the
 	// bridge may reconnect.
-	proxy     *harness.TCPProxy
+	proxy *harness.TCPProxy
+	// deadAddr refuses connections (a closed listener's address).
+	deadAddr  string
 	bridge    *harness.Bridge
 	bridgeLog string
 }
@@ -58,6 +60,8 @@ func networks(s *stack) map[string]any {
 			"channels": []string{"#announce"}},
 		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
 		{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
+		// rotnet's first server refuses connections: the bridge rotates to the fallback.
+		{"name": "rotnet", "address": s.deadAddr, "fallback_addresses": []string{s.ngircd.Addr}, "bot_nick": "rotbot"},
 	}}
 }
 
@@ -81,6 +85,11 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer s.proxy.Close()
+	dead, err := harness.FreePort()
+	if err != nil {
+		return 0, err
+	}
+	s.deadAddr = fmt.Sprintf("127.0.0.1:%d", dead)
 	if s.bin, err = harness.BuildBridge(ctx); err != nil {
 		return 0, err
 	}
@@ -610,4 +619,18 @@ func TestLoginFlow(t *testing.T) {
 	if strings.Contains(string(logData), secret) {
 		t.Fatal("the SASL password appears in the bridge log")
 	}
+}
+
+// TestServerRotation: a network whose first server is down is reached through its
+// fallback address.
+func TestServerRotation(t *testing.T) {
+	ctx := testCtx(t)
+	rex := newIRC(t, shared.ngircd.Addr, "ircrex")
+	must(t, rex.Join(ctx, "#rot"))
+	sue := newUser(t, "sue")
+	room, err := sue.JoinAndWait(ctx, "#irc_rotnet_#rot:"+harness.DefaultDomain)
+	must(t, err)
+	must(t, rex.Privmsg("#rot", "rotated"))
+	_, err = sue.WaitEvent(ctx, room, textFrom(ghost("rotnet", "ircrex"), "rotated"))
+	must(t, err)
 }

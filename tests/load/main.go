@@ -1,10 +1,11 @@
 // Command load starts the whole real stack on this machine (Dendrite, an IRC server,
 // the passerelle binary with one IRC network), gives N Matrix users their own IRC
-// puppet in one portal and measures the bridge's memory per puppet, throughput and
+// puppet in one of -rooms portals and measures the bridge's memory per puppet, throughput and
 // latency each way (with Matrix→Matrix and IRC→IRC baselines) and how long all
 // puppets take to come back after the IRC server restarts.
 //
 //	go run ./tests/load -users 200
+//	go run ./tests/load -users 2000 -rooms 20
 //
 // Everything listens on loopback, every wait is bounded, and the program stops by
 // itself; it exits non-zero with the bridge log tail when something does not happen.
@@ -43,7 +44,7 @@ import (
 
 const (
 	netName    = "loadnet"
-	channel    = "#load"
+	chanPrefix = "#load" // the portals are #load0 … #load<R-1>
 	baseChan   = "#base"
 	userPrefix = "lu"
 	// connectsPerSecond is the bridge's connect rate for the whole bridge.
@@ -59,6 +60,7 @@ type options struct {
 	concurrency int
 	timeout     time.Duration
 	probes      int
+	rooms       int
 }
 
 func main() {
@@ -71,9 +73,10 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 8, "concurrent Matrix senders (the IRC sender is one raw client writing as fast as it can)")
 	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "bound on the whole run")
 	flag.IntVar(&o.probes, "probes", 20, "sequential latency probes per path (each waits for the previous)")
+	flag.IntVar(&o.rooms, "rooms", 1, "portals #load0…#load<R-1>; user i joins portal i mod R (keeps each Dendrite room small)")
 	flag.Parse()
-	if o.users < 2 || o.messages < 1 || o.workers < 1 || o.concurrency < 1 || o.probes < 1 {
-		fmt.Fprintln(os.Stderr, "load: need -users >= 2, -messages >= 1, -workers >= 1, -concurrency >= 1, -probes >= 1")
+	if o.users < 2 || o.messages < 1 || o.workers < 1 || o.concurrency < 1 || o.probes < 1 || o.rooms < 1 || o.rooms > o.users {
+		fmt.Fprintln(os.Stderr, "load: need -users >= 2, -messages >= 1, -workers >= 1, -concurrency >= 1, -probes >= 1, 1 <= -rooms <= -users")
 		os.Exit(2)
 	}
 	if o.server != "ngircd" && o.server != "inspircd" {
@@ -127,7 +130,7 @@ type run struct {
 
 	observer *harness.User
 	senders  []*mautrix.Client // index i is user i (0 is the observer's client)
-	portal   id.RoomID
+	portals  []id.RoomID       // index k is #load<k>; user i is in portals[i % rooms]
 
 	res results
 }
@@ -221,7 +224,7 @@ func (r *run) run(ctx context.Context) error {
 	if r.dir, err = os.MkdirTemp("", "passerelle-load-"); err != nil {
 		return err
 	}
-	r.logf("users=%d messages=%d server=%s dir=%s", o.users, o.messages, o.server, r.dir)
+	r.logf("users=%d rooms=%d messages=%d server=%s dir=%s", o.users, o.rooms, o.messages, o.server, r.dir)
 
 	// --- the stack ---
 	if r.irc, err = harness.StartIRCServer(ctx, o.server, filepath.Join(r.dir, o.server)); err != nil {
@@ -276,9 +279,9 @@ func (r *run) run(ctx context.Context) error {
 	}
 	r.logf("bridge pid %d ready (Dendrite %s)", r.bridge.Pid(), r.hs.URL)
 
-	// Raw IRC clients: one in the bridged channel, two in an unbridged one for the
+	// Raw IRC clients: one in every bridged channel, two in an unbridged one for the
 	// IRC→IRC baseline.
-	ircMain, err := r.dialIRC(ctx, "loadirc", channel)
+	ircMain, err := r.dialIRC(ctx, "loadirc", r.channels()...)
 	if err != nil {
 		return err
 	}
@@ -307,7 +310,7 @@ func (r *run) run(ctx context.Context) error {
 	if err = r.registerUsers(ctx); err != nil {
 		return err
 	}
-	if err = r.joinPortal(ctx); err != nil {
+	if err = r.joinPortals(ctx); err != nil {
 		return err
 	}
 	if err = r.waitPuppets(ctx, ircMain); err != nil {
@@ -354,20 +357,44 @@ func (r *run) run(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) dialIRC(ctx context.Context, nick, ch string) (*harness.IRCClient, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// dialIRC connects a raw IRC client and joins it to chans.
+func (r *run) dialIRC(ctx context.Context, nick string, chans ...string) (*harness.IRCClient, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second+time.Duration(len(chans))*time.Second)
 	defer cancel()
 	c, err := harness.DialIRC(cctx, r.irc.Addr, nick)
 	if err != nil {
 		return nil, fmt.Errorf("raw IRC client %s: %w", nick, err)
 	}
 	r.clients = append(r.clients, c)
-	if ch != "" {
+	for _, ch := range chans {
 		if err := c.Join(cctx, ch); err != nil {
 			return nil, fmt.Errorf("raw IRC client %s joining %s: %w", nick, ch, err)
 		}
 	}
 	return c, nil
+}
+
+// chanName is the IRC channel of portal k.
+func chanName(k int) string { return chanPrefix + strconv.Itoa(k) }
+
+// channels lists the bridged channels #load0 … #load<R-1>.
+func (r *run) channels() []string {
+	out := make([]string, r.o.rooms)
+	for k := range out {
+		out[k] = chanName(k)
+	}
+	return out
+}
+
+// roomOf is the index of user i's portal (round-robin).
+func (r *run) roomOf(i int) int { return i % r.o.rooms }
+
+// chanDesc names the bridged channels in log lines and errors.
+func (r *run) chanDesc() string {
+	if r.o.rooms == 1 {
+		return chanName(0)
+	}
+	return fmt.Sprintf("%s…%s (%d channels)", chanName(0), chanName(r.o.rooms-1), r.o.rooms)
 }
 
 // waitBotIn waits until the bridge bot is connected (it answers WHOIS).
@@ -419,8 +446,12 @@ func collectUntil(ctx context.Context, c *harness.IRCClient, start int, end func
 	}
 }
 
-// names sends NAMES and returns the channel's nicks without prefixes.
+// names sends NAMES and returns the channel's nicks without prefixes. It drops the
+// lines c recorded so far (Forget), so c must not be waited on concurrently: with
+// thousands of puppets the JOIN lines and NAMES replies would otherwise pile up and be
+// copied on every poll.
 func names(ctx context.Context, c *harness.IRCClient, ch string) ([]string, error) {
+	c.Forget()
 	start := len(c.Lines())
 	if err := c.Raw("NAMES %s", ch); err != nil {
 		return nil, fmt.Errorf("sending NAMES: %w", err)
@@ -439,6 +470,20 @@ func names(ctx context.Context, c *harness.IRCClient, ch string) ([]string, erro
 		for _, n := range strings.Fields(m.Params[3]) {
 			out = append(out, strings.TrimLeft(n, "~&@%+"))
 		}
+	}
+	return out, nil
+}
+
+// namesAll is names over every channel in chans, concatenated (puppetsIn counts
+// distinct nicks).
+func namesAll(ctx context.Context, c *harness.IRCClient, chans []string) ([]string, error) {
+	var out []string
+	for _, ch := range chans {
+		n, err := names(ctx, c, ch)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n...)
 	}
 	return out, nil
 }
@@ -542,38 +587,71 @@ func (r *run) registerUsers(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) joinPortal(ctx context.Context) error {
-	alias := "#irc_" + netName + "_" + channel + ":" + harness.DefaultDomain
+// joinPortals has every user join its portal: the observer (user 0) creates #load0
+// through its alias, users 1…R-1 create #load1…#load<R-1> the same way, and then the
+// others join by room ID, in user order so the rooms grow evenly.
+func (r *run) joinPortals(ctx context.Context) error {
+	n, rooms := r.o.users, r.o.rooms
+	alias := func(k int) string { return "#irc_" + netName + "_" + chanName(k) + ":" + harness.DefaultDomain }
 	t0 := time.Now()
+	r.portals = make([]id.RoomID, rooms)
 	jctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	room, err := r.observer.JoinAndWait(jctx, alias)
+	room, err := r.observer.JoinAndWait(jctx, alias(0))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("observer joining the portal %s: %w", alias, err)
+		return fmt.Errorf("observer joining the portal %s: %w", alias(0), err)
 	}
-	r.portal = room
+	r.portals[0] = room
 	var done atomic.Int64
-	err = pool(ctx, r.o.users-1, r.o.workers, func(ctx context.Context, i int) error {
-		cli := r.senders[i+1]
-		return retry(ctx, fmt.Sprintf("%s joining %s", cli.UserID, room), 120*time.Second, func(ctx context.Context) error {
-			_, err := cli.JoinRoom(ctx, room.String(), nil)
+	report := func() {
+		if d := done.Add(1); d%500 == 0 {
+			r.logf("%d/%d users joined the portals", d, n-1)
+		}
+	}
+	// Users 1…R-1 open the other portals through their aliases.
+	err = pool(ctx, rooms-1, r.o.workers, func(ctx context.Context, j int) error {
+		k := j + 1
+		cli := r.senders[k]
+		return retry(ctx, fmt.Sprintf("%s joining %s", cli.UserID, alias(k)), 120*time.Second, func(ctx context.Context) error {
+			resp, err := cli.JoinRoom(ctx, alias(k), nil)
 			if err == nil {
-				if d := done.Add(1); d%500 == 0 {
-					r.logf("%d/%d users joined the portal", d, r.o.users-1)
-				}
+				r.portals[k] = resp.RoomID
+				report()
 			}
 			return err
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("joining the portal: %w", err)
+		return fmt.Errorf("opening the portals: %w", err)
+	}
+	if rooms > 1 {
+		r.logf("%d portals open after %s", rooms, time.Since(t0).Round(time.Millisecond))
+	}
+	err = pool(ctx, n-rooms, r.o.workers, func(ctx context.Context, j int) error {
+		i := j + rooms
+		cli, room := r.senders[i], r.portals[r.roomOf(i)]
+		return retry(ctx, fmt.Sprintf("%s joining %s", cli.UserID, room), 120*time.Second, func(ctx context.Context) error {
+			_, err := cli.JoinRoom(ctx, room.String(), nil)
+			if err == nil {
+				report()
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("joining the portals: %w", err)
 	}
 	r.res.joinTime = time.Since(t0)
-	r.logf("%d users joined the portal %s in %s", r.o.users, room, r.res.joinTime.Round(time.Millisecond))
+	if rooms == 1 {
+		r.logf("%d users joined the portal %s in %s", n, r.portals[0], r.res.joinTime.Round(time.Millisecond))
+	} else {
+		r.logf("%d users joined %d portals (~%d each) in %s", n, rooms, (n+rooms-1)/rooms, r.res.joinTime.Round(time.Millisecond))
+	}
 	return nil
 }
 
-// waitPuppets waits until every user's puppet is in the channel. Joining the portal
+// waitPuppets waits until every user's puppet is in one of the channels (distinct
+// nicks over the NAMES of all of them). Joining the portal
 // is meant to open the puppet; users still missing after a stall get to send one
 // message, which certainly opens it.
 func (r *run) waitPuppets(ctx context.Context, c *harness.IRCClient) error {
@@ -584,13 +662,13 @@ func (r *run) waitPuppets(ctx context.Context, c *harness.IRCClient) error {
 	last, lastChange := -1, time.Now()
 	fallback := false
 	for {
-		nicks, err := names(ctx, c, channel)
+		nicks, err := namesAll(ctx, c, r.channels())
 		if err != nil {
 			return err
 		}
 		count, missing := r.puppetsIn(nicks)
 		if count != last {
-			r.logf("puppets in %s: %d/%d", channel, count, n)
+			r.logf("puppets in %s: %d/%d", r.chanDesc(), count, n)
 			last, lastChange = count, time.Now()
 		}
 		if count == n {
@@ -605,7 +683,7 @@ func (r *run) waitPuppets(ctx context.Context, c *harness.IRCClient) error {
 			err := pool(ctx, len(missing), r.o.concurrency, func(ctx context.Context, j int) error {
 				i := missing[j]
 				return retry(ctx, "fallback message from "+localpart(i), 60*time.Second, func(ctx context.Context) error {
-					_, err := r.senders[i].SendText(ctx, r.portal, "hello from "+localpart(i))
+					_, err := r.senders[i].SendText(ctx, r.portals[r.roomOf(i)], "hello from "+localpart(i))
 					return err
 				})
 			})
@@ -624,7 +702,7 @@ func (r *run) waitPuppets(ctx context.Context, c *harness.IRCClient) error {
 				names = append(names, puppetNick(i))
 			}
 			return fmt.Errorf("only %d of %d puppets are in %s after %s (fallback messages sent: %v); missing e.g. %s",
-				count, n, channel, limit, fallback, strings.Join(names, " "))
+				count, n, r.chanDesc(), limit, fallback, strings.Join(names, " "))
 		}
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return err
@@ -637,12 +715,16 @@ func (r *run) phaseTimeout() time.Duration {
 	return 60*time.Second + time.Duration(r.o.messages)*100*time.Millisecond
 }
 
-// trackIRC records when each PRIVMSG to target whose text starts with prefix first
-// arrives at c, until want distinct ones arrived or ctx ends.
-func trackIRC(ctx context.Context, c *harness.IRCClient, target, prefix string, want int) (map[string]time.Time, error) {
+// trackIRC records when each PRIVMSG to one of targets whose text starts with prefix
+// first arrives at c, until want distinct ones arrived or ctx ends.
+func trackIRC(ctx context.Context, c *harness.IRCClient, targets []string, prefix string, want int) (map[string]time.Time, error) {
+	to := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		to[strings.ToLower(t)] = true
+	}
 	seen := map[string]time.Time{}
 	_, err := c.Wait(ctx, func(m ircmsg.Message) bool {
-		if m.Command == "PRIVMSG" && len(m.Params) == 2 && strings.EqualFold(m.Params[0], target) && strings.HasPrefix(m.Params[1], prefix) {
+		if m.Command == "PRIVMSG" && len(m.Params) == 2 && to[strings.ToLower(m.Params[0])] && strings.HasPrefix(m.Params[1], prefix) {
 			if _, ok := seen[m.Params[1]]; !ok {
 				seen[m.Params[1]] = time.Now()
 			}
@@ -765,11 +847,12 @@ func sendIRC(c *harness.IRCClient, target string) func(ctx context.Context, bodi
 	}
 }
 
-// sendMatrix sends body i from senders[i % len(senders)] with a bounded pool.
-func (r *run) sendMatrix(room id.RoomID, senders []*mautrix.Client) func(ctx context.Context, bodies []string, sent []time.Time) error {
+// sendMatrix sends body i from senders[i % len(senders)] into that sender's room
+// (rooms[i % len(senders)]) with a bounded pool.
+func (r *run) sendMatrix(rooms []id.RoomID, senders []*mautrix.Client) func(ctx context.Context, bodies []string, sent []time.Time) error {
 	return func(ctx context.Context, bodies []string, sent []time.Time) error {
 		return pool(ctx, len(bodies), r.o.concurrency, func(ctx context.Context, i int) error {
-			cli := senders[i%len(senders)]
+			cli, room := senders[i%len(senders)], rooms[i%len(senders)]
 			sent[i] = time.Now()
 			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 			defer cancel()
@@ -784,7 +867,7 @@ func (r *run) sendMatrix(room id.RoomID, senders []*mautrix.Client) func(ctx con
 func (r *run) ircToIRC(ctx context.Context, from, to *harness.IRCClient) (burst, probe *measure, err error) {
 	return r.exchange(ctx, "IRC→IRC baseline", "i2i-",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
-			return trackIRC(ctx, to, baseChan, prefix, want)
+			return trackIRC(ctx, to, []string{baseChan}, prefix, want)
 		}, sendIRC(from, baseChan))
 }
 
@@ -798,7 +881,9 @@ func (r *run) matrixToMatrix(ctx context.Context) (burst, probe *measure, err er
 	}
 	k := min(r.o.concurrency, r.o.users-1)
 	senders := r.senders[1 : k+1]
-	for _, s := range senders {
+	rooms := make([]id.RoomID, len(senders))
+	for j, s := range senders {
+		rooms[j] = resp.RoomID
 		if _, err := s.JoinRoom(cctx, resp.RoomID.String(), nil); err != nil {
 			return nil, nil, fmt.Errorf("%s joining the baseline room: %w", s.UserID, err)
 		}
@@ -806,24 +891,31 @@ func (r *run) matrixToMatrix(ctx context.Context) (burst, probe *measure, err er
 	return r.exchange(ctx, "Matrix→Matrix baseline", "m2m-",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
 			return trackMatrix(ctx, r.observer, resp.RoomID, prefix, want)
-		}, r.sendMatrix(resp.RoomID, senders))
+		}, r.sendMatrix(rooms, senders))
 }
 
+// matrixToIRC: every user sends into its own portal (the probes all come from user 0
+// in #load0); c is in every channel.
 func (r *run) matrixToIRC(ctx context.Context, c *harness.IRCClient) (burst, probe *measure, err error) {
+	rooms := make([]id.RoomID, len(r.senders))
+	for i := range rooms {
+		rooms[i] = r.portals[r.roomOf(i)]
+	}
 	return r.exchange(ctx, "Matrix→IRC bridged", "m2i-",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
-			return trackIRC(ctx, c, channel, prefix, want)
-		}, r.sendMatrix(r.portal, r.senders))
+			return trackIRC(ctx, c, r.channels(), prefix, want)
+		}, r.sendMatrix(rooms, r.senders))
 }
 
+// ircToMatrix: c writes to #load0, whose portal the observer is in.
 func (r *run) ircToMatrix(ctx context.Context, c *harness.IRCClient) (burst, probe *measure, err error) {
 	return r.exchange(ctx, "IRC→Matrix bridged", "i2m-",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
-			return trackMatrix(ctx, r.observer, r.portal, prefix, want)
-		}, sendIRC(c, channel))
+			return trackMatrix(ctx, r.observer, r.portals[0], prefix, want)
+		}, sendIRC(c, chanName(0)))
 }
 
-// reconnect restarts the IRC server and waits for every puppet to be back in the
+// reconnect restarts the IRC server and waits for every puppet to be back in its
 // channel, sampling the bridge's RSS every 200 ms.
 func (r *run) reconnect(ctx context.Context) error {
 	n := r.o.users
@@ -857,20 +949,20 @@ func (r *run) reconnect(ctx context.Context) error {
 	if err := r.irc.Restart(ctx); err != nil {
 		return fmt.Errorf("restarting %s: %w", r.irc.Kind, err)
 	}
-	watch, err := r.dialIRC(ctx, "loadwatch", channel)
+	watch, err := r.dialIRC(ctx, "loadwatch", r.channels()...)
 	if err != nil {
 		return fmt.Errorf("after the restart: %w", err)
 	}
 	limit := 120*time.Second + time.Duration(n)*100*time.Millisecond
 	last := -1
 	for {
-		nicks, err := names(ctx, watch, channel)
+		nicks, err := namesAll(ctx, watch, r.channels())
 		if err != nil {
 			return fmt.Errorf("after the restart: %w", err)
 		}
 		count, _ := r.puppetsIn(nicks)
 		if count != last {
-			r.logf("after restart: %d/%d puppets back in %s", count, n, channel)
+			r.logf("after restart: %d/%d puppets back in %s", count, n, r.chanDesc())
 			last = count
 		}
 		if count == n {
@@ -878,7 +970,7 @@ func (r *run) reconnect(ctx context.Context) error {
 			break
 		}
 		if time.Since(t0) > limit {
-			return fmt.Errorf("after restarting %s only %d of %d puppets were back in %s within %s", r.irc.Kind, count, n, channel, limit)
+			return fmt.Errorf("after restarting %s only %d of %d puppets were back in %s within %s", r.irc.Kind, count, n, r.chanDesc(), limit)
 		}
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return err
@@ -981,8 +1073,8 @@ func (r *run) table() string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "passerelle IRC load run %s on %s (%d CPUs), IRC server %s\n", time.Now().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), o.server)
-	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -messages %d -server %s -workers %d -concurrency %d -probes %d\n",
-		o.users, o.messages, o.server, o.workers, o.concurrency, o.probes)
+	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -rooms %d -messages %d -server %s -workers %d -concurrency %d -probes %d\n",
+		o.users, o.rooms, o.messages, o.server, o.workers, o.concurrency, o.probes)
 	section := func(rows [][]string) {
 		b.WriteString("\n")
 		w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -994,7 +1086,7 @@ func (r *run) table() string {
 	section([][]string{
 		{"setup", "count", "time", "rate"},
 		{"register users (Dendrite)", strconv.Itoa(o.users), res.regTime.Round(time.Millisecond).String(), fmt.Sprintf("%.0f/s", float64(o.users)/res.regTime.Seconds())},
-		{"join the portal", strconv.Itoa(o.users), res.joinTime.Round(time.Millisecond).String(), fmt.Sprintf("%.0f/s", float64(o.users)/res.joinTime.Seconds())},
+		{fmt.Sprintf("join the portals (%d rooms)", o.rooms), strconv.Itoa(o.users), res.joinTime.Round(time.Millisecond).String(), fmt.Sprintf("%.0f/s", float64(o.users)/res.joinTime.Seconds())},
 		{"then all puppets in NAMES", strconv.Itoa(res.puppets), res.puppetTime.Round(time.Millisecond).String(), fmt.Sprintf("fallback msgs %d", res.fallbackMessages)},
 	})
 	per := float64(res.rssAfter-res.rssBefore) / float64(max(res.puppets, 1))
@@ -1029,7 +1121,7 @@ func (r *run) table() string {
 	})
 	section([][]string{
 		{"IRC server restart", "value"},
-		{"until all puppets back in the channel", res.reconnect.Round(100 * time.Millisecond).String()},
+		{"until all puppets back in the channels", res.reconnect.Round(100 * time.Millisecond).String()},
 		{"peak VmRSS meanwhile (200 ms samples)", kb(res.reconnectRSSPeak)},
 		{"VmHWM before / after the restart", kb(res.hwmBeforeRestart) + " / " + kb(res.hwmAfterRe)},
 	})

@@ -38,6 +38,7 @@ type Conn struct {
 	stopping  bool
 	cancel    context.CancelFunc
 	sess      *session // current connection, nil between attempts
+	dials     int      // connection attempts so far, for server rotation
 	nick      string
 	connected bool
 	caps      map[string]bool
@@ -431,14 +432,26 @@ func (c *Conn) isStopping() bool {
 	return c.stopping
 }
 
+// nextAddr returns the server to dial: the first one, then the fallbacks in turn, one
+// step further after every attempt.
+func (c *Conn) nextAddr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all := append([]string{c.cfg.Addr}, c.cfg.Fallbacks...)
+	addr := all[c.dials%len(all)]
+	c.dials++
+	return addr
+}
+
 // connectOnce dials, registers and reads until the connection ends. It
 // always returns a non-nil error saying why.
 func (c *Conn) connectOnce(ctx context.Context) error {
-	c.log.Debug().Msg("connecting to IRC server")
+	addr := c.nextAddr()
+	c.log.Debug().Str("server", addr).Msg("connecting to IRC server")
 	d := net.Dialer{Timeout: dialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", c.cfg.Addr)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("ircconn: dial %s: %w", c.cfg.Addr, err)
+		return fmt.Errorf("ircconn: dial %s: %w", addr, err)
 	}
 	if c.cfg.TLS {
 		tc := c.cfg.TLSConfig.Clone()
@@ -446,7 +459,7 @@ func (c *Conn) connectOnce(ctx context.Context) error {
 			tc = &tls.Config{}
 		}
 		if tc.ServerName == "" {
-			host, _, _ := net.SplitHostPort(c.cfg.Addr)
+			host, _, _ := net.SplitHostPort(addr)
 			tc.ServerName = host
 		}
 		tconn := tls.Client(nc, tc)
@@ -455,7 +468,7 @@ func (c *Conn) connectOnce(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			nc.Close()
-			return fmt.Errorf("ircconn: TLS handshake with %s: %w", c.cfg.Addr, err)
+			return fmt.Errorf("ircconn: TLS handshake with %s: %w", addr, err)
 		}
 		nc = tconn
 	}

@@ -53,6 +53,9 @@ import (
 type Config struct {
 	// Addr is the server address, host:port.
 	Addr string
+	// Fallbacks are further servers of the same network, tried in turn after a failed
+	// or lost connection (server rotation).
+	Fallbacks []string
 	// TLS enables TLS; TLSConfig (optional) is cloned and gets ServerName
 	// from Addr when empty.
 	TLS       bool
