@@ -454,8 +454,10 @@ type MatrixMessage struct {
 	ReplyTo       string
 	ReplyToSender id.UserID
 	// Relayed is set when the message goes through another user's login; Content then
-	// already carries the relay format's rendering.
-	Relayed bool
+	// already carries the relay format's rendering, and Original what the user wrote
+	// (for networks that can show another sender per message, like draft/relaymsg).
+	Relayed  bool
+	Original *MessageContent
 }
 
 // MatrixEdit is a Matrix edit to send.

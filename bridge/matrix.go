@@ -180,6 +180,8 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 		return br.handleMatrixEdit(ctx, rc, evt, content, sess, msg)
 	}
 	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
+		original := msg.Content
+		msg.Original = &original
 		if err = br.relay.Render(&msg, content); err != nil {
 			return err
 		}

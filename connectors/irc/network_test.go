@@ -59,7 +59,7 @@ func testNetwork(t *testing.T, grace time.Duration) (*network, *fakeHost) {
 	c := New()
 	c.host = host
 	c.runCtx = context.Background()
-	n := newNetwork(c, &NetworkConfig{Name: "net", Mode: "puppets", NetsplitGrace: grace,
+	n := newNetwork(c, &NetworkConfig{Name: "net", Mode: "puppets", NetsplitGrace: grace, MaxLines: 10,
 		PowerLevels: PowerLevelMap{Op: 50, HalfOp: 25, Voice: 10}})
 	n.bot = ircconn.New(ircconn.Config{Nick: "passbot"}, nil)
 	c.networks["net"] = n

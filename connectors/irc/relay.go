@@ -41,6 +41,13 @@ func (b *botSession) SendMessage(ctx context.Context, msg *bridge.MatrixMessage)
 	}
 	target := b.n.wantChannelName(pc.channel)
 	text := msg.Content.Body
+	// With draft/relaymsg the server shows each message as coming from "Name/m", so the
+	// text goes as written, without the relay format's name prefix.
+	command, params := "PRIVMSG", []string{target}
+	if b.n.bot.HasCap("draft/relaymsg") && msg.Original != nil {
+		command, params = "RELAYMSG", []string{target, relayNick(msg.Sender)}
+		text = ircformat.MatrixToIRC(msg.Original.Body, msg.Original.FormattedBody)
+	}
 	if m := msg.Content.Media; m != nil && m.PublicURL != "" {
 		text += " " + m.PublicURL
 	}
@@ -50,10 +57,20 @@ func (b *botSession) SendMessage(ctx context.Context, msg *bridge.MatrixMessage)
 	}
 	res := &bridge.SendResult{Timestamp: time.Now()}
 	for i, line := range lines {
-		if err := b.n.bot.Send(ctx, "PRIVMSG", target, line); err != nil {
+		if err := b.n.bot.Send(ctx, command, append(params, line)...); err != nil {
 			return res, fmt.Errorf("relaying line %d/%d: %w", i+1, len(lines), err)
 		}
 		res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("relay:%s:%d", msg.TxnID, i))
 	}
 	return res, nil
+}
+
+// relayNick is the spoofed nick draft/relaymsg shows: the sender's name, IRC-safe, with
+// the "/" the spec requires so nobody mistakes it for a real user.
+func relayNick(s bridge.MatrixSender) string {
+	name := s.DisplayName
+	if name == "" {
+		name = s.MXID.Localpart()
+	}
+	return sanitizeNick(name, 20) + "/m"
 }

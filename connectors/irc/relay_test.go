@@ -1,0 +1,110 @@
+package irc
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc/ircconn"
+)
+
+// scriptedServer accepts one client, offers caps, welcomes it and records its lines.
+func scriptedServer(t *testing.T, caps string) (addr string, lines <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan string, 100)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		nick := "passbot"
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\r\n")
+			out <- line
+			switch {
+			case strings.HasPrefix(line, "CAP LS"):
+				c.Write([]byte(":srv CAP * LS :" + caps + "\r\n"))
+			case strings.HasPrefix(line, "CAP REQ"):
+				c.Write([]byte(":srv CAP * ACK :" + strings.TrimPrefix(strings.TrimPrefix(line, "CAP REQ "), ":") + "\r\n"))
+			case strings.HasPrefix(line, "NICK "):
+				nick = strings.TrimPrefix(line, "NICK ")
+			case strings.HasPrefix(line, "CAP END"):
+				c.Write([]byte(":srv 001 " + nick + " :welcome\r\n:srv 005 " + nick + " CASEMAPPING=rfc1459 :supported\r\n:srv 376 " + nick + " :end\r\n"))
+			case strings.HasPrefix(line, "JOIN "):
+				ch := strings.TrimPrefix(line, "JOIN ")
+				c.Write([]byte(":" + nick + "!b@h JOIN " + ch + "\r\n:srv 366 " + nick + " " + ch + " :End\r\n"))
+			}
+		}
+	}()
+	return ln.Addr().String(), out
+}
+
+// TestRelayMsg: with draft/relaymsg the bot relays as "Name/m" without the name prefix;
+// without it, the relay-formatted text goes out as the bot's own PRIVMSG.
+func TestRelayMsg(t *testing.T) {
+	for _, c := range []struct {
+		name, caps, want string
+	}{
+		{"relaymsg offered", "draft/relaymsg=/ message-tags", "RELAYMSG #c Rita/m :hello \x02there\x02"},
+		{"plain server", "message-tags", "PRIVMSG #c :Rita: hello there"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, lines := scriptedServer(t, c.caps)
+			n, _ := testNetwork(t, time.Minute)
+			connected := make(chan struct{})
+			n.bot = ircconn.New(ircconn.Config{Addr: addr, Nick: "passbot", MinBackoff: 10 * time.Millisecond},
+				func(ctx context.Context, ev ircconn.Event) {
+					if ev.Kind == ircconn.Connected {
+						close(connected)
+					}
+					n.handleBot(ctx, ev)
+				})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			n.bot.Start(ctx)
+			defer n.bot.Stop("done")
+			select {
+			case <-connected:
+			case <-ctx.Done():
+				t.Fatal("bot never connected")
+			}
+			n.wantChannelName("#c")
+			sess := n.c.RelaySession(ctx, channelKey("net", "#c"))
+			msg := &bridge.MatrixMessage{Chat: channelKey("net", "#c"), TxnID: "t1", Relayed: true,
+				Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
+				Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
+				Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+			if _, err := sess.SendMessage(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				select {
+				case l := <-lines:
+					if strings.HasPrefix(l, "RELAYMSG") || strings.HasPrefix(l, "PRIVMSG") {
+						if l != c.want {
+							t.Fatalf("sent %q, want %q", l, c.want)
+						}
+						return
+					}
+				case <-ctx.Done():
+					t.Fatal("nothing relayed")
+				}
+			}
+		})
+	}
+}
