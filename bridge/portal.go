@@ -36,7 +36,17 @@ func (br *Bridge) portalForAlias(ctx context.Context, alias id.RoomAlias) (id.Ro
 		}
 		info.Key.Connector = name
 		roomID, _, err := br.ensurePortalRoom(ctx, ch, info, "", true)
-		return roomID, err
+		if err != nil {
+			return "", err
+		}
+		// Another spelling of the same chat (#Go for #go) leads to the same portal: give
+		// the room that alias too, so the join that asked for it succeeds.
+		if canonical := ch.aliasFor(info.Key); canonical != alias {
+			if _, err = br.AS.BotIntent().CreateAlias(ctx, alias, roomID); err != nil {
+				return "", fmt.Errorf("adding alias %s to the portal: %w", alias, err)
+			}
+		}
+		return roomID, nil
 	}
 	return "", nil
 }

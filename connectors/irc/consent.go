@@ -31,7 +31,7 @@ func (c *Connector) CheckPlumb(ctx context.Context, chat bridge.PortalKey, user 
 	}
 	name := n.wantChannelName(pc.channel)
 	answer := make(chan bool, 1)
-	key := rfc1459Fold(name)
+	key := n.fold(name)
 	n.mu.Lock()
 	if _, busy := n.consents[key]; busy {
 		n.mu.Unlock()
@@ -65,12 +65,12 @@ func (c *Connector) CheckPlumb(ctx context.Context, chat bridge.PortalKey, user 
 
 // checkConsent looks at a channel line for an operator's answer to a pending question.
 func (n *network) checkConsent(channel, nick, text string) {
-	key := rfc1459Fold(channel)
+	key := n.fold(channel)
 	n.mu.Lock()
 	answer, pending := n.consents[key]
 	op := false
 	if st := n.channels[key]; st != nil {
-		op = strings.ContainsAny(st.members[rfc1459Fold(nick)].prefixes, "~&@")
+		op = strings.ContainsAny(st.members[n.fold(nick)].prefixes, "~&@")
 	}
 	n.mu.Unlock()
 	if !pending || !op || n.bot == nil {

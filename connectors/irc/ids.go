@@ -39,10 +39,56 @@ func rfc1459Fold(s string) string {
 	return string(b)
 }
 
-func channelChatID(network, channel string) string { return network + "/" + rfc1459Fold(channel) }
-func pmChatID(network, nick string) string         { return network + "/pm/" + rfc1459Fold(nick) }
-func remoteUserID(network, nick string) string     { return network + "." + rfc1459Fold(nick) }
-func puppetLoginID(network, mxid string) string    { return network + "/" + mxid }
+func puppetLoginID(network, mxid string) string { return network + "/" + mxid }
+
+// asciiFold casefolds per CASEMAPPING=ascii: ASCII letters only.
+func asciiFold(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// rfc1459StrictFold casefolds per CASEMAPPING=rfc1459-strict (no ~ ↔ ^).
+func rfc1459StrictFold(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		case c == '[':
+			b[i] = '{'
+		case c == ']':
+			b[i] = '}'
+		case c == '\\':
+			b[i] = '|'
+		}
+	}
+	return string(b)
+}
+
+// foldFor returns the casefolding of a CASEMAPPING name, or nil for unknown ones.
+func foldFor(casemapping string) func(string) string {
+	switch casemapping {
+	case "", "rfc1459":
+		return rfc1459Fold
+	case "ascii":
+		return asciiFold
+	case "rfc1459-strict":
+		return rfc1459StrictFold
+	}
+	return nil
+}
+
+// fold casefolds per the network's casemapping, so IDs follow the server's rules.
+func (n *network) fold(s string) string { return n.folder(s) }
+
+func (n *network) channelChatID(channel string) string { return n.cfg.Name + "/" + n.fold(channel) }
+func (n *network) pmChatID(nick string) string         { return n.cfg.Name + "/pm/" + n.fold(nick) }
+func (n *network) userID(nick string) string           { return n.cfg.Name + "." + n.fold(nick) }
 
 // parsedChat is a chat ID taken apart.
 type parsedChat struct {
@@ -69,8 +115,8 @@ func splitRemoteUser(remoteID string) (network, nick string, ok bool) {
 }
 
 // channelKey is a PortalKey for a channel.
-func channelKey(network, channel string) bridge.PortalKey {
-	return bridge.PortalKey{Connector: connectorName, ChatID: channelChatID(network, channel)}
+func (n *network) channelKey(channel string) bridge.PortalKey {
+	return bridge.PortalKey{Connector: connectorName, ChatID: n.channelChatID(channel)}
 }
 
 // lineID identifies an IRC line for the message map: the server's msgid when it gives

@@ -157,8 +157,8 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 	if login == nil || !strings.HasPrefix(login.ID, n.cfg.Name+"/") {
 		return nil, fmt.Errorf("you have no connection to %s yet: join one of its channels first", n.cfg.Name)
 	}
-	key := bridge.PortalKey{Connector: connectorName, ChatID: pmChatID(n.cfg.Name, nick), Receiver: login.ID}
-	return &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: remoteUserID(n.cfg.Name, nick)}, nil
+	key := bridge.PortalKey{Connector: connectorName, ChatID: n.pmChatID(nick), Receiver: login.ID}
+	return &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: n.userID(nick)}, nil
 }
 
 // GhostInfo implements bridge.GhostResolver.

@@ -26,7 +26,7 @@ func (n *network) addMentions(content *bridge.MessageContent, channel string) {
 		}
 	}
 	var members []member
-	if st := n.channels[rfc1459Fold(channel)]; st != nil {
+	if st := n.channels[n.fold(channel)]; st != nil {
 		for _, m := range st.members {
 			members = append(members, m)
 		}
@@ -63,7 +63,7 @@ func (n *network) addMentions(content *bridge.MessageContent, channel string) {
 			continue
 		}
 		if strings.Contains(lower, strings.ToLower(m.nick)) && nickPattern(m.nick).MatchString(content.Body) {
-			remote := remoteUserID(n.cfg.Name, m.nick)
+			remote := n.userID(m.nick)
 			content.Mentions = append(content.Mentions, remote)
 			pill(html.EscapeString(m.nick), n.c.host.GhostMXID(remote))
 		}
@@ -81,6 +81,6 @@ func nickPattern(nick string) *regexp.Regexp {
 func (n *network) byNickSafe(nick string) (*puppet, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p, ok := n.byNick[rfc1459Fold(nick)]
+	p, ok := n.byNick[n.fold(nick)]
 	return p, ok
 }

@@ -23,7 +23,7 @@ func isNetsplit(reason string) bool { return netsplitReason.MatchString(reason) 
 
 // holdSplit delays the leaves of a netsplit quit.
 func (n *network) holdSplit(nick string, channels []string) {
-	folded := rfc1459Fold(nick)
+	folded := n.fold(nick)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	sq := n.splits[folded]
@@ -32,7 +32,7 @@ func (n *network) holdSplit(nick string, channels []string) {
 		n.splits[folded] = sq
 	}
 	for _, c := range channels {
-		sq.channels[rfc1459Fold(c)] = c
+		sq.channels[n.fold(c)] = c
 	}
 	if sq.timer != nil {
 		sq.timer.Stop()
@@ -51,8 +51,8 @@ func (n *network) endSplit(folded string) {
 	}
 	ctx := n.c.runCtx
 	for _, channel := range sq.channels {
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: channelKey(n.cfg.Name, channel),
-			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, sq.nick), Name: sq.nick}, Reason: "netsplit",
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: n.channelKey(channel),
+			Sender: bridge.Sender{RemoteID: n.userID(sq.nick), Name: sq.nick}, Reason: "netsplit",
 			Timestamp: time.Now()})
 	}
 }
@@ -60,14 +60,14 @@ func (n *network) endSplit(folded string) {
 // rejoinedAfterSplit says whether a JOIN is someone coming back from a split (and so
 // not to be bridged).
 func (n *network) rejoinedAfterSplit(nick, channel string) bool {
-	folded := rfc1459Fold(nick)
+	folded := n.fold(nick)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	sq := n.splits[folded]
 	if sq == nil {
 		return false
 	}
-	key := rfc1459Fold(channel)
+	key := n.fold(channel)
 	if _, ok := sq.channels[key]; !ok {
 		return false
 	}

@@ -24,6 +24,8 @@ type network struct {
 	cfg *NetworkConfig
 	log zerolog.Logger
 	bot *ircconn.Conn
+	// folder casefolds per the configured casemapping.
+	folder func(string) string
 
 	mu sync.Mutex
 	// botUp is closed while the bot is connected (replaced when it drops), so callers
@@ -54,7 +56,8 @@ type member struct {
 func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
 		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{},
-		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}, botUp: make(chan struct{})}
+		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}, botUp: make(chan struct{}),
+		folder: foldFor(cfg.Casemapping)}
 }
 
 func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config {
@@ -98,7 +101,7 @@ func (n *network) stop() {
 
 // wantChannelLocked records that the bot should be in a channel.
 func (n *network) wantChannelLocked(name string) *channelState {
-	key := rfc1459Fold(name)
+	key := n.fold(name)
 	st := n.channels[key]
 	if st == nil {
 		st = &channelState{name: name, members: map[string]member{}, namesDone: make(chan struct{})}
@@ -163,10 +166,17 @@ func (n *network) waitBot(ctx context.Context) error {
 	}
 }
 
+func (n *network) casemapping() string {
+	if n.cfg.Casemapping == "" {
+		return "rfc1459"
+	}
+	return n.cfg.Casemapping
+}
+
 // configured says whether a channel is in the network's config.
 func (n *network) configured(channel string) bool {
 	for _, c := range n.cfg.Channels {
-		if rfc1459Fold(c) == rfc1459Fold(channel) {
+		if n.fold(c) == n.fold(channel) {
 			return true
 		}
 	}
@@ -180,7 +190,7 @@ func (n *network) isOurs(nick string) bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	_, ok := n.byNick[rfc1459Fold(nick)]
+	_, ok := n.byNick[n.fold(nick)]
 	return ok
 }
 
@@ -210,7 +220,7 @@ func (n *network) channelInfo(ctx context.Context, channel string) (*bridge.Chat
 	defer n.mu.Unlock()
 	// Channel traffic is only for those whose puppet is in the channel: new members
 	// do not see what was said before they joined (relay networks are open to all).
-	info := &bridge.ChatInfo{Key: channelKey(n.cfg.Name, channel), Name: st.name, Topic: st.topic,
+	info := &bridge.ChatInfo{Key: n.channelKey(channel), Name: st.name, Topic: st.topic,
 		JoinedHistoryOnly: n.cfg.Mode == "puppets"}
 	for folded, m := range st.members {
 		if n.bot.IsMe(m.nick) {
@@ -219,7 +229,7 @@ func (n *network) channelInfo(ctx context.Context, channel string) (*bridge.Chat
 		if _, puppet := n.byNick[folded]; puppet {
 			continue
 		}
-		info.Members = append(info.Members, bridge.ChatMember{RemoteID: remoteUserID(n.cfg.Name, m.nick), Name: m.nick,
+		info.Members = append(info.Members, bridge.ChatMember{RemoteID: n.userID(m.nick), Name: m.nick,
 			PowerLevel: n.powerFor(m.prefixes)})
 	}
 	return info, nil
@@ -290,6 +300,10 @@ func (n *network) handleBot(ctx context.Context, ev ircconn.Event) {
 	switch ev.Kind {
 	case ircconn.Connected:
 		n.log.Info().Str("nick", n.bot.Nick()).Msg("Bot connected")
+		if cm, ok := n.bot.ISupport("CASEMAPPING"); ok && cm != n.casemapping() {
+			n.log.Warn().Str("server", cm).Str("configured", n.casemapping()).
+				Msg("The server's CASEMAPPING differs from the network's casemapping setting; set it to match before the network is used")
+		}
 		n.mu.Lock()
 		var names []string
 		for _, st := range n.channels {
@@ -333,15 +347,15 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			n.mu.Unlock()
 			return
 		}
-		_, puppet := n.byNick[rfc1459Fold(nick)]
-		st.members[rfc1459Fold(nick)] = member{nick: nick}
+		_, puppet := n.byNick[n.fold(nick)]
+		st.members[n.fold(nick)] = member{nick: nick}
 		n.mu.Unlock()
 		if n.rejoinedAfterSplit(nick, channel) {
 			return // back from a netsplit: their ghost never left
 		}
 		if !puppet {
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: channelKey(n.cfg.Name, channel),
-				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: msgTime(msg)})
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: n.channelKey(channel),
+				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Timestamp: msgTime(msg)})
 		}
 	case "PART":
 		channel := param(0)
@@ -352,15 +366,15 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			n.mu.Unlock()
 			return
 		}
-		delete(st.members, rfc1459Fold(nick))
-		_, puppet := n.byNick[rfc1459Fold(nick)]
+		delete(st.members, n.fold(nick))
+		_, puppet := n.byNick[n.fold(nick)]
 		n.mu.Unlock()
 		if !puppet {
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: channelKey(n.cfg.Name, channel),
-				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Reason: param(1), Timestamp: msgTime(msg)})
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: n.channelKey(channel),
+				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Reason: param(1), Timestamp: msgTime(msg)})
 		}
 	case "QUIT":
-		folded := rfc1459Fold(nick)
+		folded := n.fold(nick)
 		n.mu.Lock()
 		_, puppet := n.byNick[folded]
 		var left []string
@@ -379,12 +393,12 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			return
 		}
 		for _, channel := range left {
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: channelKey(n.cfg.Name, channel),
-				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Reason: param(0), Timestamp: msgTime(msg)})
+			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: n.channelKey(channel),
+				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Reason: param(0), Timestamp: msgTime(msg)})
 		}
 	case "NICK":
 		newNick := param(0)
-		oldFolded, newFolded := rfc1459Fold(nick), rfc1459Fold(newNick)
+		oldFolded, newFolded := n.fold(nick), n.fold(newNick)
 		n.mu.Lock()
 		_, puppet := n.byNick[oldFolded]
 		if !puppet {
@@ -406,17 +420,17 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		// A nick is an identity on IRC: the old nick's ghost leaves and the new one joins,
 		// so history keeps saying who said what.
 		for _, channel := range in {
-			key := channelKey(n.cfg.Name, channel)
+			key := n.channelKey(channel)
 			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Reason: "Changed nick to " + newNick,
-				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: msgTime(msg)})
+				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Timestamp: msgTime(msg)})
 			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: key,
-				Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, newNick), Name: newNick}, Timestamp: msgTime(msg)})
+				Sender: bridge.Sender{RemoteID: n.userID(newNick), Name: newNick}, Timestamp: msgTime(msg)})
 		}
 	case "KICK":
 		channel, target := param(0), param(1)
 		n.mu.Lock()
 		st := n.wantChannelLocked(channel)
-		delete(st.members, rfc1459Fold(target))
+		delete(st.members, n.fold(target))
 		if n.bot.IsMe(target) {
 			st.joined = false
 		}
@@ -430,8 +444,8 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			p.kicked(ctx, channel, nick, param(2))
 			return
 		}
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: channelKey(n.cfg.Name, channel),
-			Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, TargetUser: remoteUserID(n.cfg.Name, target),
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: n.channelKey(channel),
+			Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, TargetUser: n.userID(target),
 			Reason: param(2), Timestamp: msgTime(msg)})
 	case "TOPIC":
 		channel := param(0)
@@ -439,9 +453,9 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		n.wantChannelLocked(channel).topic = param(1)
 		name := n.wantChannelLocked(channel).name
 		n.mu.Unlock()
-		key := channelKey(n.cfg.Name, channel)
+		key := n.channelKey(channel)
 		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: key, Timestamp: msgTime(msg),
-			Sender:   bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick},
+			Sender:   bridge.Sender{RemoteID: n.userID(nick), Name: nick},
 			ChatInfo: &bridge.ChatInfo{Key: key, Name: name, Topic: param(1)}})
 	case "332": // RPL_TOPIC on join
 		n.mu.Lock()
@@ -464,7 +478,7 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			if bang := strings.IndexByte(entry, '!'); bang >= 0 { // userhost-in-names
 				entry = entry[:bang]
 			}
-			st.names[rfc1459Fold(entry)] = member{nick: entry, prefixes: prefixes}
+			st.names[n.fold(entry)] = member{nick: entry, prefixes: prefixes}
 		}
 		n.mu.Unlock()
 	case "366": // RPL_ENDOFNAMES
@@ -512,16 +526,16 @@ func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
 	}
 	msgID, when := lineIdentity(msg, n.cfg.Name, target)
 	n.addMentions(content, target)
-	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: channelKey(n.cfg.Name, target),
+	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: n.channelKey(target),
 		ID:     msgID,
-		Sender: bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, nick), Name: nick}, Timestamp: when, Content: content})
+		Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Timestamp: when, Content: content})
 }
 
 // standInOwner returns the puppet that bridges a channel's lines while the bot is
 // disconnected: the connected puppet in the channel with the smallest login ID, so
 // exactly one does.
 func (n *network) standInOwner(channel string) *puppet {
-	folded := rfc1459Fold(channel)
+	folded := n.fold(channel)
 	n.mu.Lock()
 	candidates := make([]*puppet, 0, len(n.puppets))
 	for _, p := range n.puppets {
@@ -567,7 +581,7 @@ func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
 		if prefix == "" {
 			continue
 		}
-		folded := rfc1459Fold(arg)
+		folded := n.fold(arg)
 		n.mu.Lock()
 		st := n.wantChannelLocked(channel)
 		m := st.members[folded]
@@ -590,9 +604,9 @@ func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
 			zero := 0
 			level = &zero
 		}
-		evt := &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: channelKey(n.cfg.Name, channel),
-			Sender:     bridge.Sender{RemoteID: remoteUserID(n.cfg.Name, msg.Nick()), Name: msg.Nick()},
-			TargetUser: remoteUserID(n.cfg.Name, arg), PowerLevel: level, Timestamp: msgTime(msg)}
+		evt := &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: n.channelKey(channel),
+			Sender:     bridge.Sender{RemoteID: n.userID(msg.Nick()), Name: msg.Nick()},
+			TargetUser: n.userID(arg), PowerLevel: level, Timestamp: msgTime(msg)}
 		if p != nil {
 			// A Matrix user's puppet got ops: the Matrix user gets the power in the portal.
 			evt.TargetUser, evt.TargetMXID = "", p.login.UserMXID
@@ -623,7 +637,7 @@ func lineContent(command, text string) *bridge.MessageContent {
 func (n *network) puppetByNick(nick string) *puppet {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.byNick[rfc1459Fold(nick)]
+	return n.byNick[n.fold(nick)]
 }
 
 // errNotConnected is returned while a connection is down; the core retries.

@@ -166,8 +166,9 @@ func TestIDs(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{"#Go", "net/#go"}, {"#[Test]", "net/#{test}"}, {"#a\\b~", "net/#a|b^"},
 	}
+	n, _ := testNetwork(t, time.Minute)
 	for _, c := range cases {
-		if got := channelChatID("net", c.in); got != c.want {
+		if got := n.channelChatID(c.in); got != c.want {
 			t.Errorf("channelChatID(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
@@ -184,5 +185,12 @@ func TestIDs(t *testing.T) {
 	}
 	if userName("alice[m]") != "alicem" || userName("[]") != "matrix" {
 		t.Error("userName does not keep to letters and digits")
+	}
+	ascii := newNetwork(n.c, &NetworkConfig{Name: "net", Casemapping: "ascii"})
+	if ascii.userID("A[b]") != "net.a[b]" || n.userID("A[b]") != "net.a{b}" {
+		t.Errorf("casemapping not applied: ascii %q, rfc1459 %q", ascii.userID("A[b]"), n.userID("A[b]"))
+	}
+	if foldFor("rfc1459-strict")("A~") != "a~" || foldFor("nonsense") != nil {
+		t.Error("casemapping table wrong")
 	}
 }

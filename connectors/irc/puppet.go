@@ -121,8 +121,8 @@ func (p *puppet) Disconnect() {
 		conn.Stop("Disconnected by the bridge")
 	}
 	p.n.mu.Lock()
-	if p.n.byNick[rfc1459Fold(p.nick)] == p {
-		delete(p.n.byNick, rfc1459Fold(p.nick))
+	if p.n.byNick[p.n.fold(p.nick)] == p {
+		delete(p.n.byNick, p.n.fold(p.nick))
 	}
 	p.n.mu.Unlock()
 }
@@ -187,7 +187,7 @@ func (p *puppet) ready(ctx context.Context) (*ircconn.Conn, error) {
 
 // ensureJoined joins a channel and waits until the server confirms it.
 func (p *puppet) ensureJoined(ctx context.Context, conn *ircconn.Conn, channel string) error {
-	folded := rfc1459Fold(channel)
+	folded := p.n.fold(channel)
 	p.mu.Lock()
 	wait, pending := p.joinWaits[folded]
 	_, joined := p.channels[folded]
@@ -222,10 +222,10 @@ func (p *puppet) handle(ctx context.Context, ev ircconn.Event) {
 	case ircconn.Connected, ircconn.NickChanged:
 		nick := conn.Nick()
 		p.n.mu.Lock()
-		if p.nick != "" && p.n.byNick[rfc1459Fold(p.nick)] == p {
-			delete(p.n.byNick, rfc1459Fold(p.nick))
+		if p.nick != "" && p.n.byNick[p.n.fold(p.nick)] == p {
+			delete(p.n.byNick, p.n.fold(p.nick))
 		}
-		p.n.byNick[rfc1459Fold(nick)] = p
+		p.n.byNick[p.n.fold(nick)] = p
 		p.n.mu.Unlock()
 		p.mu.Lock()
 		oldNick := p.nick
@@ -296,7 +296,7 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 		if len(msg.Params) == 0 || !conn.IsMe(nick) {
 			return
 		}
-		folded := rfc1459Fold(msg.Params[0])
+		folded := p.n.fold(msg.Params[0])
 		p.mu.Lock()
 		p.channels[folded] = msg.Params[0]
 		if w, ok := p.joinWaits[folded]; ok {
@@ -307,7 +307,7 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 	case "PART":
 		if len(msg.Params) > 0 && conn.IsMe(nick) {
 			p.mu.Lock()
-			delete(p.channels, rfc1459Fold(msg.Params[0]))
+			delete(p.channels, p.n.fold(msg.Params[0]))
 			p.mu.Unlock()
 		}
 	case "PRIVMSG", "NOTICE":
@@ -333,8 +333,8 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 			return
 		}
 		msgID, when := lineIdentity(msg, p.n.cfg.Name, p.login.ID)
-		key := bridge.PortalKey{Connector: connectorName, ChatID: pmChatID(p.n.cfg.Name, nick), Receiver: p.login.ID}
-		other := remoteUserID(p.n.cfg.Name, nick)
+		key := bridge.PortalKey{Connector: connectorName, ChatID: p.n.pmChatID(nick), Receiver: p.login.ID}
+		other := p.n.userID(nick)
 		p.n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: key,
 			ID:     msgID,
 			Sender: bridge.Sender{RemoteID: other, Name: nick, Login: p.login.ID}, Timestamp: when, Content: content,
@@ -345,7 +345,7 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 // kicked tells the user their puppet was kicked from a channel.
 func (p *puppet) kicked(ctx context.Context, channel, by, reason string) {
 	p.mu.Lock()
-	delete(p.channels, rfc1459Fold(channel))
+	delete(p.channels, p.n.fold(channel))
 	p.mu.Unlock()
 	text := fmt.Sprintf("You were kicked from %s on %s by %s", channel, p.n.cfg.Name, by)
 	if reason != "" {
@@ -456,7 +456,7 @@ type echoKey struct{ target, text string }
 // expectEcho registers interest in the server's echo of a line we are about to send.
 func (p *puppet) expectEcho(target, text string) chan string {
 	ch := make(chan string, 1)
-	key := echoKey{rfc1459Fold(target), text}
+	key := echoKey{p.n.fold(target), text}
 	p.mu.Lock()
 	if p.echoWaits == nil {
 		p.echoWaits = map[echoKey][]chan string{}
@@ -471,7 +471,7 @@ func (p *puppet) gotEcho(msg ircmsg.Message) {
 	if len(msg.Params) < 2 {
 		return
 	}
-	key := echoKey{rfc1459Fold(msg.Params[0]), msg.Params[1]}
+	key := echoKey{p.n.fold(msg.Params[0]), msg.Params[1]}
 	_, msgid := msg.GetTag("msgid")
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -556,8 +556,8 @@ func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership)
 			return nil
 		}
 		p.mu.Lock()
-		name, in := p.channels[rfc1459Fold(pc.channel)]
-		delete(p.channels, rfc1459Fold(pc.channel))
+		name, in := p.channels[p.n.fold(pc.channel)]
+		delete(p.channels, p.n.fold(pc.channel))
 		p.mu.Unlock()
 		if !in {
 			return nil

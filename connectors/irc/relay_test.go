@@ -84,8 +84,8 @@ func TestRelayMsg(t *testing.T) {
 				t.Fatal("bot never connected")
 			}
 			n.wantChannelName("#c")
-			sess := n.c.RelaySession(ctx, channelKey("net", "#c"))
-			msg := &bridge.MatrixMessage{Chat: channelKey("net", "#c"), TxnID: "t1", Relayed: true,
+			sess := n.c.RelaySession(ctx, n.channelKey("#c"))
+			msg := &bridge.MatrixMessage{Chat: n.channelKey("#c"), TxnID: "t1", Relayed: true,
 				Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
 				Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
 				Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}

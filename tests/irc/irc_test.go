@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 
 func networks(s *stack) map[string]any {
 	return map[string]any{"connects_per_second": 50, "networks": []map[string]any{
-		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
+		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50, "casemapping": "ascii",
 			"channels": []string{"#announce"}},
 		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
 		{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
@@ -184,6 +184,13 @@ func TestPortalByAlias(t *testing.T) {
 		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircbob").String()
 	})
 	must(t, err)
+
+	// Channel names are casemapped: #LOBBY is the same portal.
+	same, err := alice.JoinAndWait(ctx, "#irc_testnet_#LOBBY:"+harness.DefaultDomain)
+	must(t, err)
+	if same != room {
+		t.Fatalf("#LOBBY led to %s, #lobby to %s", same, room)
+	}
 
 	// Matrix → IRC through alice's own puppet (opened on demand).
 	_, err = alice.SendText(ctx, room, "hello irc")
