@@ -33,6 +33,7 @@ type network struct {
 	botUp    chan struct{}
 	splits   map[string]*splitQuit    // netsplit quits waiting out the grace, by folded nick
 	consents map[string]chan bool     // plumb consent questions, by folded channel
+	batches  map[string]string        // open IRCv3 batches: reference → type
 	channels map[string]*channelState // by folded name
 	puppets  map[string]*puppet       // by login ID
 	byNick   map[string]*puppet       // by folded current nick
@@ -56,7 +57,7 @@ type member struct {
 func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
 		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{},
-		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}, botUp: make(chan struct{}),
+		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}, botUp: make(chan struct{}), batches: map[string]string{},
 		folder: foldFor(cfg.Casemapping)}
 }
 
@@ -164,6 +165,17 @@ func (n *network) waitBot(ctx context.Context) error {
 	case <-waitCtx.Done():
 		return fmt.Errorf("the bridge is not connected to %s right now", n.cfg.Name)
 	}
+}
+
+// inBatch says whether a line belongs to an open batch of the given type.
+func (n *network) inBatch(msg ircmsg.Message, kind string) bool {
+	ok, ref := msg.GetTag("batch")
+	if !ok {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.batches[ref] == kind
 }
 
 func (n *network) casemapping() string {
@@ -388,7 +400,7 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		if puppet {
 			return
 		}
-		if isNetsplit(param(0)) {
+		if isNetsplit(param(0)) || n.inBatch(msg, "netsplit") {
 			n.holdSplit(nick, left)
 			return
 		}
@@ -505,6 +517,16 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		}
 	case "MODE":
 		n.handleMode(ctx, msg)
+	case "BATCH":
+		// IRCv3 batch: servers wrap netsplit QUITs in a "netsplit" batch.
+		ref := param(0)
+		n.mu.Lock()
+		if strings.HasPrefix(ref, "+") {
+			n.batches[ref[1:]] = param(1)
+		} else if strings.HasPrefix(ref, "-") {
+			delete(n.batches, ref[1:])
+		}
+		n.mu.Unlock()
 	case "PRIVMSG", "NOTICE":
 		n.bridgeChannelLine(ctx, msg)
 	}

@@ -99,10 +99,22 @@ func TestNetsplit(t *testing.T) {
 	if len(evs) != 1 || evs[0].Type != bridge.RemoteLeave || evs[0].Sender.RemoteID != "net.bob" {
 		t.Fatalf("want exactly bob's leave, got %+v", evs)
 	}
+	// A QUIT inside an IRCv3 netsplit batch is held whatever its reason says.
+	n.handleBotLine(ctx, line(t, ":irc.test BATCH +s1 netsplit hub.net leaf.net"))
+	n.handleBotLine(ctx, line(t, ":irc.test 353 passbot = #c :carol"))
+	n.handleBotLine(ctx, line(t, ":carol!c@h JOIN #c"))
+	before := len(host.snapshot())
+	n.handleBotLine(ctx, line(t, "@batch=s1 :carol!c@h QUIT :*.net *.split"))
+	n.handleBotLine(ctx, line(t, ":irc.test BATCH -s1"))
+	n.handleBotLine(ctx, line(t, ":carol!c@h JOIN #c"))
+	if got := host.snapshot(); len(got) != before {
+		t.Fatalf("a batched netsplit quit and rejoin produced events: %+v", got[before:])
+	}
 	// An ordinary quit is bridged at once.
+	before = len(host.snapshot())
 	n.handleBotLine(ctx, line(t, ":alice!a@h QUIT :bye"))
-	if evs = host.snapshot(); len(evs) != 2 || evs[1].Type != bridge.RemoteLeave || evs[1].Reason != "bye" {
-		t.Fatalf("ordinary quit not bridged: %+v", evs[1:])
+	if evs = host.snapshot(); len(evs) != before+1 || evs[before].Type != bridge.RemoteLeave || evs[before].Reason != "bye" {
+		t.Fatalf("ordinary quit not bridged as one leave: %d new events", len(evs)-before)
 	}
 }
 
