@@ -41,6 +41,7 @@ func newInboxFixture(t *testing.T, maxQueue int, maxBody int64) *inboxFixture {
 		f.handled <- it
 		return nil
 	}, noGiveUp(t), zerolog.Nop())
+	startQueue(t, f.br.queue)
 	t.Cleanup(f.br.queue.Stop)
 	f.srv = httptest.NewServer(f.br.httpHandler())
 	t.Cleanup(f.srv.Close)

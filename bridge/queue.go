@@ -3,6 +3,8 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -23,16 +25,27 @@ type Queue struct {
 
 	mu      sync.Mutex
 	lanes   map[string]*lane
+	started bool
 	stopped bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// ctx ends when stopping (no new items, no more retries); handlerCtx a grace
+	// period later (the running handler's own context).
+	ctx           context.Context
+	cancel        context.CancelFunc
+	handlerCtx    context.Context
+	handlerCancel context.CancelFunc
+	wg            sync.WaitGroup
 	// slots bounds how many lanes run handlers at once.
 	slots chan struct{}
-	// MaxAttempts is how often a failing item is tried before it is given up.
+	// MaxAttempts is how often a failing item is tried before it is given up. With the
+	// backoff capped at MaxBackoff, the default keeps retrying a transient failure (the
+	// homeserver or network down) for about an hour and a half.
 	MaxAttempts int
-	// Backoff is the delay before the first retry; it doubles per attempt.
-	Backoff time.Duration
+	// Backoff is the delay before the first retry; it doubles per attempt up to
+	// MaxBackoff.
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// StopGrace is how long Stop lets a running handler finish.
+	StopGrace time.Duration
 }
 
 type lane struct {
@@ -45,12 +58,16 @@ type lane struct {
 func NewQueue(db *database.Database, handle func(ctx context.Context, item database.QueueItem) error,
 	giveUp func(ctx context.Context, item database.QueueItem, err error), log zerolog.Logger) *Queue {
 	ctx, cancel := context.WithCancel(context.Background())
+	hctx, hcancel := context.WithCancel(context.Background())
 	return &Queue{
 		db: db, handle: handle, giveUp: giveUp, log: log,
 		lanes: make(map[string]*lane), ctx: log.WithContext(ctx), cancel: cancel,
+		handlerCtx: log.WithContext(hctx), handlerCancel: hcancel,
 		slots:       make(chan struct{}, 64),
-		MaxAttempts: 5,
+		MaxAttempts: 100,
 		Backoff:     time.Second,
+		MaxBackoff:  time.Minute,
+		StopGrace:   10 * time.Second,
 	}
 }
 
@@ -59,6 +76,11 @@ func remoteQueueKey(k PortalKey) string      { return "remote:" + k.String() }
 
 // Resume loads every unfinished item from the database (after a restart or crash).
 func (q *Queue) Resume(ctx context.Context) error {
+	// Holding the lock while reading makes the hand-over exact: items stored before the
+	// read are in it, items stored after reach Push once started is set, and nothing
+	// is handled before the older items it must follow.
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	items, err := q.db.PendingQueue(ctx)
 	if err != nil {
 		return err
@@ -66,17 +88,23 @@ func (q *Queue) Resume(ctx context.Context) error {
 	if len(items) > 0 {
 		q.log.Info().Int("items", len(items)).Msg("Resuming unfinished events")
 	}
-	q.Push(items...)
+	q.started = true
+	q.pushLocked(items)
 	return nil
 }
 
-// Push hands stored items to their lanes. Items already in a lane are ignored.
+// Push hands stored items to their lanes. Before Resume ran, items are only kept in the
+// database (Resume picks them up in order); items already in a lane are ignored.
 func (q *Queue) Push(items ...database.QueueItem) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.stopped {
+	if q.stopped || !q.started {
 		return
 	}
+	q.pushLocked(items)
+}
+
+func (q *Queue) pushLocked(items []database.QueueItem) {
 	for _, it := range items {
 		l := q.lanes[it.Key]
 		if l == nil {
@@ -89,7 +117,15 @@ func (q *Queue) Push(items ...database.QueueItem) {
 			continue
 		}
 		l.seen[it.Seq] = struct{}{}
-		l.items = append(l.items, it)
+		// Keep each lane in arrival (seq) order even when pushes race; the head may
+		// be running, so an item never goes before it.
+		i := len(l.items)
+		for i > 1 && l.items[i-1].Seq > it.Seq {
+			i--
+		}
+		l.items = append(l.items, database.QueueItem{})
+		copy(l.items[i+1:], l.items[i:])
+		l.items[i] = it
 	}
 }
 
@@ -120,7 +156,9 @@ func (q *Queue) run(key string, l *lane) {
 // process handles one item with retries. It returns false when the queue is stopping.
 func (q *Queue) process(it database.QueueItem) bool {
 	log := q.log.With().Int64("seq", it.Seq).Str("queue_key", it.Key).Logger()
-	ctx := log.WithContext(q.ctx)
+	// Handlers run on their own context: stopping lets the current item finish (up to a
+	// grace period) instead of cutting a send in half and repeating it after restart.
+	ctx := log.WithContext(q.handlerCtx)
 	delay := q.Backoff
 	for attempt := it.Attempts + 1; ; attempt++ {
 		select {
@@ -128,12 +166,12 @@ func (q *Queue) process(it database.QueueItem) bool {
 		case <-q.ctx.Done():
 			return false
 		}
-		last := attempt >= q.MaxAttempts
-		err := q.handle(ctx, it)
+		err := q.safeHandle(ctx, it)
 		<-q.slots
-		if q.ctx.Err() != nil && err != nil {
+		if q.handlerCtx.Err() != nil && err != nil {
 			return false
 		}
+		last := attempt >= q.MaxAttempts
 		if err == nil || last || errors.Is(err, errPermanent) || !isRetryable(err) {
 			if err != nil {
 				log.Warn().Err(err).Int("attempt", attempt).Msg("Giving up on event")
@@ -144,8 +182,12 @@ func (q *Queue) process(it database.QueueItem) bool {
 			}
 			return true
 		}
-		log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("Event failed, will retry")
-		if _, aerr := q.db.IncrementAttempts(ctx, it.Seq); aerr != nil {
+		if attempt >= 5 {
+			log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("Event keeps failing, will retry")
+		} else {
+			log.Debug().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("Event failed, will retry")
+		}
+		if _, aerr := q.db.IncrementAttempts(context.WithoutCancel(ctx), it.Seq); aerr != nil {
 			log.Warn().Err(aerr).Msg("Recording attempt failed")
 		}
 		select {
@@ -153,15 +195,41 @@ func (q *Queue) process(it database.QueueItem) bool {
 		case <-q.ctx.Done():
 			return false
 		}
-		delay *= 2
+		if delay *= 2; delay > q.MaxBackoff {
+			delay = q.MaxBackoff
+		}
 	}
 }
 
-// Stop stops taking work and waits for running handlers to finish their current item.
+// safeHandle turns a handler panic into a permanent failure, so one bad event cannot
+// crash the bridge (and crash it again at every restart, being durable).
+func (q *Queue) safeHandle(ctx context.Context, it database.QueueItem) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			zerolog.Ctx(ctx).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("Event handler panicked")
+			err = fmt.Errorf("%w: handler panicked: %v", errPermanent, r)
+		}
+	}()
+	return q.handle(ctx, it)
+}
+
+// Stop stops taking work, lets running handlers finish their current item for up to
+// the grace period, and waits for them. Unfinished items stay in the database.
 func (q *Queue) Stop() {
 	q.mu.Lock()
 	q.stopped = true
 	q.mu.Unlock()
 	q.cancel()
-	q.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		q.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(q.StopGrace):
+		q.handlerCancel()
+		<-done
+	}
+	q.handlerCancel()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func TestQueueOrderWithinLane(t *testing.T) {
 				handled <- it
 				return nil
 			}, noGiveUp(t), zerolog.Nop())
+			startQueue(t, q)
 			t.Cleanup(q.Stop)
 
 			want := map[string][]string{}
@@ -130,6 +132,7 @@ func TestQueuePushIgnoresItemsAlreadyInLane(t *testing.T) {
 		handled <- string(it.Payload)
 		return nil
 	}, noGiveUp(t), zerolog.Nop())
+	startQueue(t, q)
 	t.Cleanup(q.Stop)
 	a := enqueue(t, db, "k", "first")
 	b := enqueue(t, db, "k", "second")
@@ -169,6 +172,7 @@ func TestQueueBlockedLaneDoesNotBlockOthers(t *testing.T) {
 		}
 		return nil
 	}, noGiveUp(t), zerolog.Nop())
+	startQueue(t, q)
 	t.Cleanup(q.Stop)
 
 	a := enqueue(t, db, "lane-a", "a")
@@ -227,6 +231,7 @@ func TestQueueRetry(t *testing.T) {
 			}, func(ctx context.Context, it database.QueueItem, err error) {
 				giveUps <- err
 			}, zerolog.Nop())
+			startQueue(t, q)
 			q.Backoff = time.Millisecond
 			q.MaxAttempts = tt.maxAttempts
 			t.Cleanup(q.Stop)
@@ -293,6 +298,7 @@ func TestQueuePermanentErrorGivesUpAtOnce(t *testing.T) {
 			}, func(ctx context.Context, it database.QueueItem, err error) {
 				giveUps <- err
 			}, zerolog.Nop())
+			startQueue(t, q)
 			q.Backoff = time.Millisecond
 			t.Cleanup(q.Stop)
 
@@ -324,6 +330,7 @@ func TestQueueStopAndResume(t *testing.T) {
 		<-ctx.Done() // still working when the bridge shuts down
 		return ctx.Err()
 	}, noGiveUp(t), zerolog.Nop())
+	startQueue(t, q1)
 
 	var items []database.QueueItem
 	for i := range 3 {
@@ -388,6 +395,7 @@ func TestQueueResumedAttemptsCount(t *testing.T) {
 	}, func(ctx context.Context, it database.QueueItem, err error) {
 		giveUps <- err
 	}, zerolog.Nop())
+	startQueue(t, q)
 	q.Backoff = time.Millisecond
 	q.MaxAttempts = 4
 	t.Cleanup(q.Stop)
@@ -401,5 +409,61 @@ func TestQueueResumedAttemptsCount(t *testing.T) {
 	}
 	if left := pendingSeqs(t, db); len(left) != 0 {
 		t.Errorf("item not removed: %v", left)
+	}
+}
+
+// startQueue lets a test queue take pushed items (as Resume does at start-up).
+func startQueue(t *testing.T, q *Queue) {
+	t.Helper()
+	if err := q.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	q.StopGrace = 10 * time.Millisecond
+}
+
+// TestQueueResumeComesFirst: events pushed while the bridge is still starting wait,
+// so older unfinished events are handled before them, in order.
+func TestQueueResumeComesFirst(t *testing.T) {
+	db := openTestDB(t)
+	handled := make(chan database.QueueItem, 10)
+	old := enqueue(t, db, "room", "old")
+	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		handled <- it
+		return nil
+	}, noGiveUp(t), zerolog.Nop())
+	t.Cleanup(q.Stop)
+	live := enqueue(t, db, "room", "live")
+	q.Push(live) // arrives before Resume: kept in the database only
+	if err := q.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first, second := recv(t, handled, "first item"), recv(t, handled, "second item")
+	if first.Seq != old.Seq || second.Seq != live.Seq {
+		t.Fatalf("handled %q then %q, want old then live", first.Payload, second.Payload)
+	}
+}
+
+// TestQueueHandlerPanic: a panicking handler gives up on that event, once, and the
+// queue goes on.
+func TestQueueHandlerPanic(t *testing.T) {
+	db := openTestDB(t)
+	gaveUp := make(chan error, 2)
+	handled := make(chan string, 2)
+	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+		if string(it.Payload) == "bad" {
+			var m map[string]int
+			m["boom"]++ // nil map write: a panic
+		}
+		handled <- string(it.Payload)
+		return nil
+	}, func(ctx context.Context, it database.QueueItem, err error) { gaveUp <- err }, zerolog.Nop())
+	startQueue(t, q)
+	t.Cleanup(q.Stop)
+	q.Push(enqueue(t, db, "room", "bad"), enqueue(t, db, "room", "good"))
+	if err := recv(t, gaveUp, "give-up"); !strings.Contains(err.Error(), "panicked") {
+		t.Fatalf("give-up error %v does not mention the panic", err)
+	}
+	if got := recv(t, handled, "next item"); got != "good" {
+		t.Fatalf("handled %q after the panic, want good", got)
 	}
 }
