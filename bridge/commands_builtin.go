@@ -16,8 +16,8 @@ func builtinCommands() []*commandHandler {
 		{Name: "login", Usage: "login <network> [flow] [arguments]", Help: "log in to a network", Level: LevelUser, Where: "management", Fn: cmdLogin},
 		{Name: "cancel", Usage: "cancel", Help: "abort a login in progress", Level: LevelUser, Where: "management", Fn: cmdCancel},
 		{Name: "logout", Usage: "logout <network> [login]", Help: "log out and delete what the bridge stored for that login", Level: LevelUser, Where: "management", Fn: cmdLogout},
-		{Name: "logins", Aliases: []string{"list-logins"}, Usage: "logins", Help: "list your logins and their state", Level: LevelUser, Where: "any", Fn: cmdLogins},
-		{Name: "ping", Usage: "ping", Help: "check the connection of each of your logins", Level: LevelUser, Where: "any", Fn: cmdLogins},
+		{Name: "logins", Aliases: []string{"list-logins"}, Usage: "logins", Help: "list your logins and their state", Level: LevelUser, Where: "management", Fn: cmdLogins},
+		{Name: "ping", Usage: "ping", Help: "check the connection of each of your logins", Level: LevelUser, Where: "management", Fn: cmdLogins},
 		{Name: "join", Aliases: []string{"open"}, Usage: "join <network> <chat>", Help: "open the portal of a remote chat and get invited", Level: LevelUser, Where: "any", Fn: cmdJoin},
 		{Name: "pm", Aliases: []string{"dm"}, Usage: "pm <network> <user>", Help: "open a direct chat with a remote user", Level: LevelUser, Where: "any", Fn: cmdPM},
 		{Name: "plumb", Usage: "plumb <network> <chat>", Help: "link this room to a remote chat", Level: LevelUser, Where: "room", Fn: cmdPlumb},
@@ -287,14 +287,13 @@ func cmdUnsetRelay(ctx context.Context, ce *CommandEvent) error {
 	} else if rc == nil || rc.room.RelayLogin == "" {
 		return userErrorf("this room has no relay")
 	}
-	if err = ce.Bridge.requireRoomPower(ctx, ce, "unset the relay"); err != nil {
-		return err
-	}
 	relay, err := ce.Bridge.DB.GetLogin(ctx, rc.key.Connector, rc.room.RelayLogin)
 	if err != nil {
 		return err
 	}
-	if ce.Level < LevelAdmin && relay != nil && relay.MXID != ce.Sender.String() {
+	// The relay's owner may always stop their account speaking for others; anyone
+	// else needs to be a bridge admin.
+	if ce.Level < LevelAdmin && (relay == nil || relay.MXID != ce.Sender.String()) {
 		return userErrorf("only the relay's owner or a bridge admin can unset it")
 	}
 	if err = ce.Bridge.DB.SetRoomRelay(ctx, ce.RoomID.String(), ""); err != nil {

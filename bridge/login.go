@@ -36,6 +36,7 @@ func (br *Bridge) loadLogins(ctx context.Context) error {
 		}
 		if err = br.startSession(ctx, loginFromRow(r)); err != nil {
 			br.Log.Warn().Err(err).Str("connector", r.Connector).Str("login_id", r.LoginID).Msg("Loading login failed")
+			br.reportState(ctx, r.Connector, r.LoginID, StateBadCredentials, "it could not be loaded; log in again")
 		}
 	}
 	return nil
@@ -89,27 +90,27 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 		if err != nil {
 			return nil, "", false, err
 		}
+		unloaded := false
 		for _, l := range logins {
 			if l.Connector != rc.key.Connector {
 				continue
 			}
-			if sess := br.session(l.Connector, l.LoginID); br.sessionReaches(sess, l.LoginID, rc.key) {
+			sess := br.session(l.Connector, l.LoginID)
+			if sess == nil {
+				unloaded = true
+			} else if br.sessionReaches(sess, l.LoginID, rc.key) {
 				return sess, l.LoginID, false, nil
 			}
 		}
+		if unloaded {
+			// A stored login whose session is not live (yet): retry later rather than
+			// open a new login over it and lose its settings.
+			return nil, "", false, fmt.Errorf("your %s login is not loaded yet", rc.ch.info.DisplayName)
+		}
 		if al, ok := rc.ch.conn.(AutoLoginer); ok {
-			nl, err := al.AutoLogin(ctx, user, rc.key)
-			if err != nil {
-				return nil, "", false, fmt.Errorf("opening %s connection: %w", rc.ch.info.DisplayName, err)
-			}
-			if nl != nil {
-				login, err := br.saveLogin(ctx, rc.ch, user, nl)
-				if err != nil {
-					return nil, "", false, err
-				}
-				if sess := br.session(login.Connector, login.ID); br.sessionReaches(sess, login.ID, rc.key) {
-					return sess, login.ID, false, nil
-				}
+			sess, loginID, err := br.autoLogin(ctx, rc, al, user)
+			if err != nil || sess != nil {
+				return sess, loginID, false, err
 			}
 		}
 	}
@@ -126,6 +127,41 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 	}
 	return nil, "", false, userErrorf("you are not logged in to %s in this room (send `login %s` to %s, or ask an admin to set a relay)",
 		rc.ch.info.DisplayName, rc.ch.info.Name, br.BotMXID())
+}
+
+// autoLogin opens a login on demand, once per user and connector even when the user
+// speaks in several rooms at the same moment.
+func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginer, user id.UserID) (Session, string, error) {
+	unlock := br.chatLocks.Lock("autologin|" + rc.key.Connector + "|" + user.String())
+	defer unlock()
+	nl, err := al.AutoLogin(ctx, user, rc.key)
+	if err != nil {
+		return nil, "", fmt.Errorf("opening %s connection: %w", rc.ch.info.DisplayName, err)
+	} else if nl == nil {
+		return nil, "", nil
+	}
+	if sess := br.session(rc.key.Connector, nl.ID); sess != nil {
+		// Another room's message opened it while we waited.
+		if br.sessionReaches(sess, nl.ID, rc.key) {
+			return sess, nl.ID, nil
+		}
+		return nil, "", nil
+	}
+	if existing, err := br.DB.GetLogin(ctx, rc.key.Connector, nl.ID); err != nil {
+		return nil, "", err
+	} else if existing != nil {
+		// Never overwrite a stored login's settings (a nick, a SASL password) with
+		// defaults: load it as it is.
+		if err = br.startSession(ctx, loginFromRow(existing)); err != nil {
+			return nil, "", err
+		}
+	} else if _, err = br.saveLogin(ctx, rc.ch, user, nl); err != nil {
+		return nil, "", err
+	}
+	if sess := br.session(rc.key.Connector, nl.ID); br.sessionReaches(sess, nl.ID, rc.key) {
+		return sess, nl.ID, nil
+	}
+	return nil, "", nil
 }
 
 // defaultRelayLogin stands for a connector's own relay in the message map.

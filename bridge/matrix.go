@@ -57,6 +57,10 @@ func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) 
 
 // queueItemFailed tells the sender of a Matrix event that it was not bridged.
 func (br *Bridge) queueItemFailed(ctx context.Context, item database.QueueItem, err error) {
+	if item.Kind == kindRemote {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("A remote event could not be bridged and was given up")
+		return
+	}
 	if item.Kind != kindMatrix {
 		return
 	}
@@ -223,8 +227,9 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 	} else if len(targets) == 0 {
 		return userErrorf("the edited message is not known to the bridge")
 	}
-	if msg.Relayed && targets[0].SenderMXID != evt.Sender.String() {
-		return userErrorf("only the original sender can edit a relayed message")
+	if targets[0].SenderMXID != evt.Sender.String() {
+		// Matrix ignores edits by anyone but the sender; so do we.
+		return userErrorf("only the original sender can edit a message")
 	}
 	newContent := content
 	if content.NewContent != nil {

@@ -69,7 +69,7 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 				continue
 			}
 		}
-		if err := br.applyRemoteEvent(ctx, ch, &evt, room, intent); err != nil {
+		if err := br.applyRemoteEvent(ctx, ch, &evt, room, intent, item.Seq); err != nil {
 			log.Warn().Err(err).Stringer("room_id", roomID).Msg("Bridging remote event into room failed")
 			if firstErr == nil {
 				firstErr = err
@@ -101,13 +101,19 @@ func (br *Bridge) remoteSenderIntent(ctx context.Context, ch *connectorHost, evt
 
 // remoteTxnID derives the Matrix transaction ID from the remote event, so a retried or
 // resumed event is deduplicated by the homeserver.
-func remoteTxnID(evt *RemoteEvent, roomID id.RoomID) string {
-	h := sha256.Sum256([]byte(string(evt.Type) + "\x00" + evt.Chat.String() + "\x00" + evt.ID + "\x00" + evt.TargetID +
+func remoteTxnID(evt *RemoteEvent, roomID id.RoomID, seq int64) string {
+	// Without a remote ID (an edit, a reaction given twice) the queue position keeps
+	// two distinct events apart; it is stable across retries and restarts.
+	unique := evt.ID
+	if unique == "" {
+		unique = fmt.Sprintf("seq:%d", seq)
+	}
+	h := sha256.Sum256([]byte(string(evt.Type) + "\x00" + evt.Chat.String() + "\x00" + unique + "\x00" + evt.TargetID +
 		"\x00" + evt.Sender.RemoteID + "\x00" + evt.Emoji + "\x00" + roomID.String()))
 	return "pass_" + base64.RawURLEncoding.EncodeToString(h[:18])
 }
 
-func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *RemoteEvent, room *database.RoomRow, intent *appservice.IntentAPI) error {
+func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *RemoteEvent, room *database.RoomRow, intent *appservice.IntentAPI, seq int64) error {
 	roomID := id.RoomID(room.RoomID)
 	key := evt.Chat
 	ts := evt.Timestamp.UnixMilli()
@@ -116,7 +122,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 	}
 	send := func(evtType event.Type, content *event.Content) (id.EventID, error) {
 		resp, err := intent.SendMessageEvent(ctx, roomID, evtType, content, mautrix.ReqSendEvent{
-			TransactionID: remoteTxnID(evt, roomID), Timestamp: ts,
+			TransactionID: remoteTxnID(evt, roomID, seq), Timestamp: ts,
 		})
 		if err != nil {
 			return "", fmt.Errorf("sending %s: %w", evtType.Type, err)
@@ -184,7 +190,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		} else if target == nil {
 			return nil
 		}
-		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(target.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID)}); err != nil {
+		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(target.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID, seq)}); err != nil {
 			// The sender may lack power to redact another's event; the bot has it.
 			if _, err2 := br.AS.BotIntent().RedactEvent(ctx, roomID, id.EventID(target.EventID)); err2 != nil {
 				return fmt.Errorf("redacting: %w", err)
@@ -222,7 +228,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil || row == nil {
 			return err
 		}
-		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(row.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID)}); err != nil {
+		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(row.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID, seq)}); err != nil {
 			return fmt.Errorf("redacting reaction: %w", err)
 		}
 		return br.DB.DeleteMessagesByEvent(ctx, room.RoomID, row.EventID)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 	"time"
@@ -69,11 +70,10 @@ func newLogger(cfg config.LoggingConfig) (zerolog.Logger, error) {
 	if err != nil {
 		return zerolog.Nop(), fmt.Errorf("logging.level: %w", err)
 	}
-	var log zerolog.Logger
-	if cfg.Format == "json" {
-		log = zerolog.New(os.Stderr)
-	} else {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	var out io.Writer = os.Stderr
+	if cfg.Format != "json" {
+		out = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339}
 	}
+	log := zerolog.New(bodyFilter{w: out})
 	return log.Level(level).With().Timestamp().Logger(), nil
 }
