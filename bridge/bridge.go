@@ -196,7 +196,9 @@ func (br *Bridge) Stop(ctx context.Context) {
 		br.queue.Stop()
 		br.loginsLock.Lock()
 		for _, st := range br.activeLogins {
+			st.mu.Lock()
 			st.cancel()
+			st.mu.Unlock()
 		}
 		br.loginsLock.Unlock()
 		br.sessionsLock.Lock()

@@ -91,10 +91,8 @@ func (cp *CommandProcessor) maybeHandle(ctx context.Context, evt *event.Event, c
 	}
 	if hasPrefix {
 		body = strings.TrimSpace(strings.TrimPrefix(body, prefix))
-	} else if cp.br.submitLoginInput(ctx, evt.Sender, evt.RoomID, evt.ID, content.Body) {
-		if body != "cancel" {
-			return true, nil
-		}
+	} else if body != "cancel" && cp.br.submitLoginInput(ctx, evt.Sender, evt.RoomID, evt.ID, content.Body) {
+		return true, nil
 	}
 	fields := strings.Fields(body)
 	ce := &CommandEvent{Bridge: cp.br, RoomID: evt.RoomID, EventID: evt.ID, Sender: evt.Sender,

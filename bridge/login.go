@@ -202,6 +202,22 @@ func (br *Bridge) logout(ctx context.Context, connector, loginID string) error {
 	if err := br.DB.DeleteLogin(ctx, connector, loginID); err != nil {
 		return err
 	}
+	// What only this login could see goes with it: its chats' rooms are unlinked (the
+	// ghosts and the bot leave), their portals and message mappings deleted.
+	rooms, err := br.DB.RoomsForReceiver(ctx, connector, loginID)
+	if err != nil {
+		return err
+	}
+	ch := br.connector(connector)
+	for _, r := range rooms {
+		rc := &roomContext{room: r, ch: ch, key: PortalKey{Connector: r.Connector, ChatID: r.ChatID, Receiver: r.Receiver}}
+		if err = br.unlinkRoom(ctx, rc, true); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("room_id", r.RoomID).Msg("Unlinking room of logged-out login failed")
+		}
+		if _, err = br.AS.BotIntent().LeaveRoom(ctx, id.RoomID(r.RoomID)); err != nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Str("room_id", r.RoomID).Msg("Bot could not leave room of logged-out login")
+		}
+	}
 	if remoteErr != nil {
 		return fmt.Errorf("logged out locally, but the remote side said: %w", remoteErr)
 	}
@@ -308,28 +324,65 @@ func (br *Bridge) startLoginFlow(ctx context.Context, ch *connectorHost, user id
 	st := &loginFlowState{ch: ch, proc: proc, user: user, roomID: roomID, cancel: cancel}
 	br.activeLogins[user] = st
 	br.loginsLock.Unlock()
-	go func() {
-		defer br.finishLoginFlow(st)
-		step, err := proc.Start(flowCtx)
-		br.driveLogin(flowCtx, st, step, err)
-	}()
+	go br.runLoginStep(st, flowCtx, func(ctx context.Context) (*LoginStep, error) { return proc.Start(ctx) })
 	return nil
 }
 
-// driveLogin renders steps until the flow needs input, finishes or fails.
-func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *LoginStep, err error) {
+// runLoginStep runs one part of a flow (its start, or the answer to an input) on its
+// own goroutine and decides, from what that part ended on, whether the flow is over.
+func (br *Bridge) runLoginStep(st *loginFlowState, ctx context.Context, next func(context.Context) (*LoginStep, error)) {
+	waitingInput := false
+	defer func() {
+		if r := recover(); r != nil {
+			zerolog.Ctx(ctx).Error().Str("panic", fmt.Sprint(r)).Msg("Login flow panicked")
+			br.loginNotice(ctx, st, "Login failed: internal error")
+			waitingInput = false
+		}
+		if !waitingInput {
+			br.endLoginFlow(st)
+		}
+	}()
+	step, err := next(ctx)
+	waitingInput = br.driveLogin(ctx, st, step, err)
+	if waitingInput {
+		// Nobody answers forever: a question left open expires with its flow.
+		st.mu.Lock()
+		asked := st.step
+		st.mu.Unlock()
+		time.AfterFunc(loginInputTimeout, func() {
+			st.mu.Lock()
+			still := st.step == asked
+			st.mu.Unlock()
+			if still {
+				br.endLoginFlow(st)
+				br.loginNotice(context.Background(), st, "The login timed out waiting for your answer.")
+			}
+		})
+	}
+}
+
+// loginInputTimeout is how long a login flow waits for the user to answer a question.
+const loginInputTimeout = 10 * time.Minute
+
+// driveLogin renders steps until the flow needs input (it then returns true), finishes
+// or fails.
+func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *LoginStep, err error) bool {
 	log := zerolog.Ctx(ctx).With().Str("connector", st.ch.info.Name).Stringer("user_id", st.user).Logger()
 	for {
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
-				return
+				return false
 			}
 			msg := err.Error()
 			if errors.Is(err, context.DeadlineExceeded) {
 				msg = "the login timed out"
 			}
 			br.loginNotice(ctx, st, "Login failed: "+msg)
-			return
+			return false
+		}
+		if step == nil {
+			br.loginNotice(ctx, st, "Login failed: the connector returned no step")
+			return false
 		}
 		st.mu.Lock()
 		st.step = step
@@ -341,7 +394,7 @@ func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *Logi
 				text = "Please send your " + step.InputName + "."
 			}
 			br.loginNotice(ctx, st, text)
-			return // SubmitInput resumes the flow
+			return true // SubmitInput resumes the flow
 		case StepDisplay:
 			if err = br.renderDisplay(ctx, st, step); err != nil {
 				log.Warn().Err(err).Msg("Rendering login step failed")
@@ -354,12 +407,12 @@ func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *Logi
 			}
 			if step.Login == nil {
 				br.loginNotice(ctx, st, "Login failed: the connector returned no login")
-				return
+				return false
 			}
 			login, err := br.saveLogin(ctx, st.ch, st.user, step.Login)
 			if err != nil {
 				br.loginNotice(ctx, st, "Login failed: "+err.Error())
-				return
+				return false
 			}
 			log.Info().Str("login_id", login.ID).Msg("Login succeeded")
 			msg := step.Instructions
@@ -367,26 +420,19 @@ func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *Logi
 				msg = fmt.Sprintf("Logged in to %s as %s.", st.ch.info.DisplayName, login.RemoteName)
 			}
 			br.loginNotice(ctx, st, msg)
-			return
+			return false
 		default:
 			br.loginNotice(ctx, st, "Login failed: unknown step")
-			return
+			return false
 		}
 	}
 }
 
-func (br *Bridge) finishLoginFlow(st *loginFlowState) {
-	st.mu.Lock()
-	waitingInput := st.step != nil && st.step.Type == StepInput
-	st.mu.Unlock()
-	if waitingInput {
-		return // still ours until the user answers or cancels
-	}
-	br.endLoginFlow(st)
-}
-
 func (br *Bridge) endLoginFlow(st *loginFlowState) {
-	st.cancel()
+	st.mu.Lock()
+	cancel := st.cancel
+	st.mu.Unlock()
+	cancel()
 	st.proc.Cancel()
 	br.loginsLock.Lock()
 	if br.activeLogins[st.user] == st {
@@ -467,11 +513,7 @@ func (br *Bridge) submitLoginInput(ctx context.Context, user id.UserID, roomID i
 	st.cancel()
 	st.cancel = cancel
 	st.mu.Unlock()
-	go func() {
-		defer br.finishLoginFlow(st)
-		next, err := st.proc.SubmitInput(flowCtx, text)
-		br.driveLogin(flowCtx, st, next, err)
-	}()
+	go br.runLoginStep(st, flowCtx, func(ctx context.Context) (*LoginStep, error) { return st.proc.SubmitInput(ctx, text) })
 	return true
 }
 

@@ -192,9 +192,18 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	}
 	res, err := sess.SendMessage(ctx, &msg)
 	if err != nil {
+		if res != nil && len(res.RemoteIDs) > 0 {
+			// Part of it went out (some lines of a split message): retrying would repeat
+			// those, so record them and tell the sender instead.
+			if rerr := br.recordSent(context.WithoutCancel(ctx), rc, evt, res, login, relayed, database.KindMessage, "", ""); rerr != nil {
+				return rerr
+			}
+			zerolog.Ctx(ctx).Warn().Err(err).Int("parts_sent", len(res.RemoteIDs)).Msg("Message only partly sent")
+			return userErrorf("only part of your message reached %s", rc.ch.info.DisplayName)
+		}
 		return fmt.Errorf("sending message to %s: %w", rc.ch.info.DisplayName, err)
 	}
-	return br.recordSent(ctx, rc, evt, res, login, relayed, database.KindMessage, "", "")
+	return br.recordSent(context.WithoutCancel(ctx), rc, evt, res, login, relayed, database.KindMessage, "", "")
 }
 
 func (br *Bridge) recordSent(ctx context.Context, rc *roomContext, evt *event.Event, res *SendResult, login string, relayed bool, kind, target, emoji string) error {

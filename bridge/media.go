@@ -12,7 +12,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -24,9 +26,10 @@ func (br *Bridge) mediaKey() []byte {
 	return h[:]
 }
 
-func (br *Bridge) mediaSig(server, mediaID string) string {
+// mediaSig signs a file and the link's expiry (unix seconds).
+func (br *Bridge) mediaSig(server, mediaID string, expires int64) string {
 	mac := hmac.New(sha256.New, br.mediaKey())
-	mac.Write([]byte(server + "/" + mediaID))
+	mac.Write([]byte(server + "/" + mediaID + "/" + strconv.FormatInt(expires, 10)))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
 }
 
@@ -39,16 +42,20 @@ func (br *Bridge) publicMediaURL(uri id.ContentURI, fileName string) string {
 	if fileName == "" {
 		fileName = "file"
 	}
-	return fmt.Sprintf("%s/_passerelle/media/%s/%s/%s/%s", base, url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID),
-		br.mediaSig(uri.Homeserver, uri.FileID), url.PathEscape(fileName))
+	// Links expire with the message mappings (bridge.retention): what was posted to a
+	// network, often logged publicly, does not open the file forever.
+	expires := time.Now().Add(time.Duration(br.Config.Bridge.Retention)).Unix()
+	return fmt.Sprintf("%s/_passerelle/media/%s/%s/%d.%s/%s", base, url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID),
+		expires, br.mediaSig(uri.Homeserver, uri.FileID, expires), url.PathEscape(fileName))
 }
 
 // serveMedia streams a signed media link's file from the homeserver.
 func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
-	server, mediaID, sig := r.PathValue("server"), r.PathValue("media"), r.PathValue("sig")
-	want := br.mediaSig(server, mediaID)
-	if !hmac.Equal([]byte(sig), []byte(want)) {
-		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such file")
+	server, mediaID := r.PathValue("server"), r.PathValue("media")
+	expText, sig, _ := strings.Cut(r.PathValue("sig"), ".")
+	expires, err := strconv.ParseInt(expText, 10, 64)
+	if err != nil || !hmac.Equal([]byte(sig), []byte(br.mediaSig(server, mediaID, expires))) || time.Now().Unix() > expires {
+		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such file (or the link expired)")
 		return
 	}
 	resp, err := br.AS.BotClient().Download(r.Context(), id.ContentURI{Homeserver: server, FileID: mediaID})

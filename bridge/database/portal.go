@@ -123,6 +123,15 @@ func (db *Database) RoomsForChat(ctx context.Context, connector, chatID, receive
 	return rooms, nil
 }
 
+// RoomsForReceiver lists the rooms of the chats only one login sees (its DMs).
+func (db *Database) RoomsForReceiver(ctx context.Context, connector, receiver string) ([]*RoomRow, error) {
+	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room WHERE connector=$1 AND receiver=$2`, connector, receiver))
+	if err != nil {
+		return nil, fmt.Errorf("loading rooms of login: %w", err)
+	}
+	return rooms, nil
+}
+
 // AllRooms lists every bridged room.
 func (db *Database) AllRooms(ctx context.Context) ([]*RoomRow, error) {
 	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room ORDER BY created_at`))

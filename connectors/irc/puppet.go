@@ -429,6 +429,9 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 			echoes[i] = p.expectEcho(target, line)
 		}
 		if err := conn.Send(ctx, command, target, line); err != nil {
+			for j := 0; j < i; j++ { // the lines that did go out
+				res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("out:%s:%d", msg.TxnID, j))
+			}
 			return res, fmt.Errorf("sending line %d/%d: %w", i+1, len(lines), err)
 		}
 	}
@@ -443,7 +446,10 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 					remoteID = "msgid:" + msgid
 				}
 			case <-waitCtx.Done():
-				return res, fmt.Errorf("%s on %s did not confirm line %d/%d", target, p.n.cfg.Name, i+1, len(lines))
+				// The line was written; only its echo is missing. Sending it again could
+				// repeat it in the channel, so it counts as sent.
+				p.n.log.Warn().Str("target", target).Int("line", i+1).Msg("IRC server did not confirm a line in time")
+				confirm = false
 			}
 		}
 		res.RemoteIDs = append(res.RemoteIDs, remoteID)

@@ -29,9 +29,10 @@ func TestCore(t *testing.T) {
 			portal := v.testAliasPortal(t)
 			v.testMessagesBothWays(t, portal)
 			v.testDoublePuppet(t, portal)
-			v.testDMPortals(t, mgmt)
+			dm := v.testDMPortals(t, mgmt)
 			v.testPlumbing(t, portal)
 			v.testCrashRecovery(t)
+			v.testLogout(t, mgmt, dm)
 		})
 	}
 }
@@ -303,7 +304,7 @@ func (v *variant) testDoublePuppet(t *testing.T, portal id.RoomID) {
 	}
 }
 
-func (v *variant) testDMPortals(t *testing.T, mgmt id.RoomID) {
+func (v *variant) testDMPortals(t *testing.T, mgmt id.RoomID) id.RoomID {
 	ctx := v.ctx()
 	// Remote-initiated: carol writes to alice's account; alice is invited to a DM.
 	v.net.Inject(loopnet.Event{Chat: "dm:carol", DMFor: v.account, Sender: "carol", Text: "hi alice, it's carol"})
@@ -345,6 +346,32 @@ func (v *variant) testDMPortals(t *testing.T, mgmt id.RoomID) {
 	}
 	v.net.Inject(loopnet.Event{Chat: "dm:dan", DMFor: v.account, Sender: "dan", Text: "hello alice"})
 	if _, err = v.alice.WaitEvent(ctx, resp.RoomID, textFrom(ghost("dan"), "hello alice")); err != nil {
+		t.Fatal(err)
+	}
+	return dm
+}
+
+// testLogout: logging out forgets the login and unlinks the chats only it could see;
+// their ghosts and the bot leave those rooms.
+func (v *variant) testLogout(t *testing.T, mgmt, dm id.RoomID) {
+	ctx := v.ctx()
+	if _, err := v.alice.SendText(ctx, mgmt, "logout loopback"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.alice.WaitEvent(ctx, mgmt, noticeFrom(bot(), "Logged out of Loopback")); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []id.UserID{ghost("carol"), bot()} {
+		if _, err := v.alice.WaitEvent(ctx, dm, func(e *event.Event) bool {
+			return e.Type == event.StateMember && e.GetStateKey() == who.String() && e.Content.AsMember().Membership == event.MembershipLeave
+		}); err != nil {
+			t.Fatalf("%s did not leave the logged-out DM: %v", who, err)
+		}
+	}
+	if _, err := v.alice.SendText(ctx, mgmt, "logins"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.alice.WaitEvent(ctx, mgmt, noticeFrom(bot(), "You have no logins")); err != nil {
 		t.Fatal(err)
 	}
 }
