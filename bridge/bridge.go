@@ -49,6 +49,9 @@ type Bridge struct {
 
 	// roomLocks serialises structural changes (creating a portal, plumbing) per chat.
 	chatLocks keyedMutex
+	// ownReceipts are read receipts the bridge set as users' double puppets, so their
+	// echo is not bridged back.
+	ownReceipts boundedSet
 
 	server   *http.Server
 	listener net.Listener
@@ -340,6 +343,44 @@ func (k *keyedMutex) Lock(key string) func() {
 		}
 		k.mu.Unlock()
 	}
+}
+
+// boundedSet remembers recent keys, forgetting the oldest beyond its size.
+type boundedSet struct {
+	mu    sync.Mutex
+	keys  map[string]struct{}
+	order []string
+}
+
+const boundedSetSize = 4096
+
+// Add remembers key.
+func (s *boundedSet) Add(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.keys == nil {
+		s.keys = make(map[string]struct{})
+	}
+	if _, ok := s.keys[key]; ok {
+		return
+	}
+	s.keys[key] = struct{}{}
+	s.order = append(s.order, key)
+	if len(s.order) > boundedSetSize {
+		delete(s.keys, s.order[0])
+		s.order = s.order[1:]
+	}
+}
+
+// Take reports whether key was remembered, forgetting it.
+func (s *boundedSet) Take(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[key]; !ok {
+		return false
+	}
+	delete(s.keys, key)
+	return true
 }
 
 // isRetryable says whether an error from the homeserver is worth retrying.

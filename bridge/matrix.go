@@ -403,7 +403,7 @@ func (br *Bridge) handleMatrixReceipt(ctx context.Context, evt *event.Event) err
 	receipts := *evt.Content.AsReceipt()
 	for eventID, types := range receipts {
 		for userID := range types[event.ReceiptTypeRead] {
-			if br.isBridgeUser(userID) {
+			if br.isBridgeUser(userID) || br.ownReceipts.Take(userID.String()+"|"+eventID.String()) {
 				continue
 			}
 			rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, eventID.String())

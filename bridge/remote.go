@@ -240,6 +240,11 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil || target == nil {
 			return err
 		}
+		if intent.IsCustomPuppet {
+			// The homeserver will echo this receipt back as the user's own: remember it
+			// so it is not sent to the network again.
+			br.ownReceipts.Add(intent.UserID.String() + "|" + target.EventID)
+		}
 		return ignoreForbidden(intent.MarkRead(ctx, roomID, id.EventID(target.EventID)))
 	case RemoteJoin:
 		return intent.EnsureJoined(ctx, roomID)
