@@ -144,6 +144,11 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 		if n.NetsplitGrace <= 0 {
 			n.NetsplitGrace = time.Minute
 		}
+		if n.RedactionNotice != "" {
+			if _, err := template.New("redaction").Parse(n.RedactionNotice); err != nil {
+				return nil, fmt.Errorf("%s.redaction_notice: %w", key, err)
+			}
+		}
 		if n.MaxLines <= 0 {
 			n.MaxLines = 10
 		}

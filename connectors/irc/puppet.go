@@ -602,3 +602,32 @@ func (n *network) wantChannelName(folded string) string {
 	defer n.mu.Unlock()
 	return n.wantChannelLocked(folded).name
 }
+
+// SendRedaction implements bridge.RedactionSender. IRC cannot delete a line: with a
+// redaction_notice configured, a short notice says a message was deleted; without one
+// the sender is told it stays on IRC.
+func (p *puppet) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) error {
+	if r.IsReaction {
+		return nil // reactions never reached IRC
+	}
+	if p.n.cfg.RedactionNotice == "" {
+		return bridge.NewUserError("IRC cannot delete messages: it stays visible there")
+	}
+	conn, err := p.ready(ctx)
+	if err != nil {
+		return err
+	}
+	target, err := p.target(ctx, conn, r.Chat)
+	if err != nil {
+		return err
+	}
+	tpl, err := template.New("redaction").Parse(p.n.cfg.RedactionNotice)
+	if err != nil {
+		return err
+	}
+	var sb strings.Builder
+	if err = tpl.Execute(&sb, map[string]string{"Nick": conn.Nick()}); err != nil {
+		return err
+	}
+	return conn.Send(ctx, "NOTICE", target, sb.String())
+}

@@ -4,7 +4,9 @@
 package irc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,7 +60,8 @@ func networks(s *stack) map[string]any {
 	return map[string]any{"connects_per_second": 50, "networks": []map[string]any{
 		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50, "casemapping": "ascii",
 			"channels": []string{"#announce"}},
-		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50},
+		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
+			"redaction_notice": "{{.Nick}} deleted a message"},
 		{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
 		// rotnet's first server refuses connections: the bridge rotates to the fallback.
 		{"name": "rotnet", "address": s.deadAddr, "fallback_addresses": []string{s.ngircd.Addr}, "bot_nick": "rotbot"},
@@ -390,6 +393,19 @@ func TestIRCv3(t *testing.T) {
 	if count != 1 {
 		t.Fatalf("the first line arrived %d times", count)
 	}
+	// A deletion cannot be carried: v3net is configured to say so with a notice.
+	// (Dendrite does not push redactions to appservices, so it is handed over directly.)
+	sent, err := jo.SendText(ctx, room, "oops")
+	must(t, err)
+	_, err = ivy.Wait(ctx, harness.PrivmsgFrom("jo[m]", "#v3", "oops"))
+	must(t, err)
+	redaction, err := jo.RedactEvent(ctx, room, sent.EventID)
+	must(t, err)
+	pushRedaction(t, jo.UserID, room, redaction.EventID, sent.EventID)
+	_, err = ivy.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "NOTICE" && m.Nick() == "jo[m]" && len(m.Params) == 2 && m.Params[1] == "jo[m] deleted a message"
+	})
+	must(t, err)
 	logData, err := os.ReadFile(shared.bridgeLog)
 	must(t, err)
 	if strings.Contains(string(logData), "did not confirm") {
@@ -640,4 +656,21 @@ func TestServerRotation(t *testing.T) {
 	must(t, rex.Privmsg("#rot", "rotated"))
 	_, err = sue.WaitEvent(ctx, room, textFrom(ghost("rotnet", "ircrex"), "rotated"))
 	must(t, err)
+}
+
+// pushRedaction hands a redaction to the bridge as a homeserver would: Dendrite v0.15.2
+// never pushes m.room.redaction to appservices (element-hq/dendrite#3445).
+func pushRedaction(t *testing.T, sender id.UserID, roomID id.RoomID, redactionID, target id.EventID) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"events": []any{map[string]any{"type": "m.room.redaction", "room_id": roomID,
+		"event_id": redactionID, "sender": sender, "redacts": target, "content": map[string]any{"redacts": target},
+		"origin_server_ts": time.Now().UnixMilli()}}})
+	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/redact-%s", shared.port, redactionID), bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+shared.reg.ServerToken)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("pushing redaction: %s", resp.Status)
+	}
 }
