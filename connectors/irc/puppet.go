@@ -39,6 +39,7 @@ type puppet struct {
 	channels   map[string]string         // folded → name, channels we are (or want to be) in
 	joinWaits  map[string]chan struct{}  // closed when our JOIN is seen
 	echoWaits  map[echoKey][]chan string // senders waiting for echo-message confirmations
+	joinErrs   map[string]string         // why the server refused a JOIN, until the waiter reads it
 	lastActive time.Time
 	nick       string
 }
@@ -210,10 +211,35 @@ func (p *puppet) ensureJoined(ctx context.Context, conn *ircconn.Conn, channel s
 	defer cancel()
 	select {
 	case <-wait:
+		p.mu.Lock()
+		reason, refused := p.joinErrs[folded]
+		delete(p.joinErrs, folded)
+		p.mu.Unlock()
+		if refused {
+			return bridge.NewUserError("%s on %s refused to let you in: %s", channel, p.n.cfg.Name, reason)
+		}
 		return nil
 	case <-waitCtx.Done():
 		return fmt.Errorf("%s did not let %s join", channel, p.meta.Nick)
 	}
+}
+
+// joinRefused records why the server refused a JOIN and wakes its waiter.
+func (p *puppet) joinRefused(channel, reason string) {
+	folded := p.n.fold(channel)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w, pending := p.joinWaits[folded]
+	if !pending {
+		return
+	}
+	if p.joinErrs == nil {
+		p.joinErrs = map[string]string{}
+	}
+	p.joinErrs[folded] = reason
+	delete(p.joinWaits, folded)
+	delete(p.channels, folded)
+	close(w)
 }
 
 func (p *puppet) handle(ctx context.Context, ev ircconn.Event) {
@@ -246,6 +272,12 @@ func (p *puppet) handle(ctx context.Context, ev ircconn.Event) {
 		}
 		p.mu.Unlock()
 		if ev.Kind == ircconn.Connected {
+			if p.meta.SASLPassword != "" && !conn.HasCap("sasl") {
+				// No SASL on this server: identify to NickServ instead.
+				if err := conn.Send(ctx, "PRIVMSG", "NickServ", "IDENTIFY "+p.meta.SASLUser+" "+p.meta.SASLPassword); err != nil {
+					p.n.log.Debug().Err(err).Msg("Identifying to NickServ failed")
+				}
+			}
 			p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateConnected, "")
 			for _, ch := range rejoin {
 				if err := conn.Send(ctx, "JOIN", ch); err != nil {
@@ -304,6 +336,12 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 			delete(p.joinWaits, folded)
 		}
 		p.mu.Unlock()
+	case "471", "473", "474", "475", "477", "403", "405", "489":
+		// ERR_CHANNELISFULL, INVITEONLYCHAN, BANNEDFROMCHAN, BADCHANNELKEY, NEEDREGGEDNICK,
+		// NOSUCHCHANNEL, TOOMANYCHANNELS, SECUREONLYCHAN: a JOIN was refused.
+		if len(msg.Params) >= 2 {
+			p.joinRefused(msg.Params[1], msgParam(msg, 2))
+		}
 	case "PART":
 		if len(msg.Params) > 0 && conn.IsMe(nick) {
 			p.mu.Lock()

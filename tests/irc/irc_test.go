@@ -622,6 +622,9 @@ func TestLoginFlow(t *testing.T) {
 		must(t, err)
 		notice(step.expect)
 	}
+	// ngircd has no SASL: the puppet identifies to NickServ instead (played here by a
+	// plain client holding that nick).
+	nickserv := newIRC(t, shared.ngircd.Addr, "NickServ")
 	const secret = "hunter2-very-secret"
 	sent, err := pat.SendText(ctx, mgmt, secret)
 	must(t, err)
@@ -636,6 +639,22 @@ func TestLoginFlow(t *testing.T) {
 	_, err = pat.SendText(ctx, room, "it is me")
 	must(t, err)
 	_, err = quinn.Wait(ctx, harness.PrivmsgFrom("patrick", "#logintest", "it is me"))
+	must(t, err)
+	_, err = nickserv.Wait(ctx, harness.PrivmsgFrom("patrick", "NickServ", "IDENTIFY patacct "+secret))
+	must(t, err)
+
+	// A channel that refuses the puppet gives a clear reason, not a timeout.
+	must(t, quinn.Join(ctx, "#closed"))
+	must(t, quinn.Raw("MODE #closed +b patrick!*@*"))
+	_, err = quinn.Wait(ctx, func(m ircmsg.Message) bool { return m.Command == "MODE" && msgHas(m, "+b") })
+	must(t, err)
+	closedRoom, err := pat.JoinAndWait(ctx, "#irc_testnet_#closed:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = pat.SendText(ctx, closedRoom, "let me in")
+	must(t, err)
+	_, err = pat.WaitEvent(ctx, closedRoom, func(e *event.Event) bool {
+		return e.Sender == bot() && strings.Contains(e.Content.AsMessage().Body, "refused to let you in")
+	})
 	must(t, err)
 	logData, err := os.ReadFile(shared.bridgeLog)
 	must(t, err)
@@ -673,4 +692,13 @@ func pushRedaction(t *testing.T, sender id.UserID, roomID id.RoomID, redactionID
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("pushing redaction: %s", resp.Status)
 	}
+}
+
+func msgHas(m ircmsg.Message, s string) bool {
+	for _, p := range m.Params {
+		if p == s {
+			return true
+		}
+	}
+	return false
 }
