@@ -361,7 +361,10 @@ const (
 	RemoteChatInfo   RemoteEventType = "chat_info"
 	// RemotePowerLevel changes TargetUser's power (channel op → moderator).
 	RemotePowerLevel RemoteEventType = "power_level"
-	RemoteProfile    RemoteEventType = "profile"
+	// RemotePresence sets the sender's presence: away ("unavailable") with Reason as the
+	// status message, or back online when Reason is empty.
+	RemotePresence RemoteEventType = "presence"
+	RemoteProfile  RemoteEventType = "profile"
 )
 
 // RemoteEvent is one network event handed to the core. It is plain data (JSON) because

@@ -70,6 +70,12 @@ func (br *Bridge) queueItemFailed(ctx context.Context, item database.QueueItem, 
 	}
 	switch evt.Type {
 	case event.EventMessage, event.EventSticker, event.EventReaction, event.EventRedaction:
+	case event.StateTopic, event.StateRoomName, event.StateMember:
+		// Room changes are told only when there is something to tell (a refusal).
+		var ue *userError
+		if !errors.As(err, &ue) {
+			return
+		}
 	default:
 		return
 	}
@@ -83,7 +89,7 @@ func (br *Bridge) sendStatusNotice(ctx context.Context, roomID id.RoomID, eventI
 	if errors.As(cause, &ue) {
 		reason = ue.msg
 	}
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "⚠️ Your message was not bridged: " + reason}
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "⚠️ This was not bridged: " + reason}
 	if eventID != "" {
 		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(eventID)
 	}

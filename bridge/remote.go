@@ -51,6 +51,21 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 			return err
 		}
 	}
+	if evt.Type == RemotePresence {
+		// Presence belongs to the user, not to a room.
+		if evt.Sender.RemoteID == "" {
+			return nil
+		}
+		intent, err := ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.Name)
+		if err != nil {
+			return err
+		}
+		req := mautrix.ReqPresence{Presence: event.PresenceOnline}
+		if evt.Reason != "" {
+			req = mautrix.ReqPresence{Presence: event.PresenceUnavailable, StatusMsg: evt.Reason}
+		}
+		return intent.SetPresence(ctx, req)
+	}
 	if len(rooms) == 0 {
 		log.Debug().Msg("No room linked to chat, dropping remote event")
 		return nil

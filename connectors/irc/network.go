@@ -517,6 +517,25 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		}
 	case "MODE":
 		n.handleMode(ctx, msg)
+	case "AWAY":
+		// away-notify: a member went away (with a reason) or came back (none).
+		if n.isOurs(nick) || nick == "" {
+			return
+		}
+		n.mu.Lock()
+		var in string
+		for _, st := range n.channels {
+			if _, ok := st.members[n.fold(nick)]; ok {
+				in = st.name
+				break
+			}
+		}
+		n.mu.Unlock()
+		if in == "" {
+			return
+		}
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePresence, Chat: n.channelKey(in), Timestamp: msgTime(msg),
+			Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Reason: param(0)})
 	case "BATCH":
 		// IRCv3 batch: servers wrap netsplit QUITs in a "netsplit" batch.
 		ref := param(0)

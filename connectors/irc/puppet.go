@@ -40,6 +40,7 @@ type puppet struct {
 	joinWaits  map[string]chan struct{}  // closed when our JOIN is seen
 	echoWaits  map[echoKey][]chan string // senders waiting for echo-message confirmations
 	joinErrs   map[string]string         // why the server refused a JOIN, until the waiter reads it
+	replies    map[string][]chan string  // TOPIC/KICK outcomes awaited, by command|channel
 	lastActive time.Time
 	nick       string
 }
@@ -336,6 +337,15 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 			delete(p.joinWaits, folded)
 		}
 		p.mu.Unlock()
+	case "TOPIC", "KICK":
+		if conn.IsMe(nick) && len(msg.Params) > 0 {
+			p.settleReply(msg.Command, msg.Params[0], "")
+		}
+	case "482": // ERR_CHANOPRIVSNEEDED: a TOPIC or KICK we sent was refused
+		if len(msg.Params) >= 2 {
+			p.settleReply("TOPIC", msg.Params[1], msgParam(msg, 2))
+			p.settleReply("KICK", msg.Params[1], msgParam(msg, 2))
+		}
 	case "471", "473", "474", "475", "477", "403", "405", "489":
 		// ERR_CHANNELISFULL, INVITEONLYCHAN, BANNEDFROMCHAN, BADCHANNELKEY, NEEDREGGEDNICK,
 		// NOSUCHCHANNEL, TOOMANYCHANNELS, SECUREONLYCHAN: a JOIN was refused.
@@ -613,7 +623,12 @@ func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership)
 			return err
 		}
 		_, nick, _ := splitRemoteUser(m.TargetRemote)
-		return conn.Send(ctx, "KICK", p.n.wantChannelName(pc.channel), p.n.displayNick(nick), m.Reason)
+		channel := p.n.wantChannelName(pc.channel)
+		result := p.expectReply("KICK", channel)
+		if err = conn.Send(ctx, "KICK", channel, p.n.displayNick(nick), m.Reason); err != nil {
+			return err
+		}
+		return p.awaitReply(ctx, result, "kick "+p.n.displayNick(nick)+" from "+channel)
 	}
 	return nil
 }
@@ -632,7 +647,58 @@ func (p *puppet) SendRoomMeta(ctx context.Context, chat bridge.PortalKey, name, 
 	if err != nil {
 		return err
 	}
-	return conn.Send(ctx, "TOPIC", target, *topic)
+	result := p.expectReply("TOPIC", target)
+	if err = conn.Send(ctx, "TOPIC", target, *topic); err != nil {
+		return err
+	}
+	return p.awaitReply(ctx, result, "change the topic of "+target)
+}
+
+// expectReply registers interest in the outcome of a channel command (its echo, or an
+// error numeric such as 482 "not channel operator").
+func (p *puppet) expectReply(command, channel string) chan string {
+	ch := make(chan string, 1)
+	key := command + "|" + p.n.fold(channel)
+	p.mu.Lock()
+	if p.replies == nil {
+		p.replies = map[string][]chan string{}
+	}
+	p.replies[key] = append(p.replies[key], ch)
+	p.mu.Unlock()
+	return ch
+}
+
+// settleReply hands a command's outcome ("" for success, else the server's reason) to
+// the oldest waiter.
+func (p *puppet) settleReply(command, channel, failure string) {
+	key := command + "|" + p.n.fold(channel)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	waits := p.replies[key]
+	if len(waits) == 0 {
+		return
+	}
+	waits[0] <- failure
+	if len(waits) == 1 {
+		delete(p.replies, key)
+	} else {
+		p.replies[key] = waits[1:]
+	}
+}
+
+// awaitReply turns a refusal into an error the user is shown; no answer in time is
+// taken as success (servers need not echo everything).
+func (p *puppet) awaitReply(ctx context.Context, result chan string, what string) error {
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	select {
+	case failure := <-result:
+		if failure != "" {
+			return bridge.NewUserError("IRC did not let you %s: %s", what, failure)
+		}
+	case <-waitCtx.Done():
+	}
+	return nil
 }
 
 func (n *network) wantChannelName(folded string) string {

@@ -144,7 +144,7 @@ func dendriteConfig(dir, domain, keyPath, sharedSecret string, registrations []s
 			"key_validity_period":            "168h0m0s",
 			"disable_federation":             true,
 			"trusted_third_party_id_servers": []string{},
-			"presence":                       map[string]any{"enable_inbound": false, "enable_outbound": false},
+			"presence":                       map[string]any{"enable_inbound": true, "enable_outbound": true},
 			"report_stats":                   map[string]any{"enabled": false},
 			"server_notices":                 map[string]any{"enabled": false},
 			"jetstream": map[string]any{

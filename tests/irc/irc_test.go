@@ -395,6 +395,19 @@ func TestIRCv3(t *testing.T) {
 	if count != 1 {
 		t.Fatalf("the first line arrived %d times", count)
 	}
+	// away-notify: ivy going away shows as her ghost's presence.
+	must(t, ivy.Raw("AWAY :at lunch"))
+	for {
+		p, err := jo.GetPresence(ctx, ghost("v3net", "ircivy"))
+		if err == nil && p.Presence == event.PresenceUnavailable && p.StatusMsg == "at lunch" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("ghost presence never became away: %+v %v", p, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	// A deletion cannot be carried: v3net is configured to say so with a notice.
 	// (Dendrite does not push redactions to appservices, so it is handed over directly.)
 	sent, err := jo.SendText(ctx, room, "oops")
