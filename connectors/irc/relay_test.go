@@ -108,3 +108,47 @@ func TestRelayMsg(t *testing.T) {
 		})
 	}
 }
+
+// TestStandIn: while the bot is disconnected, the connected puppet with the smallest
+// login ID in a channel bridges its lines (and only that one).
+func TestStandIn(t *testing.T) {
+	n, host := testNetwork(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.c.runCtx = ctx
+	n.cfg.Address = "unused:1"
+	mk := func(loginID string) *puppet {
+		addr, _ := scriptedServer(t, "message-tags")
+		p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: loginID, UserMXID: "@u:example.org"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		connected := make(chan struct{})
+		p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: "u" + loginID[len(loginID)-1:], MinBackoff: 10 * time.Millisecond},
+			func(ctx context.Context, ev ircconn.Event) {
+				if ev.Kind == ircconn.Connected {
+					close(connected)
+				}
+			})
+		p.conn.Start(ctx)
+		t.Cleanup(func() { p.conn.Stop("done") })
+		select {
+		case <-connected:
+		case <-ctx.Done():
+			t.Fatal("puppet never connected")
+		}
+		p.channels[n.fold("#c")] = "#c"
+		return p
+	}
+	first, second := mk("net/@a"), mk("net/@b")
+	if n.bot.Connected() {
+		t.Fatal("the test bot must be disconnected")
+	}
+	msg := line(t, ":carol!c@h PRIVMSG #c :while the bot is away")
+	second.handleLine(ctx, second.conn, msg) // not the owner: ignored
+	first.handleLine(ctx, first.conn, msg)   // the owner: bridged
+	evs := host.snapshot()
+	if len(evs) != 1 || evs[0].Type != bridge.RemoteMessage || evs[0].Content.Body != "while the bot is away" {
+		t.Fatalf("want exactly one bridged line, got %+v", evs)
+	}
+}

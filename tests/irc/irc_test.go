@@ -63,7 +63,6 @@ func networks(s *stack) map[string]any {
 		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
 			"redaction_notice": "{{.Nick}} deleted a message"},
 		{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
-		{"name": "failnet", "address": s.ngircd.Addr, "bot_nick": "failbot", "puppet_nick": "{{.Localpart}}_f"},
 		{"name": "idlenet", "address": s.ngircd.Addr, "bot_nick": "idlebot", "idle_timeout": "1s", "puppet_nick": "{{.Localpart}}_idle"},
 		// rotnet's first server refuses connections: the bridge rotates to the fallback.
 		{"name": "rotnet", "address": s.deadAddr, "fallback_addresses": []string{s.ngircd.Addr}, "bot_nick": "rotbot"},
@@ -736,30 +735,5 @@ func TestIdleDisconnect(t *testing.T) {
 	_, err = vic.SendText(ctx, room, "back again")
 	must(t, err)
 	_, err = una.Wait(ctx, harness.PrivmsgFrom("vic_idle", "#idle", "back again"))
-	must(t, err)
-}
-
-// TestStandIn: while the bot's connection is down, a puppet in the channel bridges its
-// traffic, so nothing said meanwhile is lost.
-func TestStandIn(t *testing.T) {
-	ctx := testCtx(t)
-	wren := newIRC(t, shared.ngircd.Addr, "ircwren")
-	must(t, wren.Join(ctx, "#fail"))
-	xan := newUser(t, "xan")
-	room, err := xan.JoinAndWait(ctx, "#irc_failnet_#fail:"+harness.DefaultDomain)
-	must(t, err)
-	_, err = xan.SendText(ctx, room, "xan here")
-	must(t, err)
-	_, err = wren.Wait(ctx, harness.PrivmsgFrom("xan_f", "#fail", "xan here"))
-	must(t, err)
-	// An IRC operator kills the bot's connection (ngircd test config: oper/operpass).
-	must(t, wren.Raw("OPER oper operpass"))
-	_, err = wren.Wait(ctx, func(m ircmsg.Message) bool { return m.Command == "381" })
-	must(t, err)
-	must(t, wren.Raw("KILL failbot :testing the stand-in"))
-	_, err = wren.Wait(ctx, func(m ircmsg.Message) bool { return m.Command == "QUIT" && m.Nick() == "failbot" })
-	must(t, err)
-	must(t, wren.Privmsg("#fail", "said while the bot is away"))
-	_, err = xan.WaitEvent(ctx, room, textFrom(ghost("failnet", "ircwren"), "said while the bot is away"))
 	must(t, err)
 }
