@@ -99,6 +99,12 @@ permissions:
 #     username_template: "irc_{{.}}"
 #     displayname_template: "{{.}} (IRC)"
 #     alias_template: "irc_{{.}}"
+#     networks:                      # every key is described in README.md, "IRC"
+#       - name: libera
+#         address: irc.libera.chat:6697
+#         tls: true
+#         bot_nick: mybridge
+#         channels: ["#my-project"]
 #   whatsapp:
 #     enabled: false
 #     username_template: "whatsapp_{{.}}"
