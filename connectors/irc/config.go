@@ -58,7 +58,8 @@ type NetworkConfig struct {
 	// MaxLines above which a Matrix message is refused instead of flooding the channel.
 	MaxLines int `yaml:"max_lines"`
 	// Casemapping is how the network compares nicks and channel names: rfc1459
-	// (default), rfc1459-strict or ascii — what the server announces as CASEMAPPING.
+	// (default), rfc1459-strict, ascii or rfc7613 — what the server announces as
+	// CASEMAPPING.
 	// IDs are built with it, so change it only before the network is first used.
 	Casemapping string `yaml:"casemapping"`
 	// PlumbConsent makes plumbing ask the channel's operators on IRC first.
@@ -109,7 +110,7 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 			return nil, fmt.Errorf("%s.address: want host:port, got %q", key, n.Address)
 		}
 		if foldFor(n.Casemapping) == nil {
-			return nil, fmt.Errorf("%s.casemapping: %q (want rfc1459, rfc1459-strict or ascii)", key, n.Casemapping)
+			return nil, fmt.Errorf("%s.casemapping: %q (want rfc1459, rfc1459-strict, ascii or rfc7613)", key, n.Casemapping)
 		}
 		for j, a := range n.FallbackAddresses {
 			if !strings.Contains(a, ":") {

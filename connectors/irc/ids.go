@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/connectors/irc/ircconn"
 )
 
 // Identifiers. Everything the core stores is casefolded, so #Go and #go are one portal
@@ -18,69 +19,21 @@ import (
 //	                                     needs no escaping in ghost IDs: @irc_libera.bob)
 //	puppet login:  "<network>/<@user:server>"
 
-// rfc1459Fold casefolds per RFC 1459 (the default CASEMAPPING): ASCII letters plus
-// []\~ ↔ {}|^.
-func rfc1459Fold(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '[':
-			b[i] = '{'
-		case c == ']':
-			b[i] = '}'
-		case c == '\\':
-			b[i] = '|'
-		case c == '~':
-			b[i] = '^'
-		}
-	}
-	return string(b)
-}
-
 func puppetLoginID(network, mxid string) string { return network + "/" + mxid }
 
-// asciiFold casefolds per CASEMAPPING=ascii: ASCII letters only.
-func asciiFold(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
-}
-
-// rfc1459StrictFold casefolds per CASEMAPPING=rfc1459-strict (no ~ ↔ ^).
-func rfc1459StrictFold(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			b[i] = c + ('a' - 'A')
-		case c == '[':
-			b[i] = '{'
-		case c == ']':
-			b[i] = '}'
-		case c == '\\':
-			b[i] = '|'
-		}
-	}
-	return string(b)
-}
-
-// foldFor returns the casefolding of a CASEMAPPING name, or nil for unknown ones.
+// foldFor returns the casefolding of a CASEMAPPING name (ircconn's), or nil for
+// unknown ones.
 func foldFor(casemapping string) func(string) string {
-	switch casemapping {
-	case "", "rfc1459":
-		return rfc1459Fold
-	case "ascii":
-		return asciiFold
-	case "rfc1459-strict":
-		return rfc1459StrictFold
+	if _, err := ircconn.Casefold(casemapping, "x"); err != nil {
+		return nil
 	}
-	return nil
+	return func(s string) string {
+		folded, err := ircconn.Casefold(casemapping, s)
+		if err != nil {
+			return s
+		}
+		return folded
+	}
 }
 
 // fold casefolds per the network's casemapping, so IDs follow the server's rules.

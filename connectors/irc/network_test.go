@@ -176,7 +176,7 @@ func TestBotLines(t *testing.T) {
 
 func TestIDs(t *testing.T) {
 	cases := []struct{ in, want string }{
-		{"#Go", "net/#go"}, {"#[Test]", "net/#{test}"}, {"#a\\b~", "net/#a|b^"},
+		{"#Go", "net/#go"}, {"#[Test]", "net/#{test}"}, {"#a\\b^", "net/#a|b~"},
 	}
 	n, _ := testNetwork(t, time.Minute)
 	for _, c := range cases {
@@ -202,7 +202,7 @@ func TestIDs(t *testing.T) {
 	if ascii.userID("A[b]") != "net.a[b]" || n.userID("A[b]") != "net.a{b}" {
 		t.Errorf("casemapping not applied: ascii %q, rfc1459 %q", ascii.userID("A[b]"), n.userID("A[b]"))
 	}
-	if foldFor("rfc1459-strict")("A~") != "a~" || foldFor("nonsense") != nil {
+	if foldFor("rfc1459-strict")("A^") != "a^" || foldFor("nonsense") != nil {
 		t.Error("casemapping table wrong")
 	}
 }

@@ -12,8 +12,11 @@ import (
 // CASEMAPPING this package does not implement.
 var ErrUnknownCasemapping = errors.New("ircconn: unknown casemapping")
 
-// casefold folds s according to the named IRC casemapping. An empty mapping
-// means the RFC 1459 default.
+// Casefold folds s according to the named IRC casemapping (rfc1459, rfc1459-strict,
+// ascii, rfc7613), for comparing nicks and channel names the way the server does. An
+// empty mapping means the RFC 1459 default.
+func Casefold(mapping, s string) (string, error) { return casefold(mapping, s) }
+
 func casefold(mapping, s string) (string, error) {
 	switch strings.ToLower(mapping) {
 	case "", "rfc1459":
