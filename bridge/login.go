@@ -103,9 +103,11 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 			}
 		}
 		if unloaded {
-			// A stored login whose session is not live (yet): retry later rather than
-			// open a new login over it and lose its settings.
-			return nil, "", false, fmt.Errorf("your %s login is not loaded yet", rc.ch.info.DisplayName)
+			// Sessions are loaded before any event is handled, so a stored login without
+			// one failed to load (the user was told). Never open a new login over it:
+			// that would lose its settings.
+			return nil, "", false, userErrorf("your %s login could not be loaded; log in again with `login %s`",
+				rc.ch.info.DisplayName, rc.ch.info.Name)
 		}
 		if al, ok := rc.ch.conn.(AutoLoginer); ok {
 			sess, loginID, err := br.autoLogin(ctx, rc, al, user)
