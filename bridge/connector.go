@@ -492,7 +492,9 @@ type MatrixReaction struct {
 	TxnID    string
 	Sender   MatrixSender
 	TargetID string
-	Emoji    string
+	// TargetSender is the Matrix user (or ghost) who sent the reacted-to message.
+	TargetSender id.UserID
+	Emoji        string
 }
 
 // MatrixMembership is a membership change in a bridged room.

@@ -304,7 +304,7 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 	}
 	remoteID, err := reactor.SendReaction(ctx, &MatrixReaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID,
 		TxnID: matrixTxnID(evt.ID), Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender),
-		TargetID: targets[0].RemoteID, Emoji: content.RelatesTo.Key})
+		TargetID: targets[0].RemoteID, TargetSender: id.UserID(targets[0].SenderMXID), Emoji: content.RelatesTo.Key})
 	if err != nil {
 		return fmt.Errorf("sending reaction: %w", err)
 	}

@@ -42,7 +42,7 @@ func (c *Connector) Info() bridge.ConnectorInfo {
 	return bridge.ConnectorInfo{
 		Name: connectorName, DisplayName: "IRC", ProtocolID: "irc",
 		Modes: []bridge.PuppetMode{bridge.SinglePuppet, bridge.RelayBot},
-		Capabilities: bridge.Capabilities{Edits: true, Replies: true, Media: true, Formatting: true, Redactions: true,
+		Capabilities: bridge.Capabilities{Edits: true, Replies: true, Media: true, Formatting: true, Redactions: true, Reactions: true,
 			MaxMessageLength: 400},
 	}
 }

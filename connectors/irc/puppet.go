@@ -735,3 +735,24 @@ func (p *puppet) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) e
 	}
 	return conn.Send(ctx, "NOTICE", target, sb.String())
 }
+
+// SendReaction implements bridge.ReactionSender. IRC has no reactions, so they are
+// shown the way people write them there: an action line ("* alice reacted 👍 to bob").
+func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (string, error) {
+	conn, err := p.ready(ctx)
+	if err != nil {
+		return "", err
+	}
+	target, err := p.target(ctx, conn, r.Chat)
+	if err != nil {
+		return "", err
+	}
+	text := "reacted " + r.Emoji
+	if r.TargetSender != "" {
+		text += " to " + p.mentionName(r.TargetSender.String(), r.TargetSender.Localpart())
+	}
+	if err = conn.Send(ctx, "PRIVMSG", target, "\x01ACTION "+text+"\x01"); err != nil {
+		return "", err
+	}
+	return "reaction:" + r.TxnID, nil
+}

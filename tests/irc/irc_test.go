@@ -502,6 +502,12 @@ func TestMoreBehaviour(t *testing.T) {
 		t.Fatalf("mention not converted: %+v", ping.Content.Raw)
 	}
 
+	// A reaction shows on IRC as an action line naming whose message it was.
+	_, err = mia.SendReaction(ctx, room, ping.ID, "👍")
+	must(t, err)
+	_, err = nia.Wait(ctx, harness.PrivmsgFrom("mia[m]", "#more", "\x01ACTION reacted 👍 to ircnia\x01"))
+	must(t, err)
+
 	// A Matrix reply addresses the IRC user by nick.
 	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "yes I am"}
 	reply.RelatesTo = (&event.RelatesTo{}).SetReplyTo(ping.ID)
