@@ -33,7 +33,7 @@ func DialIRC(ctx context.Context, addr, nick string) (*IRCClient, error) {
 	c := &IRCClient{Nick: nick, conn: conn, changed: make(chan struct{})}
 	go c.read()
 	if err = c.Raw("NICK %s", nick); err == nil {
-		err = c.Raw("USER %s 0 * :%s test user", strings.ToLower(nick), nick)
+		err = c.Raw("USER %s 0 * :%s test user", userPart(nick), nick)
 	}
 	if err != nil {
 		conn.Close()
@@ -157,4 +157,18 @@ func PrivmsgFrom(nick, target, text string) func(ircmsg.Message) bool {
 		return m.Command == "PRIVMSG" && strings.EqualFold(m.Nick(), nick) && len(m.Params) == 2 &&
 			strings.EqualFold(m.Params[0], target) && m.Params[1] == text
 	}
+}
+
+// userPart is a USER name servers accept: the nick's letters and digits.
+func userPart(nick string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(nick) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "test"
+	}
+	return b.String()
 }

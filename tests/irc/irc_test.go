@@ -583,6 +583,19 @@ func TestMoreBehaviour(t *testing.T) {
 		return m.Command == "TOPIC" && m.Nick() == "mia[m]" && len(m.Params) > 1 && m.Params[1] == "topic from matrix"
 	})
 	must(t, err)
+	// Kicking a ghost from Matrix kicks the IRC user, through mia's opped puppet.
+	olly := newIRC(t, addr, "ircolly")
+	must(t, olly.Join(ctx, "#more"))
+	_, err = mia.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircolly").String()
+	})
+	must(t, err)
+	_, err = mia.KickUser(ctx, room, &mautrix.ReqKickUser{UserID: ghost("testnet", "ircolly"), Reason: "bye olly"})
+	must(t, err)
+	_, err = nia.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "KICK" && m.Nick() == "mia[m]" && len(m.Params) > 1 && m.Params[1] == "ircolly"
+	})
+	must(t, err)
 	_, err = mia.LeaveRoom(ctx, room)
 	must(t, err)
 	_, err = nia.Wait(ctx, func(m ircmsg.Message) bool { return m.Command == "PART" && m.Nick() == "mia[m]" })
@@ -741,5 +754,28 @@ func TestIdleDisconnect(t *testing.T) {
 	_, err = vic.SendText(ctx, room, "back again")
 	must(t, err)
 	_, err = una.Wait(ctx, harness.PrivmsgFrom("vic_idle", "#idle", "back again"))
+	must(t, err)
+}
+
+// TestNickTaken: when the puppet's nick is taken it gets another, and its user is told
+// in the management room.
+func TestNickTaken(t *testing.T) {
+	ctx := testCtx(t)
+	squatter := newIRC(t, shared.ngircd.Addr, "yan[m]")
+	must(t, squatter.Join(ctx, "#nicks"))
+	yan := newUser(t, "yan")
+	room, err := yan.JoinAndWait(ctx, "#irc_testnet_#nicks:"+harness.DefaultDomain)
+	must(t, err)
+	_, err = yan.SendText(ctx, room, "hello")
+	must(t, err)
+	_, err = squatter.Wait(ctx, harness.PrivmsgFrom("yan[m]_", "#nicks", "hello"))
+	must(t, err)
+	mgmt, err := yan.WaitInvite(ctx, func(roomID id.RoomID, inviter id.UserID) bool { return inviter == bot() })
+	must(t, err)
+	_, err = yan.JoinAndWait(ctx, mgmt.String())
+	must(t, err)
+	_, err = yan.WaitEvent(ctx, mgmt, func(e *event.Event) bool {
+		return e.Sender == bot() && strings.Contains(e.Content.AsMessage().Body, "yan[m]_ (yan[m] was taken)")
+	})
 	must(t, err)
 }
