@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -33,16 +34,19 @@ type puppet struct {
 	login *bridge.Login
 	meta  puppetMeta
 
-	mu         sync.Mutex
-	conn       *ircconn.Conn
-	connected  chan struct{}             // closed while connected
-	channels   map[string]string         // folded → name, channels we are (or want to be) in
-	joinWaits  map[string]chan struct{}  // closed when our JOIN is seen
-	echoWaits  map[echoKey][]chan string // senders waiting for echo-message confirmations
-	joinErrs   map[string]string         // why the server refused a JOIN, until the waiter reads it
-	replies    map[string][]chan string  // TOPIC/KICK outcomes awaited, by command|channel
-	lastActive time.Time
-	nick       string
+	mu           sync.Mutex
+	conn         *ircconn.Conn
+	connected    chan struct{}             // closed while connected
+	channels     map[string]string         // folded → name, channels we are (or want to be) in
+	joinWaits    map[string]chan struct{}  // closed when our JOIN is seen
+	echoWaits    map[echoKey][]chan string // senders waiting for echo-message confirmations
+	joinErrs     map[string]string         // why the server refused a JOIN, until the waiter reads it
+	replies      map[string][]chan string  // TOPIC/KICK outcomes awaited, by command|channel
+	labelSeq     int
+	labels       map[string]labeledCommand // labeled-response: commands awaiting an answer
+	labelBatches map[string]string         // labeled-response batches: reference → label
+	lastActive   time.Time
+	nick         string
 }
 
 func eventMsgType(t string) event.MessageType { return event.MessageType(t) }
@@ -204,7 +208,7 @@ func (p *puppet) ensureJoined(ctx context.Context, conn *ircconn.Conn, channel s
 	p.channels[folded] = channel
 	p.mu.Unlock()
 	if !pending {
-		if err := conn.Send(ctx, "JOIN", channel); err != nil {
+		if err := p.sendLabeled(ctx, conn, "JOIN", channel); err != nil {
 			return fmt.Errorf("joining %s: %w", channel, err)
 		}
 	}
@@ -321,6 +325,9 @@ func (p *puppet) markDisconnected() {
 
 func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.Message) {
 	if conn == nil {
+		return
+	}
+	if p.labeledOutcome(msg) {
 		return
 	}
 	nick := msg.Nick()
@@ -625,7 +632,7 @@ func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership)
 		_, nick, _ := splitRemoteUser(m.TargetRemote)
 		channel := p.n.wantChannelName(pc.channel)
 		result := p.expectReply("KICK", channel)
-		if err = conn.Send(ctx, "KICK", channel, p.n.displayNick(nick), m.Reason); err != nil {
+		if err = p.sendLabeled(ctx, conn, "KICK", channel, p.n.displayNick(nick), m.Reason); err != nil {
 			return err
 		}
 		return p.awaitReply(ctx, result, "kick "+p.n.displayNick(nick)+" from "+channel)
@@ -648,7 +655,7 @@ func (p *puppet) SendRoomMeta(ctx context.Context, chat bridge.PortalKey, name, 
 		return err
 	}
 	result := p.expectReply("TOPIC", target)
-	if err = conn.Send(ctx, "TOPIC", target, *topic); err != nil {
+	if err = p.sendLabeled(ctx, conn, "TOPIC", target, *topic); err != nil {
 		return err
 	}
 	return p.awaitReply(ctx, result, "change the topic of "+target)
@@ -755,4 +762,72 @@ func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (st
 		return "", err
 	}
 	return "reaction:" + r.TxnID, nil
+}
+
+// labeledCommand is a command sent with an IRCv3 label, awaiting its response.
+type labeledCommand struct{ command, channel string }
+
+// sendLabeled sends a channel command; with labeled-response it carries a label, so the
+// server's answer is matched to it exactly (even an error numeric that does not name
+// the channel).
+func (p *puppet) sendLabeled(ctx context.Context, conn *ircconn.Conn, command string, params ...string) error {
+	if !conn.HasCap("labeled-response") || len(params) == 0 {
+		return conn.Send(ctx, command, params...)
+	}
+	p.mu.Lock()
+	p.labelSeq++
+	label := "pl" + strconv.Itoa(p.labelSeq)
+	if p.labels == nil {
+		p.labels = map[string]labeledCommand{}
+	}
+	p.labels[label] = labeledCommand{command: command, channel: params[0]}
+	p.mu.Unlock()
+	return conn.SendMsg(ctx, ircmsg.MakeMessage(map[string]string{"label": label}, "", command, params...))
+}
+
+// labeledOutcome settles a labeled command from its response. It returns true when the
+// line was a labeled error (handled here).
+func (p *puppet) labeledOutcome(msg ircmsg.Message) bool {
+	if msg.Command == "BATCH" && len(msg.Params) > 0 && strings.HasPrefix(msg.Params[0], "-") {
+		p.mu.Lock()
+		delete(p.labelBatches, msg.Params[0][1:])
+		p.mu.Unlock()
+	}
+	ok, label := msg.GetTag("label")
+	if !ok {
+		if ok, ref := msg.GetTag("batch"); ok {
+			p.mu.Lock()
+			label = p.labelBatches[ref]
+			p.mu.Unlock()
+		}
+	}
+	if label == "" {
+		return false
+	}
+	p.mu.Lock()
+	cmd, known := p.labels[label]
+	if msg.Command == "BATCH" && len(msg.Params) > 0 && strings.HasPrefix(msg.Params[0], "+") {
+		// The response comes as a batch: its lines carry the batch, not the label.
+		if p.labelBatches == nil {
+			p.labelBatches = map[string]string{}
+		}
+		p.labelBatches[msg.Params[0][1:]] = label
+		p.mu.Unlock()
+		return true
+	}
+	delete(p.labels, label)
+	p.mu.Unlock()
+	if !known {
+		return false
+	}
+	if len(msg.Command) == 3 && (msg.Command[0] == '4' || msg.Command[0] == '5') {
+		reason := msg.Params[len(msg.Params)-1]
+		if cmd.command == "JOIN" {
+			p.joinRefused(cmd.channel, reason)
+		} else {
+			p.settleReply(cmd.command, cmd.channel, reason)
+		}
+		return true
+	}
+	return false
 }

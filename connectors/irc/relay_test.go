@@ -14,6 +14,12 @@ import (
 
 // scriptedServer accepts one client, offers caps, welcomes it and records its lines.
 func scriptedServer(t *testing.T, caps string) (addr string, lines <-chan string) {
+	return scriptedServerWith(t, caps, nil)
+}
+
+// scriptedServerWith is scriptedServer with a hook that may answer a line itself
+// (returning the raw reply, "" to fall through to the default script).
+func scriptedServerWith(t *testing.T, caps string, answer func(line, nick string) string) (addr string, lines <-chan string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,6 +42,12 @@ func scriptedServer(t *testing.T, caps string) (addr string, lines <-chan string
 			}
 			line = strings.TrimRight(line, "\r\n")
 			out <- line
+			if answer != nil {
+				if reply := answer(line, nick); reply != "" {
+					c.Write([]byte(reply + "\r\n"))
+					continue
+				}
+			}
 			switch {
 			case strings.HasPrefix(line, "CAP LS"):
 				c.Write([]byte(":srv CAP * LS :" + caps + "\r\n"))
@@ -150,5 +162,59 @@ func TestStandIn(t *testing.T) {
 	evs := host.snapshot()
 	if len(evs) != 1 || evs[0].Type != bridge.RemoteMessage || evs[0].Content.Body != "while the bot is away" {
 		t.Fatalf("want exactly one bridged line, got %+v", evs)
+	}
+}
+
+// TestLabeledJoinRefusal: with labeled-response, a refusal is matched to the JOIN by
+// its label even when the numeric does not name the channel.
+func TestLabeledJoinRefusal(t *testing.T) {
+	n, _ := testNetwork(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.c.runCtx = ctx
+	addr, lines := scriptedServerWith(t, "labeled-response batch message-tags", func(line, nick string) string {
+		if strings.HasPrefix(line, "@label=") && strings.Contains(line, " JOIN ") {
+			label := strings.TrimPrefix(strings.SplitN(line, " ", 2)[0], "@label=")
+			return "@label=" + label + " :srv 474 " + nick + " :Cannot join: you are banned"
+		}
+		return ""
+	})
+	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@u", UserMXID: "@u:example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	connected := make(chan struct{})
+	p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: "u", MinBackoff: 10 * time.Millisecond},
+		func(ctx context.Context, ev ircconn.Event) {
+			if ev.Kind == ircconn.Connected {
+				close(connected)
+			}
+			if ev.Kind == ircconn.Message {
+				p.handleLine(ctx, p.conn, ev.Msg)
+			}
+		})
+	p.conn.Start(ctx)
+	t.Cleanup(func() { p.conn.Stop("done") })
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("puppet never connected")
+	}
+	err = p.ensureJoined(ctx, p.conn, "#banned")
+	if err == nil || !strings.Contains(err.Error(), "you are banned") {
+		t.Fatalf("ensureJoined = %v, want the server's reason", err)
+	}
+	for {
+		select {
+		case l := <-lines:
+			if strings.Contains(l, "JOIN #banned") {
+				if !strings.HasPrefix(l, "@label=") {
+					t.Fatalf("JOIN sent without a label: %q", l)
+				}
+				return
+			}
+		default:
+			t.Fatal("no JOIN was sent")
+		}
 	}
 }
