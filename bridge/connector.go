@@ -325,18 +325,25 @@ type ChatMember struct {
 	PowerLevel *int
 }
 
-// GhostInfo is a remote user's profile.
+// GhostInfo is a remote user's profile. Account and RealName (an IRC services account,
+// an IRC real name) are offered to the connector's displayname_template as
+// {{.Account}} and {{.RealName}}; {{.}} is the name.
 type GhostInfo struct {
-	Name   string
-	Avatar *Media
+	Name     string
+	Account  string
+	RealName string
+	Avatar   *Media
 }
 
 // Sender identifies who did something on the network.
 type Sender struct {
 	// RemoteID of the remote user. Empty with IsFromMe means "the login itself".
 	RemoteID string `json:"remote_id,omitempty"`
-	// Name is the display name to keep the ghost's profile in sync (optional).
-	Name string `json:"name,omitempty"`
+	// Name is the display name to keep the ghost's profile in sync (optional), with
+	// the identity details GhostInfo describes when the network gives them.
+	Name     string `json:"name,omitempty"`
+	Account  string `json:"account,omitempty"`
+	RealName string `json:"real_name,omitempty"`
 	// IsFromMe marks the login's own actions (sent from the phone): the core sends them
 	// as the user's double puppet when it can.
 	IsFromMe bool `json:"is_from_me,omitempty"`

@@ -148,10 +148,9 @@ func (ch *connectorHost) UpdateLoginMetadata(ctx context.Context, loginID string
 
 // ghostIntent returns the intent of a remote user's ghost, registering it and syncing
 // its profile when info is given.
-func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID string, name string) (*appservice.IntentAPI, error) {
-	var info *GhostInfo
-	if name != "" {
-		info = &GhostInfo{Name: name}
+func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID string, info *GhostInfo) (*appservice.IntentAPI, error) {
+	if info != nil && info.Name == "" && info.Account == "" && info.RealName == "" && info.Avatar == nil {
+		info = nil
 	}
 	if err := ch.ensureGhost(ctx, remoteID, info); err != nil {
 		return nil, err
@@ -197,11 +196,19 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 		}
 		row.Registered, dirty = true, true
 	}
+	// Identity details only ever arrive with some events (an IRC JOIN): keep the last
+	// known ones so the display name does not flap between events.
+	if info != nil && info.Account != "" && info.Account != row.Account {
+		row.Account, dirty = info.Account, true
+	}
+	if info != nil && info.RealName != "" && info.RealName != row.RealName {
+		row.RealName, dirty = info.RealName, true
+	}
 	name := row.Name
 	if info != nil && info.Name != "" {
-		name = ch.renderDisplayname(info.Name)
+		name = ch.renderDisplayname(ghostName{Name: info.Name, Account: row.Account, RealName: row.RealName})
 	} else if name == "" {
-		name = ch.renderDisplayname(remoteID)
+		name = ch.renderDisplayname(ghostName{Name: remoteID, Account: row.Account, RealName: row.RealName})
 	}
 	if name != row.Name {
 		if err = intent.SetDisplayName(ctx, name); err != nil {
@@ -227,10 +234,18 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 	return ch.br.DB.UpsertGhost(ctx, row)
 }
 
-func (ch *connectorHost) renderDisplayname(name string) string {
+// ghostName is what displayname templates see: {{.}} prints the name (String), and
+// {{.Account}} and {{.RealName}} are there when the network gives them.
+type ghostName struct {
+	Name, Account, RealName string
+}
+
+func (g ghostName) String() string { return g.Name }
+
+func (ch *connectorHost) renderDisplayname(g ghostName) string {
 	var sb strings.Builder
-	if err := ch.displayname.Execute(&sb, name); err != nil || sb.Len() == 0 {
-		return name
+	if err := ch.displayname.Execute(&sb, g); err != nil || sb.Len() == 0 {
+		return g.Name
 	}
 	return sb.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"text/template"
 
 	"github.com/rs/zerolog"
 	"gopkg.in/yaml.v3"
@@ -196,8 +197,25 @@ func TestRenderDisplayname(t *testing.T) {
 		{"Zoë <3", "Zoë <3 (IRC)"},
 	}
 	for _, tt := range tests {
-		if got := ch.renderDisplayname(tt.in); got != tt.want {
+		if got := ch.renderDisplayname(ghostName{Name: tt.in}); got != tt.want {
 			t.Errorf("renderDisplayname(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	// Templates may use the identity details; {{.}} stays the name.
+	tpl, err := template.New("d").Parse("{{.}}{{if .RealName}} ({{.RealName}}){{end}}{{if .Account}} [{{.Account}}]{{end}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.displayname = tpl
+	for _, c := range []struct {
+		in   ghostName
+		want string
+	}{
+		{ghostName{Name: "bob"}, "bob"},
+		{ghostName{Name: "bob", RealName: "Bob Smith", Account: "robert"}, "bob (Bob Smith) [robert]"},
+	} {
+		if got := ch.renderDisplayname(c.in); got != c.want {
+			t.Errorf("renderDisplayname(%+v) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }

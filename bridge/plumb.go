@@ -89,7 +89,7 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 		}
 	}
 	for _, m := range info.Members {
-		intent, err := ch.ghostIntent(ctx, m.RemoteID, m.Name)
+		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
 		if err != nil {
 			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Creating member ghost failed")
 			continue

@@ -165,7 +165,7 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		}
 	}
 	for _, m := range info.Members {
-		intent, err := ch.ghostIntent(ctx, m.RemoteID, m.Name)
+		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
 		if err != nil {
 			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Creating member ghost failed")
 			continue

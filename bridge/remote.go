@@ -56,7 +56,7 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		if evt.Sender.RemoteID == "" {
 			return nil
 		}
-		intent, err := ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.Name)
+		intent, err := ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
 		if err != nil {
 			return err
 		}
@@ -111,7 +111,12 @@ func (br *Bridge) remoteSenderIntent(ctx context.Context, ch *connectorHost, evt
 	if evt.Sender.RemoteID == "" {
 		return br.AS.BotIntent(), nil
 	}
-	return ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.Name)
+	return ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+}
+
+// ghostInfo is the profile a sender's event carries.
+func (s Sender) ghostInfo() *GhostInfo {
+	return &GhostInfo{Name: s.Name, Account: s.Account, RealName: s.RealName}
 }
 
 // remoteTxnID derives the Matrix transaction ID from the remote event, so a retried or
@@ -307,7 +312,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if evt.Sender.RemoteID == "" {
 			return nil
 		}
-		return ch.ensureGhost(ctx, evt.Sender.RemoteID, &GhostInfo{Name: evt.Sender.Name})
+		return ch.ensureGhost(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
 	default:
 		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
 	}

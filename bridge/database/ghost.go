@@ -11,14 +11,16 @@ import (
 type GhostRow struct {
 	Connector, RemoteID, MXID string
 	Name, AvatarURL           string
-	Registered                bool
+	// Account and RealName are the remote identity details the display name may show.
+	Account, RealName string
+	Registered        bool
 }
 
 // GetGhost returns a ghost by remote ID, or nil.
 func (db *Database) GetGhost(ctx context.Context, connector, remoteID string) (*GhostRow, error) {
 	var g GhostRow
-	err := db.QueryRow(ctx, `SELECT connector, remote_id, mxid, name, avatar_url, registered FROM ghost WHERE connector=$1 AND remote_id=$2`,
-		connector, remoteID).Scan(&g.Connector, &g.RemoteID, &g.MXID, &g.Name, &g.AvatarURL, &g.Registered)
+	err := db.QueryRow(ctx, `SELECT connector, remote_id, mxid, name, avatar_url, account, real_name, registered FROM ghost WHERE connector=$1 AND remote_id=$2`,
+		connector, remoteID).Scan(&g.Connector, &g.RemoteID, &g.MXID, &g.Name, &g.AvatarURL, &g.Account, &g.RealName, &g.Registered)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	} else if err != nil {
@@ -29,9 +31,10 @@ func (db *Database) GetGhost(ctx context.Context, connector, remoteID string) (*
 
 // UpsertGhost saves a ghost.
 func (db *Database) UpsertGhost(ctx context.Context, g *GhostRow) error {
-	_, err := db.Exec(ctx, `INSERT INTO ghost (connector, remote_id, mxid, name, avatar_url, registered) VALUES ($1,$2,$3,$4,$5,$6)
-		ON CONFLICT (connector, remote_id) DO UPDATE SET mxid=excluded.mxid, name=excluded.name, avatar_url=excluded.avatar_url, registered=excluded.registered`,
-		g.Connector, g.RemoteID, g.MXID, g.Name, g.AvatarURL, g.Registered)
+	_, err := db.Exec(ctx, `INSERT INTO ghost (connector, remote_id, mxid, name, avatar_url, account, real_name, registered) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+		ON CONFLICT (connector, remote_id) DO UPDATE SET mxid=excluded.mxid, name=excluded.name, avatar_url=excluded.avatar_url,
+		account=excluded.account, real_name=excluded.real_name, registered=excluded.registered`,
+		g.Connector, g.RemoteID, g.MXID, g.Name, g.AvatarURL, g.Account, g.RealName, g.Registered)
 	if err != nil {
 		return fmt.Errorf("saving ghost: %w", err)
 	}

@@ -366,8 +366,13 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			return // back from a netsplit: their ghost never left
 		}
 		if !puppet {
+			// extended-join adds the account (or "*") and the real name.
+			sender := bridge.Sender{RemoteID: n.userID(nick), Name: nick, RealName: param(2)}
+			if account := param(1); account != "*" {
+				sender.Account = account
+			}
 			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: n.channelKey(channel),
-				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Timestamp: msgTime(msg)})
+				Sender: sender, Timestamp: msgTime(msg)})
 		}
 	case "PART":
 		channel := param(0)
@@ -567,9 +572,12 @@ func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
 	}
 	msgID, when := lineIdentity(msg, n.cfg.Name, target)
 	n.addMentions(content, target)
+	sender := bridge.Sender{RemoteID: n.userID(nick), Name: nick}
+	if ok, account := msg.GetTag("account"); ok { // account-tag
+		sender.Account = account
+	}
 	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: n.channelKey(target),
-		ID:     msgID,
-		Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Timestamp: when, Content: content})
+		ID: msgID, Sender: sender, Timestamp: when, Content: content})
 }
 
 // standInOwner returns the puppet that bridges a channel's lines while the bot is

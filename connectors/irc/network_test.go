@@ -126,14 +126,14 @@ func TestBotLines(t *testing.T) {
 		":passbot!b@h JOIN #c",
 		":irc.test 353 passbot = #c :@passbot @+Op voiced",
 		":irc.test 366 passbot #c :End",
-		"@msgid=abc;time=2026-01-02T03:04:05.000Z :Op!o@h PRIVMSG #c :\x02hi\x02 voiced",
+		"@msgid=abc;time=2026-01-02T03:04:05.000Z;account=opacct :Op!o@h PRIVMSG #c :\x02hi\x02 voiced",
 		":Op!o@h PRIVMSG #c :\x01ACTION waves\x01",
 		":Op!o@h PRIVMSG #c :\x01VERSION\x01",
 		":Op!o@h PRIVMSG passbot :private to the bot",
 		":irc.server NOTICE #c :server notice",
 		":Op!o@h MODE #c +v-o voiced Op",
 		":Op!o@h TOPIC #c :new topic",
-		":Newbie!n@h JOIN #c",
+		":Newbie!n@h JOIN #c newbieacct :Newbie Real",
 		":Newbie!n@h NICK Newer",
 	} {
 		n.handleBotLine(ctx, line(t, raw))
@@ -146,14 +146,16 @@ func TestBotLines(t *testing.T) {
 	}
 	wants := []want{
 		{bridge.RemoteMessage, "net.op", func(e *bridge.RemoteEvent) bool {
-			return e.ID == "msgid:abc" && e.Content.Body == "hi voiced" && e.Content.FormattedBody != "" &&
+			return e.ID == "msgid:abc" && e.Content.Body == "hi voiced" && e.Content.FormattedBody != "" && e.Sender.Account == "opacct" &&
 				e.Timestamp.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) && len(e.Content.Mentions) == 1 && e.Content.Mentions[0] == "net.voiced"
 		}},
 		{bridge.RemoteMessage, "net.op", func(e *bridge.RemoteEvent) bool { return e.Content.MsgType == "m.emote" && e.Content.Body == "waves" }},
 		{bridge.RemotePowerLevel, "net.op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net.voiced" && *e.PowerLevel == 10 }},
 		{bridge.RemotePowerLevel, "net.op", func(e *bridge.RemoteEvent) bool { return e.TargetUser == "net.op" && *e.PowerLevel == 10 }},
 		{bridge.RemoteChatInfo, "net.op", func(e *bridge.RemoteEvent) bool { return e.ChatInfo.Topic == "new topic" }},
-		{bridge.RemoteJoin, "net.newbie", nil},
+		{bridge.RemoteJoin, "net.newbie", func(e *bridge.RemoteEvent) bool {
+			return e.Sender.Account == "newbieacct" && e.Sender.RealName == "Newbie Real"
+		}},
 		{bridge.RemoteLeave, "net.newbie", nil},
 		{bridge.RemoteJoin, "net.newer", func(e *bridge.RemoteEvent) bool { return e.Sender.Name == "Newer" }},
 	}

@@ -218,3 +218,30 @@ func TestLabeledJoinRefusal(t *testing.T) {
 		}
 	}
 }
+
+// TestTopicRefused: a TOPIC the server refuses (482, not a channel operator) comes back
+// to the Matrix user as an error with the server's reason.
+func TestTopicRefused(t *testing.T) {
+	n, _ := testNetwork(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n.c.runCtx = ctx
+	addr, _ := scriptedServerWith(t, "message-tags", func(line, nick string) string {
+		if strings.HasPrefix(line, "TOPIC ") {
+			return ":srv 482 " + nick + " #c :You're not a channel operator"
+		}
+		return ""
+	})
+	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@u", UserMXID: "@u:example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: "u", MinBackoff: 10 * time.Millisecond}, p.handle)
+	p.conn.Start(ctx)
+	t.Cleanup(func() { p.conn.Stop("done") })
+	topic := "new topic"
+	err = p.SendRoomMeta(ctx, n.channelKey("#c"), nil, &topic)
+	if err == nil || !strings.Contains(err.Error(), "not a channel operator") {
+		t.Fatalf("SendRoomMeta = %v, want the server's refusal", err)
+	}
+}

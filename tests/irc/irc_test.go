@@ -57,16 +57,19 @@ func TestMain(m *testing.M) {
 }
 
 func networks(s *stack) map[string]any {
-	return map[string]any{"connects_per_second": 50, "networks": []map[string]any{
-		{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50, "casemapping": "ascii",
-			"channels": []string{"#announce"}},
-		{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
-			"redaction_notice": "{{.Nick}} deleted a message"},
-		{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
-		{"name": "idlenet", "address": s.ngircd.Addr, "bot_nick": "idlebot", "idle_timeout": "1s", "puppet_nick": "{{.Localpart}}_idle"},
-		// rotnet's first server refuses connections: the bridge rotates to the fallback.
-		{"name": "rotnet", "address": s.deadAddr, "fallback_addresses": []string{s.ngircd.Addr}, "bot_nick": "rotbot"},
-	}}
+	return map[string]any{"connects_per_second": 50,
+		// extended-join gives real names (inspircd): ghosts show them.
+		"displayname_template": "{{.}}{{if .RealName}} ({{.RealName}}){{end}}",
+		"networks": []map[string]any{
+			{"name": "testnet", "address": s.proxy.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50, "casemapping": "ascii",
+				"channels": []string{"#announce"}},
+			{"name": "v3net", "address": s.inspircd.Addr, "bot_nick": "passbot", "messages_per_second": 50, "burst": 50,
+				"redaction_notice": "{{.Nick}} deleted a message"},
+			{"name": "consentnet", "address": s.ngircd.Addr, "bot_nick": "consentbot", "plumb_consent": true},
+			{"name": "idlenet", "address": s.ngircd.Addr, "bot_nick": "idlebot", "idle_timeout": "1s", "puppet_nick": "{{.Localpart}}_idle"},
+			// rotnet's first server refuses connections: the bridge rotates to the fallback.
+			{"name": "rotnet", "address": s.deadAddr, "fallback_addresses": []string{s.ngircd.Addr}, "bot_nick": "rotbot"},
+		}}
 }
 
 func setup(m *testing.M) (int, error) {
@@ -394,6 +397,15 @@ func TestIRCv3(t *testing.T) {
 	if count != 1 {
 		t.Fatalf("the first line arrived %d times", count)
 	}
+	// extended-join: a newcomer's ghost shows their real name.
+	jay := newIRC(t, shared.inspircd.Addr, "ircjay")
+	must(t, jay.Join(ctx, "#v3"))
+	_, err = jo.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("v3net", "ircjay").String() &&
+			e.Content.AsMember().Displayname == "ircjay (ircjay test user)"
+	})
+	must(t, err)
+
 	// away-notify: ivy going away shows as her ghost's presence.
 	must(t, ivy.Raw("AWAY :at lunch"))
 	for {
