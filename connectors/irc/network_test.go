@@ -208,3 +208,21 @@ func TestIDs(t *testing.T) {
 		t.Error("casemapping table wrong")
 	}
 }
+
+// TestMaxConnections: past the network's connection budget, users get no puppet of
+// their own (the core relays them instead).
+func TestMaxConnections(t *testing.T) {
+	n, _ := testNetwork(t, time.Minute)
+	n.cfg.MaxConnections = 1
+	key := n.channelKey("#c")
+	first, err := n.c.AutoLogin(context.Background(), "@a:example.org", key)
+	if err != nil || first == nil {
+		t.Fatalf("first auto-login = %v, %v", first, err)
+	}
+	if _, err = n.loadPuppet(&bridge.Login{Connector: "irc", ID: first.ID, UserMXID: "@a:example.org", Metadata: first.Metadata}); err != nil {
+		t.Fatal(err)
+	}
+	if second, err := n.c.AutoLogin(context.Background(), "@b:example.org", key); err != nil || second != nil {
+		t.Fatalf("auto-login past the limit = %v, %v; want none", second, err)
+	}
+}

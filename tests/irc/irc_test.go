@@ -791,3 +791,36 @@ func TestNickTaken(t *testing.T) {
 	})
 	must(t, err)
 }
+
+// TestJoinCommandQuitNotice: `join irc …` from the management room invites the user to
+// the portal; an IRC NOTICE arrives as m.notice; an IRC QUIT makes the ghost leave.
+func TestJoinCommandQuitNotice(t *testing.T) {
+	ctx := testCtx(t)
+	zoe := newIRC(t, shared.ngircd.Addr, "irczoe")
+	must(t, zoe.Join(ctx, "#joincmd"))
+	amy := newUser(t, "amy")
+	resp, err := amy.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{bot()}})
+	must(t, err)
+	_, err = amy.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool { return e.Sender == bot() })
+	must(t, err)
+	_, err = amy.SendText(ctx, resp.RoomID, "join irc testnet #joincmd")
+	must(t, err)
+	room, err := amy.WaitInvite(ctx, func(roomID id.RoomID, inviter id.UserID) bool { return inviter == bot() && roomID != resp.RoomID })
+	must(t, err)
+	_, err = amy.JoinAndWait(ctx, room.String())
+	must(t, err)
+	must(t, zoe.Raw("NOTICE #joincmd :a notice"))
+	evt, err := amy.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Sender == ghost("testnet", "irczoe") && e.Content.AsMessage().Body == "a notice"
+	})
+	must(t, err)
+	if evt.Content.AsMessage().MsgType != event.MsgNotice {
+		t.Fatalf("IRC NOTICE arrived as %s", evt.Content.AsMessage().MsgType)
+	}
+	must(t, zoe.Raw("QUIT :gone fishing"))
+	_, err = amy.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irczoe").String() &&
+			e.Content.AsMember().Membership == event.MembershipLeave
+	})
+	must(t, err)
+}
