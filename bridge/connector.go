@@ -149,8 +149,7 @@ type Login struct {
 	UserMXID   id.UserID
 	RemoteName string
 	Metadata   json.RawMessage
-	// Relay marks a login that may speak for others in rooms where it is set as relay.
-	CreatedAt time.Time
+	CreatedAt  time.Time
 }
 
 // SessionState is a session's connection state, as reported to the user.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 
@@ -274,9 +273,4 @@ func (ch *connectorHost) parseAlias(alias id.RoomAlias) (string, bool) {
 		return "", false
 	}
 	return localpart[len(ch.aliasPrefix) : len(localpart)-len(ch.aliasSuffix)], true
-}
-
-// isNotFound says whether a homeserver error means the thing does not exist.
-func isNotFound(err error) bool {
-	return errors.Is(err, mautrix.MNotFound)
 }

@@ -18,9 +18,6 @@ import (
 	"github.com/passerelle/passerelle/bridge/database"
 )
 
-// errNotBridgeable is wrapped by errors whose message is meant for the sender.
-var errNotBridgeable = errors.New("not bridged")
-
 // userError is a failure whose text is shown to the Matrix user as is.
 type userError struct{ msg string }
 

@@ -1,7 +1,6 @@
 package irc
 
 import (
-	"context"
 	"regexp"
 	"time"
 
@@ -80,7 +79,7 @@ func (n *network) rejoinedAfterSplit(nick, channel string) bool {
 }
 
 // flushSplits ends every pending split now (shutdown).
-func (n *network) flushSplits(ctx context.Context) {
+func (n *network) flushSplits() {
 	n.mu.Lock()
 	var keys []string
 	for k, sq := range n.splits {

@@ -91,7 +91,7 @@ func (n *network) stop() {
 		puppets = append(puppets, p)
 	}
 	n.mu.Unlock()
-	n.flushSplits(context.Background())
+	n.flushSplits()
 	for _, p := range puppets {
 		p.Disconnect()
 	}
