@@ -131,24 +131,7 @@ func TestStandIn(t *testing.T) {
 	n.cfg.Address = "unused:1"
 	mk := func(loginID string) *puppet {
 		addr, _ := scriptedServer(t, "message-tags")
-		p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: loginID, UserMXID: "@u:example.org"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		connected := make(chan struct{})
-		p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: "u" + loginID[len(loginID)-1:], MinBackoff: 10 * time.Millisecond},
-			func(ctx context.Context, ev ircconn.Event) {
-				if ev.Kind == ircconn.Connected {
-					close(connected)
-				}
-			})
-		p.conn.Start(ctx)
-		t.Cleanup(func() { p.conn.Stop("done") })
-		select {
-		case <-connected:
-		case <-ctx.Done():
-			t.Fatal("puppet never connected")
-		}
+		p := connectedPuppet(t, ctx, n, loginID, addr)
 		p.channels[n.fold("#c")] = "#c"
 		return p
 	}
@@ -179,28 +162,8 @@ func TestLabeledJoinRefusal(t *testing.T) {
 		}
 		return ""
 	})
-	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@u", UserMXID: "@u:example.org"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	connected := make(chan struct{})
-	p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: "u", MinBackoff: 10 * time.Millisecond},
-		func(ctx context.Context, ev ircconn.Event) {
-			if ev.Kind == ircconn.Connected {
-				close(connected)
-			}
-			if ev.Kind == ircconn.Message {
-				p.handleLine(ctx, p.conn, ev.Msg)
-			}
-		})
-	p.conn.Start(ctx)
-	t.Cleanup(func() { p.conn.Stop("done") })
-	select {
-	case <-connected:
-	case <-ctx.Done():
-		t.Fatal("puppet never connected")
-	}
-	err = p.ensureJoined(ctx, p.conn, "#banned")
+	p := connectedPuppet(t, ctx, n, "net/@u", addr)
+	err := p.ensureJoined(ctx, p.conn, "#banned")
 	if err == nil || !strings.Contains(err.Error(), "you are banned") {
 		t.Fatalf("ensureJoined = %v, want the server's reason", err)
 	}
@@ -232,16 +195,30 @@ func TestTopicRefused(t *testing.T) {
 		}
 		return ""
 	})
-	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@u", UserMXID: "@u:example.org"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: "u", MinBackoff: 10 * time.Millisecond}, p.handle)
-	p.conn.Start(ctx)
-	t.Cleanup(func() { p.conn.Stop("done") })
+	p := connectedPuppet(t, ctx, n, "net/@u", addr)
 	topic := "new topic"
-	err = p.SendRoomMeta(ctx, n.channelKey("#c"), nil, &topic)
+	err := p.SendRoomMeta(ctx, n.channelKey("#c"), nil, &topic)
 	if err == nil || !strings.Contains(err.Error(), "not a channel operator") {
 		t.Fatalf("SendRoomMeta = %v, want the server's refusal", err)
 	}
+}
+
+// connectedPuppet loads a puppet whose connection goes to addr (a scripted server) with
+// the real handler, and waits until it is connected.
+func connectedPuppet(t *testing.T, ctx context.Context, n *network, loginID, addr string) *puppet {
+	t.Helper()
+	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: loginID, UserMXID: "@u:example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.meta.Nick = "u" + loginID[len(loginID)-1:]
+	p.conn = ircconn.New(ircconn.Config{Addr: addr, Nick: p.meta.Nick, MinBackoff: 10 * time.Millisecond}, p.handle)
+	p.conn.Start(ctx)
+	t.Cleanup(func() { p.conn.Stop("done") })
+	select {
+	case <-p.connected:
+	case <-ctx.Done():
+		t.Fatal("puppet never connected")
+	}
+	return p
 }

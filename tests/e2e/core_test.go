@@ -3,10 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/connectors/loopback/loopnet"
+	"github.com/passerelle/passerelle/tests/harness"
 )
 
 // TestCore runs the whole core scenario on each database. Steps build on each other
@@ -331,9 +330,7 @@ func (v *variant) testDMPortals(t *testing.T, mgmt id.RoomID) id.RoomID {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err = v.alice.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("dan").String() && e.Content.AsMember().Membership == event.MembershipJoin
-	}); err != nil {
+	if _, err = v.alice.WaitEvent(ctx, resp.RoomID, harness.Membership(ghost("dan"), event.MembershipJoin)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err = v.alice.SendText(ctx, resp.RoomID, "hello dan"); err != nil {
@@ -362,9 +359,7 @@ func (v *variant) testLogout(t *testing.T, mgmt, dm id.RoomID) {
 		t.Fatal(err)
 	}
 	for _, who := range []id.UserID{ghost("carol"), bot()} {
-		if _, err := v.alice.WaitEvent(ctx, dm, func(e *event.Event) bool {
-			return e.Type == event.StateMember && e.GetStateKey() == who.String() && e.Content.AsMember().Membership == event.MembershipLeave
-		}); err != nil {
+		if _, err := v.alice.WaitEvent(ctx, dm, harness.Membership(who, event.MembershipLeave)); err != nil {
 			t.Fatalf("%s did not leave the logged-out DM: %v", who, err)
 		}
 	}
@@ -458,9 +453,7 @@ func (v *variant) testPlumbing(t *testing.T, portal id.RoomID) {
 	if _, err = v.dave.WaitEvent(ctx, room, noticeFrom(bot(), "no longer linked")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = v.dave.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("bob").String() && e.Content.AsMember().Membership == event.MembershipLeave
-	}); err != nil {
+	if _, err = v.dave.WaitEvent(ctx, room, harness.Membership(ghost("bob"), event.MembershipLeave)); err != nil {
 		t.Fatalf("ghost did not leave the unplumbed room: %v", err)
 	}
 	if _, err = v.dave.SendText(ctx, room, "after unplumb"); err != nil {
@@ -489,9 +482,7 @@ func (v *variant) redact(t *testing.T, roomID id.RoomID, target id.EventID) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evt := map[string]any{"type": "m.room.redaction", "room_id": roomID, "event_id": resp.EventID, "sender": v.alice.UserID,
-		"redacts": target, "content": map[string]any{"redacts": target}, "origin_server_ts": time.Now().UnixMilli()}
-	v.pushTransaction(t, "redact-"+resp.EventID.String(), evt)
+	v.pushTransaction(t, "redact-"+resp.EventID.String(), harness.RedactionEvent(v.alice.UserID, roomID, resp.EventID, target))
 }
 
 // pushTransaction sends a transaction to the bridge as the homeserver does.
@@ -503,18 +494,7 @@ func (v *variant) pushTransaction(t *testing.T, txnID string, events ...any) {
 // pushRaw sends a transaction body to the bridge as the homeserver does.
 func (v *variant) pushRaw(t *testing.T, txnID string, txn map[string]any) {
 	t.Helper()
-	body, err := json.Marshal(txn)
-	if err != nil {
+	if err := harness.PushTransaction(v.ctx(), shared.port, shared.reg.ServerToken, txnID, txn); err != nil {
 		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/%s", shared.port, url.PathEscape(txnID)), bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+shared.reg.ServerToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("pushing transaction: %s", resp.Status)
 	}
 }

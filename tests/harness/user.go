@@ -345,3 +345,11 @@ func TextFrom(sender id.UserID, body string) func(*event.Event) bool {
 		return msg != nil && msg.Body == body
 	}
 }
+
+// Membership matches a membership event of user; an empty membership matches any.
+func Membership(user id.UserID, membership event.Membership) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		return evt.Type == event.StateMember && evt.GetStateKey() == user.String() &&
+			(membership == "" || evt.Content.AsMember().Membership == membership)
+	}
+}

@@ -4,9 +4,7 @@
 package irc
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -187,9 +185,7 @@ func TestPortalByAlias(t *testing.T) {
 	room, err := alice.JoinAndWait(ctx, "#irc_testnet_#lobby:"+harness.DefaultDomain)
 	must(t, err)
 	// bob was in the channel first: his ghost is in the room, as an op.
-	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircbob").String()
-	})
+	_, err = alice.WaitEvent(ctx, room, harness.Membership(ghost("testnet", "ircbob"), ""))
 	must(t, err)
 
 	// Channel names are casemapped: #LOBBY is the same portal.
@@ -263,10 +259,7 @@ func TestPortalByAlias(t *testing.T) {
 	// leaves, the new one joins) and is kicked.
 	carol := newIRC(t, addr, "irccarol")
 	must(t, carol.Join(ctx, "#lobby"))
-	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irccarol").String() &&
-			e.Content.AsMember().Membership == event.MembershipJoin
-	})
+	_, err = alice.WaitEvent(ctx, room, harness.Membership(ghost("testnet", "irccarol"), event.MembershipJoin))
 	must(t, err)
 	must(t, bob.Raw("MODE #lobby +o irccarol"))
 	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
@@ -274,10 +267,7 @@ func TestPortalByAlias(t *testing.T) {
 	})
 	must(t, err)
 	must(t, carol.Raw("NICK irccarol2"))
-	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irccarol2").String() &&
-			e.Content.AsMember().Membership == event.MembershipJoin
-	})
+	_, err = alice.WaitEvent(ctx, room, harness.Membership(ghost("testnet", "irccarol2"), event.MembershipJoin))
 	must(t, err)
 	must(t, bob.Raw("KICK #lobby irccarol2 :out"))
 	_, err = alice.WaitEvent(ctx, room, func(e *event.Event) bool {
@@ -326,9 +316,7 @@ func TestDM(t *testing.T) {
 	fay := newIRC(t, addr, "ircfay")
 	resp, err := erin.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{ghost("testnet", "ircfay")}})
 	must(t, err)
-	_, err = erin.WaitEvent(ctx, resp.RoomID, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircfay").String() && e.Content.AsMember().Membership == event.MembershipJoin
-	})
+	_, err = erin.WaitEvent(ctx, resp.RoomID, harness.Membership(ghost("testnet", "ircfay"), event.MembershipJoin))
 	must(t, err)
 	_, err = erin.SendText(ctx, resp.RoomID, "hello fay")
 	must(t, err)
@@ -353,9 +341,7 @@ func TestPlumbing(t *testing.T) {
 		return e.Sender == bot() && strings.Contains(e.Content.AsMessage().Body, "now linked")
 	})
 	must(t, err)
-	_, err = hank.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircgus").String()
-	})
+	_, err = hank.WaitEvent(ctx, room, harness.Membership(ghost("testnet", "ircgus"), ""))
 	must(t, err)
 	must(t, gus.Privmsg("#plumbed", "hi plumbed room"))
 	_, err = hank.WaitEvent(ctx, room, textFrom(ghost("testnet", "ircgus"), "hi plumbed room"))
@@ -598,9 +584,7 @@ func TestMoreBehaviour(t *testing.T) {
 	// Kicking a ghost from Matrix kicks the IRC user, through mia's opped puppet.
 	olly := newIRC(t, addr, "ircolly")
 	must(t, olly.Join(ctx, "#more"))
-	_, err = mia.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "ircolly").String()
-	})
+	_, err = mia.WaitEvent(ctx, room, harness.Membership(ghost("testnet", "ircolly"), ""))
 	must(t, err)
 	_, err = mia.KickUser(ctx, room, &mautrix.ReqKickUser{UserID: ghost("testnet", "ircolly"), Reason: "bye olly"})
 	must(t, err)
@@ -726,17 +710,8 @@ func TestServerRotation(t *testing.T) {
 // never pushes m.room.redaction to appservices (element-hq/dendrite#3445).
 func pushRedaction(t *testing.T, sender id.UserID, roomID id.RoomID, redactionID, target id.EventID) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"events": []any{map[string]any{"type": "m.room.redaction", "room_id": roomID,
-		"event_id": redactionID, "sender": sender, "redacts": target, "content": map[string]any{"redacts": target},
-		"origin_server_ts": time.Now().UnixMilli()}}})
-	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/redact-%s", shared.port, redactionID), bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+shared.reg.ServerToken)
-	resp, err := http.DefaultClient.Do(req)
-	must(t, err)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("pushing redaction: %s", resp.Status)
-	}
+	must(t, harness.PushTransaction(testCtx(t), shared.port, shared.reg.ServerToken, "redact-"+redactionID.String(),
+		map[string]any{"events": []any{harness.RedactionEvent(sender, roomID, redactionID, target)}}))
 }
 
 func msgHas(m ircmsg.Message, s string) bool {
@@ -818,9 +793,6 @@ func TestJoinCommandQuitNotice(t *testing.T) {
 		t.Fatalf("IRC NOTICE arrived as %s", evt.Content.AsMessage().MsgType)
 	}
 	must(t, zoe.Raw("QUIT :gone fishing"))
-	_, err = amy.WaitEvent(ctx, room, func(e *event.Event) bool {
-		return e.Type == event.StateMember && e.GetStateKey() == ghost("testnet", "irczoe").String() &&
-			e.Content.AsMember().Membership == event.MembershipLeave
-	})
+	_, err = amy.WaitEvent(ctx, room, harness.Membership(ghost("testnet", "irczoe"), event.MembershipLeave))
 	must(t, err)
 }
