@@ -307,6 +307,9 @@ type ChatInfo struct {
 	Topic string
 	// AvatarURL is an mxc:// URI or empty.
 	AvatarURL id.ContentURI
+	// Avatar is the chat's picture as bytes, for connectors without an mxc URI: the
+	// core uploads it and uses it as AvatarURL.
+	Avatar *Media `json:"avatar,omitempty"`
 	// IsDM marks a one-to-one chat with OtherUser.
 	IsDM      bool
 	OtherUser string
@@ -403,6 +406,10 @@ type RemoteEvent struct {
 	Typing bool `json:"typing,omitempty"`
 	// PowerLevel for RemotePowerLevel.
 	PowerLevel *int `json:"power_level,omitempty"`
+	// ReplaceReactions marks a RemoteReaction on a network that allows one reaction per
+	// person and message: the sender's earlier reactions to the target are removed.
+	// A RemoteUnreaction with an empty Emoji removes all of them.
+	ReplaceReactions bool `json:"replace_reactions,omitempty"`
 }
 
 // NewUserError makes an error whose text the core shows the Matrix user as is (why a
@@ -423,7 +430,13 @@ type MessageContent struct {
 	// MentionedMatrixUsers are Matrix users mentioned (remote→Matrix: someone on the
 	// network named a Matrix user's puppet).
 	MentionedMatrixUsers []id.UserID `json:"mentioned_matrix_users,omitempty"`
+	// GeoURI is the location of an m.location message ("geo:48.85,2.29").
+	GeoURI string `json:"geo_uri,omitempty"`
 }
+
+// MsgSticker is the MessageContent.MsgType of a sticker: the core sends it as an
+// m.sticker event.
+const MsgSticker event.MessageType = "m.sticker"
 
 // Media is a file to bridge. For remote→Matrix, Data holds the bytes (the core uploads
 // them); for Matrix→remote, URL holds the mxc URI and Data the downloaded bytes.
@@ -436,6 +449,12 @@ type Media struct {
 	// PublicURL (Matrix→remote) is a link anyone can open, served by the bridge when
 	// appservice.public_address is set; networks without files send it instead.
 	PublicURL string `json:"public_url,omitempty"`
+	// Width, Height (pixels) and DurationMS describe images, videos and audio when the
+	// network says; Voice marks a voice note.
+	Width      int  `json:"width,omitempty"`
+	Height     int  `json:"height,omitempty"`
+	DurationMS int  `json:"duration_ms,omitempty"`
+	Voice      bool `json:"voice,omitempty"`
 }
 
 // MatrixSender is the Matrix user behind an outgoing event, with what relay formats need.

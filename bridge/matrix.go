@@ -466,7 +466,7 @@ func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.Us
 // neutralContent turns Matrix message content into the network-neutral form, fetching
 // media so connectors never talk to the homeserver.
 func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEventContent) (*MessageContent, error) {
-	mc := &MessageContent{MsgType: content.MsgType, Body: content.Body}
+	mc := &MessageContent{MsgType: content.MsgType, Body: content.Body, GeoURI: content.GeoURI}
 	if content.Format == event.FormatHTML {
 		mc.FormattedBody = content.FormattedBody
 	}
@@ -494,9 +494,10 @@ func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEven
 			return nil, fmt.Errorf("downloading media: %w", err)
 		}
 		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: content.URL, Size: len(data),
-			PublicURL: br.publicMediaURL(uri, content.GetFileName())}
+			PublicURL: br.publicMediaURL(uri, content.GetFileName()), Voice: content.MSC3245Voice != nil}
 		if content.Info != nil {
 			mc.Media.MimeType = content.Info.MimeType
+			mc.Media.Width, mc.Media.Height, mc.Media.DurationMS = content.Info.Width, content.Info.Height, content.Info.Duration
 		}
 	}
 	return mc, nil

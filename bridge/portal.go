@@ -84,6 +84,9 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	key := info.Key
 	log := br.Log.With().Object("portal", key).Logger()
 	bot := br.AS.BotIntent()
+	if err := br.uploadChatAvatar(ctx, info); err != nil {
+		log.Warn().Err(err).Msg("Chat avatar not set")
+	}
 	if err := br.DB.UpsertPortal(ctx, &database.PortalRow{
 		Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver,
 		Name: info.Name, Topic: info.Topic, AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: info.OtherUser,
@@ -159,6 +162,15 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		return "", err
 	}
 	log.Info().Msg("Created portal room")
+	if invite != "" && key.Receiver != "" {
+		// A chat of the user's own account: with double puppeting they are in it at
+		// once, as they are on the network, instead of facing an invite.
+		if dp := br.doublePuppetIntent(ctx, invite); dp != nil {
+			if err = dp.EnsureJoined(ctx, roomID); err != nil {
+				log.Warn().Err(err).Msg("Double puppet could not join the new portal")
+			}
+		}
+	}
 	if dmGhost != "" {
 		if err = br.AS.Intent(dmGhost).EnsureJoined(ctx, roomID); err != nil {
 			log.Warn().Err(err).Msg("DM ghost could not join portal")

@@ -42,6 +42,9 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 			return err
 		}
 		info := evt.ChatInfo
+		if err = br.uploadChatAvatar(ctx, info); err != nil {
+			return err
+		}
 		if old != nil && old.Name == info.Name && old.Topic == info.Topic && old.AvatarURL == info.AvatarURL.String() {
 			return nil // nothing changed (a reconnect repeats what we know)
 		}
@@ -177,7 +180,11 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if evt.ID != "" {
 			content.Raw = map[string]any{remoteIDKey: evt.ID}
 		}
-		eventID, err := send(event.EventMessage, content)
+		evtType := event.EventMessage
+		if parsed := content.Parsed.(*event.MessageEventContent); parsed.MsgType == MsgSticker {
+			evtType, parsed.MsgType = event.EventSticker, ""
+		}
+		eventID, err := send(evtType, content)
 		if err != nil {
 			return err
 		}
@@ -230,6 +237,11 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		} else if existing != nil {
 			return nil
 		}
+		if evt.ReplaceReactions {
+			if err := br.removeReactions(ctx, room, evt, intent, seq, senderKey); err != nil {
+				return err
+			}
+		}
 		content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation,
 			EventID: id.EventID(target.EventID), Key: evt.Emoji}}
 		eventID, err := send(event.EventReaction, &event.Content{Parsed: content})
@@ -244,6 +256,9 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 			Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: remoteID,
 			Kind: database.KindReaction, SenderMXID: senderKey, TargetRemoteID: evt.TargetID, Emoji: evt.Emoji})
 	case RemoteUnreaction:
+		if evt.Emoji == "" {
+			return br.removeReactions(ctx, room, evt, intent, seq, "remote:"+evt.Sender.RemoteID)
+		}
 		row, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, "remote:"+evt.Sender.RemoteID, evt.Emoji)
 		if err != nil || row == nil {
 			return err
@@ -287,6 +302,12 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 			return nil
 		}
 		bot := br.AS.BotIntent()
+		if !evt.ChatInfo.AvatarURL.IsEmpty() {
+			if _, err := bot.SendStateEvent(ctx, roomID, event.StateRoomAvatar, "",
+				&event.RoomAvatarEventContent{URL: evt.ChatInfo.AvatarURL.CUString()}); err != nil {
+				return fmt.Errorf("setting room avatar: %w", err)
+			}
+		}
 		if evt.ChatInfo.Name != "" {
 			if _, err := bot.SetRoomName(ctx, roomID, evt.ChatInfo.Name); err != nil {
 				return fmt.Errorf("setting room name: %w", err)
@@ -316,6 +337,38 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 	default:
 		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
 	}
+}
+
+// removeReactions redacts every reaction a remote sender put on the event's target.
+func (br *Bridge) removeReactions(ctx context.Context, room *database.RoomRow, evt *RemoteEvent, intent *appservice.IntentAPI, seq int64, senderKey string) error {
+	rows, err := br.DB.ReactionsBy(ctx, room.RoomID, evt.TargetID, senderKey)
+	if err != nil {
+		return err
+	}
+	for i, row := range rows {
+		txn := fmt.Sprintf("%s-unreact%d", remoteTxnID(evt, id.RoomID(room.RoomID), seq), i)
+		if _, err = intent.RedactEvent(ctx, id.RoomID(room.RoomID), id.EventID(row.EventID), mautrix.ReqRedact{TxnID: txn}); err != nil {
+			return fmt.Errorf("redacting replaced reaction: %w", err)
+		}
+		if err = br.DB.DeleteMessagesByEvent(ctx, room.RoomID, row.EventID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// uploadChatAvatar turns a chat picture given as bytes into its mxc URI.
+func (br *Bridge) uploadChatAvatar(ctx context.Context, info *ChatInfo) error {
+	if info == nil || info.Avatar == nil || len(info.Avatar.Data) == 0 || !info.AvatarURL.IsEmpty() {
+		return nil
+	}
+	resp, err := br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
+	if err != nil {
+		return fmt.Errorf("uploading chat avatar: %w", err)
+	}
+	info.AvatarURL = resp.ContentURI
+	info.Avatar = nil
+	return nil
 }
 
 // remoteIDKey marks bridged messages with their remote ID, so a crash between sending
@@ -362,7 +415,7 @@ func ignoreForbidden(err error) error {
 // matrixContent turns a network-neutral message into Matrix content: uploads media,
 // resolves the reply target, turns mentions into m.mentions.
 func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *MessageContent, replyTarget func(string) id.EventID) (*event.Content, error) {
-	content := &event.MessageEventContent{MsgType: mc.MsgType, Body: mc.Body}
+	content := &event.MessageEventContent{MsgType: mc.MsgType, Body: mc.Body, GeoURI: mc.GeoURI}
 	if content.MsgType == "" {
 		content.MsgType = event.MsgText
 	}
@@ -376,7 +429,12 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *Mess
 			return nil, fmt.Errorf("uploading media: %w", err)
 		}
 		content.URL = resp.ContentURI.CUString()
-		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: len(mc.Media.Data)}
+		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: len(mc.Media.Data),
+			Width: mc.Media.Width, Height: mc.Media.Height, Duration: mc.Media.DurationMS}
+		if mc.Media.Voice {
+			content.MSC3245Voice = &event.MSC3245Voice{}
+			content.MSC1767Audio = &event.MSC1767Audio{Duration: mc.Media.DurationMS}
+		}
 		if content.Body == "" {
 			content.Body = mc.Media.FileName
 		}

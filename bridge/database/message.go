@@ -74,6 +74,13 @@ func (db *Database) ReactionBy(ctx context.Context, roomID, targetRemoteID, send
 	return msgs[0], nil
 }
 
+// ReactionsBy returns every reaction one sender put on a message in a room, whatever
+// the emoji (for networks that allow one reaction per person).
+func (db *Database) ReactionsBy(ctx context.Context, roomID, targetRemoteID, senderKey string) ([]*MessageRow, error) {
+	return db.queryMessages(ctx, `WHERE room_id=$1 AND kind='reaction' AND target_remote_id=$2 AND sender_mxid=$3`,
+		roomID, targetRemoteID, senderKey)
+}
+
 // InsertMessages stores mappings; rows already present are left as they are.
 func (db *Database) InsertMessages(ctx context.Context, msgs ...*MessageRow) error {
 	return db.DoTxn(ctx, nil, func(ctx context.Context) error {

@@ -218,6 +218,30 @@ func (u *User) WaitEvent(ctx context.Context, roomID id.RoomID, match func(*even
 	}
 }
 
+// WaitAnyEvent is WaitEvent over every room the user sees: it returns the first
+// recorded event for which match returns true, and its room. Rooms the bridge creates
+// and joins the user to (double puppeting) are found this way.
+func (u *User) WaitAnyEvent(ctx context.Context, match func(roomID id.RoomID, evt *event.Event) bool) (id.RoomID, *event.Event, error) {
+	for {
+		u.mu.Lock()
+		for roomID, log := range u.rooms {
+			for _, evt := range log.events {
+				if match(roomID, evt) {
+					u.mu.Unlock()
+					return roomID, evt, nil
+				}
+			}
+		}
+		changed := u.changed
+		u.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", nil, fmt.Errorf("%s waiting for an event in any room: %w", u.UserID, ctx.Err())
+		}
+	}
+}
+
 // WaitInvite returns the room of the first recorded invitation, including ones
 // recorded before the call, for which match returns true (nil matches any). It blocks
 // until one arrives or ctx ends.
