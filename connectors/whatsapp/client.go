@@ -3,16 +3,21 @@ package whatsapp
 
 import (
 	"context"
+	"time"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/proto/waWeb"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
 	waLog "go.mau.fi/whatsmeow/util/log"
 )
 
-// Client is the narrow slice of *whatsmeow.Client the connector uses. Tests replace it
-// with a fake that produces whatsmeow's own QR-channel items and event types, since
-// WhatsApp's servers are unreachable from tests.
+// Client is the narrow slice of *whatsmeow.Client the connector uses. Tests replace its
+// network half with a fake that produces whatsmeow's own QR-channel items and event
+// types, since WhatsApp's servers are unreachable from tests; the message builders stay
+// whatsmeow's own.
 type Client interface {
 	Connect() error
 	Disconnect()
@@ -27,17 +32,41 @@ type Client interface {
 	RemoveEventHandler(id uint32) bool
 	// DeviceJID is the device's JID (Store.ID), nil until paired.
 	DeviceJID() *types.JID
+	// Device is the session store the client works on (contacts, LID mappings).
+	Device() *store.Device
+
+	SendMessage(ctx context.Context, to types.JID, message *waE2E.Message, extra ...whatsmeow.SendRequestExtra) (whatsmeow.SendResponse, error)
+	MarkRead(ctx context.Context, ids []types.MessageID, timestamp time.Time, chat, sender types.JID, receiptTypeExtra ...types.ReceiptType) error
+	SendChatPresence(ctx context.Context, jid types.JID, state types.ChatPresence, media types.ChatPresenceMedia) error
+	SendPresence(ctx context.Context, state types.Presence) error
+	Download(ctx context.Context, msg whatsmeow.DownloadableMessage) ([]byte, error)
+	Upload(ctx context.Context, plaintext []byte, mediaType whatsmeow.MediaType) (whatsmeow.UploadResponse, error)
+	GetGroupInfo(ctx context.Context, jid types.JID) (*types.GroupInfo, error)
+	GetProfilePictureInfo(ctx context.Context, jid types.JID, params *whatsmeow.GetProfilePictureParams) (*types.ProfilePictureInfo, error)
+	IsOnWhatsApp(ctx context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error)
+
+	// Message builders: pure functions of the client's own JID.
+	BuildEdit(chat types.JID, id types.MessageID, newContent *waE2E.Message) *waE2E.Message
+	BuildRevoke(chat, sender types.JID, id types.MessageID) *waE2E.Message
+	BuildReaction(chat, sender types.JID, id types.MessageID, reaction string) *waE2E.Message
+	ParseWebMessage(chatJID types.JID, webMsg *waWeb.WebMessageInfo) (*events.Message, error)
 }
 
-// clientFactory makes a Client for a device; the real one wraps whatsmeow.NewClient.
-type clientFactory func(device *store.Device, log waLog.Logger) Client
+// ClientFactory makes a Client for a device; the production one wraps
+// whatsmeow.NewClient. Test builds pass another with WithClientFactory.
+type ClientFactory func(device *store.Device, log waLog.Logger) Client
 
-// newRealClient is the production clientFactory.
-func newRealClient(device *store.Device, log waLog.Logger) Client {
-	return &realClient{Client: whatsmeow.NewClient(device, log)}
+// NewRealClient is the production ClientFactory. Fakes embed its result so the
+// message builders they do not override stay whatsmeow's.
+func NewRealClient(device *store.Device, log waLog.Logger) Client {
+	cli := whatsmeow.NewClient(device, log)
+	// History sync is requested in full only on first pairing; the bridge takes what
+	// the phone sends then and bridges up to the configured count per chat.
+	cli.EnableAutoReconnect = true
+	return &realClient{Client: cli}
 }
 
-var _ clientFactory = newRealClient
+var _ ClientFactory = NewRealClient
 
 // realClient adapts *whatsmeow.Client to Client. Most methods are promoted from the
 // embedded client; only the ones whose shapes differ are written out.
@@ -55,5 +84,7 @@ func (c *realClient) DeviceJID() *types.JID {
 	}
 	return c.Client.Store.ID
 }
+
+func (c *realClient) Device() *store.Device { return c.Client.Store }
 
 var _ Client = (*realClient)(nil)

@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,17 +33,39 @@ const pairCodeLifetime = 3 * time.Minute
 // accepts the `Browser (OS)` form with common names.
 const pairClientDisplayName = "Chrome (Linux)"
 
+// loginMetadata is what the core stores for a WhatsApp login: the device to load from
+// whatsmeow's store (the keys themselves stay in the store).
+type loginMetadata struct {
+	DeviceJID string `json:"device_jid"`
+}
+
+// pairedHook is told about a successful pairing before the login is reported done; it
+// takes over the connected client, or refuses the login with a user error.
+type pairedHook func(client Client, device types.JID) (note string, err error)
+
 // newLoginFromJID builds the login a successful pairing produces.
-func newLoginFromJID(jid *types.JID) (*bridge.LoginStep, error) {
+func newLoginFromJID(jid *types.JID, client Client, hook pairedHook) (*bridge.LoginStep, error) {
 	if jid == nil || jid.IsEmpty() {
 		return nil, errors.New("whatsapp: pairing succeeded but the device has no JID")
 	}
+	note := ""
+	if hook != nil {
+		var err error
+		if note, err = hook(client, *jid); err != nil {
+			return nil, err
+		}
+	}
+	meta, err := json.Marshal(loginMetadata{DeviceJID: jid.String()})
+	if err != nil {
+		return nil, fmt.Errorf("whatsapp: encoding login metadata: %w", err)
+	}
 	return &bridge.LoginStep{
 		Type:         bridge.StepDone,
-		Instructions: "Logged in to WhatsApp as " + remoteName(*jid) + ".",
+		Instructions: "Logged in to WhatsApp as " + remoteName(*jid) + "." + note,
 		Login: &bridge.NewLogin{
-			ID:         jid.String(),
+			ID:         loginID(*jid),
 			RemoteName: remoteName(*jid),
+			Metadata:   meta,
 		},
 	}, nil
 }
@@ -59,6 +82,7 @@ func remoteName(jid types.JID) string {
 // time WhatsApp rotates it.
 type qrLogin struct {
 	client Client
+	paired pairedHook
 
 	mu       sync.Mutex
 	qr       <-chan whatsmeow.QRChannelItem
@@ -113,15 +137,17 @@ func (l *qrLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 		l.fail()
 		return nil, bridge.NewUserError(msgLoginCancelled)
 	}
-	step, err := qrItemStep(item, l.client)
+	step, err := qrItemStep(item, l.client, l.paired)
 	if err != nil {
 		l.fail()
+	} else if step.Type == bridge.StepDone {
+		l.handOver()
 	}
 	return step, err
 }
 
 // qrItemStep turns one QR channel item into a login step or a user-facing error.
-func qrItemStep(item whatsmeow.QRChannelItem, client Client) (*bridge.LoginStep, error) {
+func qrItemStep(item whatsmeow.QRChannelItem, client Client, hook pairedHook) (*bridge.LoginStep, error) {
 	switch item.Event {
 	case whatsmeow.QRChannelEventCode:
 		instr := "Scan this QR code with WhatsApp on your phone (Settings → Linked devices → Link a device)."
@@ -135,7 +161,7 @@ func qrItemStep(item whatsmeow.QRChannelItem, client Client) (*bridge.LoginStep,
 			Instructions: instr,
 		}, nil
 	case whatsmeow.QRChannelSuccess.Event:
-		return newLoginFromJID(client.DeviceJID())
+		return newLoginFromJID(client.DeviceJID(), client, hook)
 	case whatsmeow.QRChannelTimeout.Event:
 		return nil, bridge.NewUserError(msgQRExpired)
 	case whatsmeow.QRChannelClientOutdated.Event:
@@ -151,6 +177,16 @@ func qrItemStep(item whatsmeow.QRChannelItem, client Client) (*bridge.LoginStep,
 
 // fail frees the QR channel and the connection after a failed login.
 func (l *qrLogin) fail() { l.Cancel() }
+
+// handOver ends the flow without disconnecting: the session now owns the client.
+func (l *qrLogin) handOver() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.finished {
+		l.finished = true
+		l.stopQR()
+	}
+}
 
 // Cancel stops the QR channel and disconnects. A stored device stays usable: the
 // session made by LoadLogin opens its own client.
@@ -173,6 +209,7 @@ func (l *qrLogin) Cancel() {
 // the user types the displayed code there.
 type pairLogin struct {
 	client Client
+	paired pairedHook
 	phone  string
 	// expiry makes the code-expiry timer; tests replace it.
 	expiry func(time.Duration) <-chan time.Time
@@ -317,7 +354,13 @@ func (l *pairLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 				if dev := l.client.DeviceJID(); dev != nil && !dev.IsEmpty() {
 					jid = *dev
 				}
-				return newLoginFromJID(&jid)
+				step, err := newLoginFromJID(&jid, l.client, l.paired)
+				if err != nil {
+					l.Cancel()
+					return nil, err
+				}
+				l.handOver()
+				return step, nil
 			}
 			if err := l.eventError(evt); err != nil {
 				l.Cancel()
@@ -325,6 +368,19 @@ func (l *pairLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 			}
 		}
 	}
+}
+
+// handOver removes the login's event handler without disconnecting: the session now
+// owns the client.
+func (l *pairLogin) handOver() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.finished {
+		return
+	}
+	l.finished = true
+	close(l.done)
+	l.client.RemoveEventHandler(l.handler)
 }
 
 // Cancel removes the event handler and disconnects.

@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ import (
 // fakeClient stands in for *whatsmeow.Client: the test feeds its QR channel with
 // whatsmeow.QRChannelItem values and dispatches whatsmeow events to its handlers.
 type fakeClient struct {
+	// Client is nil: the login flows must not call anything else, and a call panics.
+	Client
 	mu             sync.Mutex
 	calls          []string
 	qr             chan whatsmeow.QRChannelItem
@@ -225,9 +228,6 @@ func TestQRLogin(t *testing.T) {
 			if !strings.HasPrefix(f.callList(), "GetQRChannel,Connect") {
 				t.Errorf("calls = %s; the QR channel must be requested before connecting", f.callList())
 			}
-			if f.disconnectSeen != 1 {
-				t.Errorf("Disconnect called %d times, want 1", f.disconnectSeen)
-			}
 			if tc.wantDone {
 				if err != nil {
 					t.Fatalf("login failed: %v", err)
@@ -235,10 +235,15 @@ func TestQRLogin(t *testing.T) {
 				if step.Type != bridge.StepDone || step.Login == nil {
 					t.Fatalf("last step = %+v, want done", step)
 				}
-				if step.Login.ID != testJID.String() || step.Login.RemoteName != "+33612345678" {
-					t.Errorf("login = %+v", step.Login)
+				checkLogin(t, step.Login)
+				// The connected client is handed over to the session, not disconnected.
+				if f.disconnectSeen != 0 {
+					t.Errorf("Disconnect called %d times after a successful login, want 0", f.disconnectSeen)
 				}
 				return
+			}
+			if f.disconnectSeen != 1 {
+				t.Errorf("Disconnect called %d times, want 1", f.disconnectSeen)
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
@@ -332,9 +337,10 @@ func TestPairLogin(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Wait: %v", err)
 				}
-				if step.Type != bridge.StepDone || step.Login == nil || step.Login.ID != testJID.String() || step.Login.RemoteName != "+33612345678" {
+				if step.Type != bridge.StepDone || step.Login == nil {
 					t.Fatalf("step = %+v", step)
 				}
+				checkLogin(t, step.Login)
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -385,5 +391,18 @@ func TestPairLoginOutdatedBeforeCode(t *testing.T) {
 	}
 	if strings.Contains(f.callList(), "PairPhone") {
 		t.Fatalf("asked for a code on an outdated client: %s", f.callList())
+	}
+}
+
+// checkLogin checks a finished login: keyed on the account (so linking it again
+// replaces the old link), with the device to load in its metadata.
+func checkLogin(t *testing.T, l *bridge.NewLogin) {
+	t.Helper()
+	var meta loginMetadata
+	if err := json.Unmarshal(l.Metadata, &meta); err != nil {
+		t.Fatalf("login metadata: %v", err)
+	}
+	if l.ID != testJID.ToNonAD().String() || l.RemoteName != "+33612345678" || meta.DeviceJID != testJID.String() {
+		t.Errorf("login = %+v, metadata %+v", l, meta)
 	}
 }

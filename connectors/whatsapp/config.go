@@ -1,0 +1,47 @@
+package whatsapp
+
+import (
+	"fmt"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the connector's block in the bridge config (connectors.whatsapp).
+type Config struct {
+	// HistoryCount is how many of each chat's most recent messages the history sync
+	// sent at login bridges into the new portal; 0 bridges none.
+	HistoryCount *int `yaml:"history_count"`
+	// BridgeStatusBroadcast bridges the status@broadcast chat (people's stories),
+	// which most users do not want as a room.
+	BridgeStatusBroadcast bool `yaml:"bridge_status_broadcast"`
+	// MaxMediaBytes caps files bridged in either direction; larger ones become a
+	// notice saying so. Default 64 MiB (WhatsApp's own limit for most media).
+	MaxMediaBytes int `yaml:"max_media_bytes"`
+}
+
+const (
+	defaultHistoryCount  = 50
+	defaultMaxMediaBytes = 64 << 20
+)
+
+// parseConfig decodes connectors.whatsapp, filling in defaults.
+func parseConfig(node *yaml.Node) (*Config, error) {
+	var cfg Config
+	if node != nil && node.Kind != 0 {
+		if err := node.Decode(&cfg); err != nil {
+			return nil, fmt.Errorf("connectors.whatsapp: %w", err)
+		}
+	}
+	if cfg.HistoryCount == nil {
+		n := defaultHistoryCount
+		cfg.HistoryCount = &n
+	} else if *cfg.HistoryCount < 0 {
+		return nil, fmt.Errorf("connectors.whatsapp.history_count: must be 0 or more, got %d", *cfg.HistoryCount)
+	}
+	if cfg.MaxMediaBytes == 0 {
+		cfg.MaxMediaBytes = defaultMaxMediaBytes
+	} else if cfg.MaxMediaBytes < 0 {
+		return nil, fmt.Errorf("connectors.whatsapp.max_media_bytes: must be positive, got %d", cfg.MaxMediaBytes)
+	}
+	return &cfg, nil
+}

@@ -1,0 +1,243 @@
+package whatsapp
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/passerelle/passerelle/bridge"
+)
+
+// handleEvent is the session's whatsmeow event handler. Events are queued durably
+// before it returns, and whatsmeow acknowledges a message to WhatsApp only after its
+// handlers return, so a crash loses nothing.
+func (s *session) handleEvent(evt any) {
+	if s.handleConnectionEvent(evt) {
+		return
+	}
+	ctx := s.log.WithContext(s.c.runCtxOr())
+	switch e := evt.(type) {
+	case *events.Message:
+		s.handleMessage(ctx, e, false)
+	case *events.Receipt:
+		s.handleReceipt(ctx, e)
+	case *events.ChatPresence:
+		s.handleChatPresence(ctx, e)
+	case *events.HistorySync:
+		s.handleHistorySync(ctx, e)
+	case *events.GroupInfo:
+		s.handleGroupInfo(ctx, e)
+	case *events.PushName:
+		s.handlePushName(ctx, e)
+	}
+}
+
+// queue hands an event to the core, logging (never dropping silently) a failure.
+func (s *session) queue(ctx context.Context, evt *bridge.RemoteEvent) {
+	evt.Chat.Connector = connectorName
+	evt.Sender.Login = s.login.ID
+	if err := s.c.host.QueueRemoteEvent(ctx, evt); err != nil {
+		s.log.Error().Err(err).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Msg("Queueing WhatsApp event failed")
+	}
+}
+
+// portalKey is the portal of a chat in this login's view.
+func (s *session) portalKey(ctx context.Context, chat types.JID) bridge.PortalKey {
+	return bridge.PortalKey{Connector: connectorName, ChatID: chatID(ctx, s.client.Device(), chat), Receiver: s.login.ID}
+}
+
+// senderOfSource says who did something: the login itself (sent from the phone, shown
+// as the user's double puppet) or a contact's ghost.
+func (s *session) senderOfSource(ctx context.Context, src types.MessageSource, pushName string) bridge.Sender {
+	if src.IsFromMe {
+		return bridge.Sender{IsFromMe: true, RemoteID: ghostID(s.ownJID())}
+	}
+	user := src.Sender
+	if user.Server == types.HiddenUserServer && !src.SenderAlt.IsEmpty() && src.SenderAlt.Server == types.DefaultUserServer {
+		// whatsmeow stores this mapping itself; using it directly spares a lookup.
+		user = src.SenderAlt
+	}
+	user = canonicalUser(ctx, s.client.Device(), user)
+	return bridge.Sender{RemoteID: ghostID(user), Name: s.contactName(ctx, user, pushName)}
+}
+
+// chatOf is the chat a message belongs to: a broadcast list's message lands in the DM
+// with its sender, as on the phone.
+func chatOf(src types.MessageSource) types.JID {
+	if src.IsIncomingBroadcast() && src.Chat != types.StatusBroadcastJID {
+		return src.Sender
+	}
+	return src.Chat
+}
+
+// skipChat says whether a chat is never bridged.
+func (s *session) skipChat(chat types.JID) bool {
+	switch {
+	case chat == types.StatusBroadcastJID:
+		return !s.c.cfg.BridgeStatusBroadcast
+	case chat.Server == types.NewsletterServer, chat.Server == types.BroadcastServer && chat != types.StatusBroadcastJID:
+		return true
+	}
+	return false
+}
+
+// handleMessage bridges one message; backfill marks history-sync messages.
+func (s *session) handleMessage(ctx context.Context, evt *events.Message, backfill bool) {
+	info := evt.Info
+	chat := chatOf(info.MessageSource)
+	if s.skipChat(chat) || evt.Message == nil {
+		return
+	}
+	key := s.portalKey(ctx, chat)
+	sender := s.senderOfSource(ctx, info.MessageSource, info.PushName)
+	log := s.log.With().Object("portal", key).Str("remote_id", info.ID).Logger()
+	ctx = log.WithContext(ctx)
+	msg := evt.Message
+	base := bridge.RemoteEvent{Chat: key, Sender: sender, Timestamp: info.Timestamp}
+	switch {
+	case msg.ProtocolMessage != nil:
+		s.handleProtocolMessage(ctx, base, msg.GetProtocolMessage(), chat)
+		return
+	case msg.ReactionMessage != nil:
+		r := msg.GetReactionMessage()
+		base.TargetID = r.GetKey().GetID()
+		base.Emoji = r.GetText()
+		base.ID = info.ID
+		if base.Emoji == "" {
+			base.Type = bridge.RemoteUnreaction
+		} else {
+			// One reaction per person per message on WhatsApp: a new one replaces it.
+			base.Type = bridge.RemoteReaction
+			base.ReplaceReactions = true
+		}
+		s.queue(ctx, &base)
+		return
+	case msg.EncReactionMessage != nil, msg.PollUpdateMessage != nil, msg.KeepInChatMessage != nil, msg.PinInChatMessage != nil:
+		// Encrypted votes and reactions to community posts, pins and keeps carry nothing
+		// a Matrix room can show.
+		return
+	}
+	if isOnlyKeyDistribution(msg) {
+		return
+	}
+	s.rememberSender(info.ID, info.Sender)
+	base.Type = bridge.RemoteMessage
+	base.ID = info.ID
+	base.Content = s.contentFromWA(ctx, msg)
+	base.CreatePortal = true
+	base.ChatInfo = s.chatInfo(ctx, chat)
+	s.queue(ctx, &base)
+	if exp := contextInfo(msg).GetExpiration(); exp > 0 {
+		// Counted from when it was sent: a backfilled message past its time goes at once.
+		s.c.timers.schedule(ctx, key, info.ID, info.Timestamp.Add(time.Duration(exp)*time.Second))
+	}
+}
+
+// isOnlyKeyDistribution is a message that only carries encryption keys.
+func isOnlyKeyDistribution(msg *waE2E.Message) bool {
+	if msg.SenderKeyDistributionMessage == nil {
+		return false
+	}
+	return contentEmpty(msg)
+}
+
+// contentEmpty says whether a message has no field that carries content.
+func contentEmpty(msg *waE2E.Message) bool {
+	return msg.Conversation == nil && msg.ExtendedTextMessage == nil && msg.ImageMessage == nil && msg.VideoMessage == nil &&
+		msg.AudioMessage == nil && msg.DocumentMessage == nil && msg.StickerMessage == nil && msg.LocationMessage == nil &&
+		msg.LiveLocationMessage == nil && msg.ContactMessage == nil && msg.ContactsArrayMessage == nil && pollOf(msg) == nil &&
+		msg.PtvMessage == nil && msg.GroupInviteMessage == nil && msg.ProtocolMessage == nil && msg.ReactionMessage == nil
+}
+
+// handleProtocolMessage bridges revokes, edits and disappearing-timer changes.
+func (s *session) handleProtocolMessage(ctx context.Context, base bridge.RemoteEvent, pm *waE2E.ProtocolMessage, chat types.JID) {
+	switch pm.GetType() {
+	case waE2E.ProtocolMessage_REVOKE:
+		base.Type = bridge.RemoteRedaction
+		base.TargetID = pm.GetKey().GetID()
+		s.queue(ctx, &base)
+	case waE2E.ProtocolMessage_MESSAGE_EDIT:
+		base.Type = bridge.RemoteEdit
+		base.TargetID = pm.GetKey().GetID()
+		base.Content = s.contentFromWA(ctx, pm.GetEditedMessage())
+		base.Content.ReplyTo = ""
+		s.queue(ctx, &base)
+	case waE2E.ProtocolMessage_EPHEMERAL_SETTING:
+		secs := pm.GetEphemeralExpiration()
+		if err := s.c.timers.setChatTimer(ctx, base.Chat, secs); err != nil {
+			s.log.Warn().Err(err).Msg("Saving the disappearing-message timer failed")
+		}
+		base.Type = bridge.RemoteMessage
+		base.Content = noticeContent(timerText(secs))
+		base.CreatePortal = true
+		base.ChatInfo = s.chatInfo(ctx, chat)
+		s.queue(ctx, &base)
+	}
+}
+
+// timerText describes a disappearing-message timer.
+func timerText(secs uint32) string {
+	if secs == 0 {
+		return "Disappearing messages were turned off."
+	}
+	d := time.Duration(secs) * time.Second
+	var span string
+	switch {
+	case d%(24*time.Hour) == 0:
+		n := int(d / (24 * time.Hour))
+		span = plural(n, "day")
+	case d%time.Hour == 0:
+		span = plural(int(d/time.Hour), "hour")
+	default:
+		span = d.String()
+	}
+	return "Disappearing messages were turned on: new messages disappear after " + span + " (on Matrix too)."
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.Itoa(n) + " " + unit + "s"
+}
+
+// handleReceipt bridges read receipts: someone else's as their ghost's, the user's
+// own (read on the phone) as their double puppet's.
+func (s *session) handleReceipt(ctx context.Context, e *events.Receipt) {
+	if e.Type != types.ReceiptTypeRead && e.Type != types.ReceiptTypeReadSelf || len(e.MessageIDs) == 0 {
+		return
+	}
+	chat := chatOf(e.MessageSource)
+	if s.skipChat(chat) {
+		return
+	}
+	evt := &bridge.RemoteEvent{Type: bridge.RemoteReceipt, Chat: s.portalKey(ctx, chat),
+		Sender: s.senderOfSource(ctx, e.MessageSource, ""), Timestamp: e.Timestamp,
+		TargetID: e.MessageIDs[len(e.MessageIDs)-1]}
+	s.queue(ctx, evt)
+}
+
+// handleChatPresence bridges typing notifications.
+func (s *session) handleChatPresence(ctx context.Context, e *events.ChatPresence) {
+	if e.IsFromMe || s.skipChat(e.Chat) {
+		return
+	}
+	evt := &bridge.RemoteEvent{Type: bridge.RemoteTyping, Chat: s.portalKey(ctx, e.Chat),
+		Sender: s.senderOfSource(ctx, e.MessageSource, ""), Typing: e.State == types.ChatPresenceComposing}
+	s.queue(ctx, evt)
+}
+
+// handlePushName updates a contact's ghost when they change their own name.
+func (s *session) handlePushName(ctx context.Context, e *events.PushName) {
+	user := canonicalUser(ctx, s.client.Device(), e.JID)
+	if user.User == s.ownJID().User {
+		return
+	}
+	evt := &bridge.RemoteEvent{Type: bridge.RemoteProfile, Chat: s.portalKey(ctx, user),
+		Sender: bridge.Sender{RemoteID: ghostID(user), Name: s.contactName(ctx, user, e.NewPushName)}}
+	s.queue(ctx, evt)
+}

@@ -1,0 +1,236 @@
+package whatsapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/passerelle/passerelle/bridge"
+)
+
+// session is one linked WhatsApp account.
+type session struct {
+	c         *Connector
+	login     *bridge.Login
+	deviceJID types.JID
+	client    Client
+	log       zerolog.Logger
+
+	mu        sync.Mutex
+	handler   uint32
+	stopped   bool
+	gone      bool // logged out or replaced: never reconnect
+	groups    map[types.JID]*bridge.ChatInfo
+	senders   map[string]types.JID // message ID → sender, for group read receipts
+	senderIDs []string
+}
+
+// maxRememberedSenders bounds the message-sender memory used for read receipts.
+const maxRememberedSenders = 4096
+
+func newSession(c *Connector, login *bridge.Login, deviceJID types.JID, client Client) *session {
+	return &session{
+		c: c, login: login, deviceJID: deviceJID, client: client,
+		log:    c.host.Log().With().Str("login_id", login.ID).Str("user_id", login.UserMXID.String()).Logger(),
+		groups: map[types.JID]*bridge.ChatInfo{}, senders: map[string]types.JID{},
+	}
+}
+
+var (
+	_ bridge.Session         = (*session)(nil)
+	_ bridge.EditSender      = (*session)(nil)
+	_ bridge.RedactionSender = (*session)(nil)
+	_ bridge.ReactionSender  = (*session)(nil)
+	_ bridge.TypingSender    = (*session)(nil)
+	_ bridge.ReceiptSender   = (*session)(nil)
+)
+
+// ownJID is the account's own phone JID.
+func (s *session) ownJID() types.JID { return s.deviceJID.ToNonAD() }
+
+// Connect implements bridge.Session. whatsmeow reconnects by itself after drops.
+func (s *session) Connect(ctx context.Context) {
+	s.mu.Lock()
+	if s.gone {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = false
+	if s.handler == 0 {
+		s.handler = s.client.AddEventHandler(s.handleEvent)
+	}
+	s.mu.Unlock()
+	if dev := s.client.Device(); dev == nil || dev.ID == nil {
+		s.report(bridge.StateLoggedOut, "the bridge's WhatsApp link is gone (unlinked from the phone while the bridge was away); send `login whatsapp` to link it again")
+		return
+	}
+	if s.client.IsConnected() {
+		// A client handed over by a fresh pairing is already connected.
+		s.report(bridge.StateConnected, "")
+		return
+	}
+	s.report(bridge.StateConnecting, "")
+	go func() {
+		if err := s.client.Connect(); err != nil && !errors.Is(err, whatsmeow.ErrAlreadyConnected) {
+			s.log.Warn().Err(err).Msg("Connecting to WhatsApp failed")
+			s.report(bridge.StateTransientError, "connecting failed: "+err.Error())
+		}
+	}()
+}
+
+// Disconnect implements bridge.Session.
+func (s *session) Disconnect() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.client.Disconnect()
+}
+
+// Logout implements bridge.Session: the device is unlinked on the phone and deleted
+// from the store.
+func (s *session) Logout(ctx context.Context) error {
+	s.mu.Lock()
+	s.gone = true
+	s.mu.Unlock()
+	defer s.c.forget(s)
+	defer s.c.timers.forgetReceiver(ctx, s.login.ID)
+	if s.client.IsLoggedIn() {
+		if err := s.client.Logout(ctx); err == nil {
+			return nil
+		} else {
+			s.log.Warn().Err(err).Msg("Unlinking the device on WhatsApp failed; deleting it locally")
+		}
+	}
+	if dev := s.client.Device(); dev != nil && dev.ID != nil {
+		if err := dev.Delete(ctx); err != nil {
+			return fmt.Errorf("deleting the WhatsApp device: %w", err)
+		}
+	}
+	return nil
+}
+
+// replaced marks a session whose device a new pairing of the same account replaces.
+func (s *session) replaced() {
+	s.mu.Lock()
+	s.gone = true
+	s.mu.Unlock()
+}
+
+// report records the session's state with the core.
+func (s *session) report(state bridge.SessionState, msg string) {
+	s.c.host.ReportState(s.c.runCtxOr(), s.login.ID, state, msg)
+}
+
+// runCtxOr is the connector's run context, or a background one before Start.
+func (c *Connector) runCtxOr() context.Context {
+	if c.runCtx != nil {
+		return c.runCtx
+	}
+	return context.Background()
+}
+
+// handleConnectionEvent turns whatsmeow's connection events into login states the
+// user sees, with what to do about them.
+func (s *session) handleConnectionEvent(evt any) bool {
+	switch e := evt.(type) {
+	case *events.Connected:
+		s.report(bridge.StateConnected, "")
+		// Appearing offline keeps the phone's notifications coming.
+		if err := s.client.SendPresence(s.c.runCtxOr(), types.PresenceUnavailable); err != nil {
+			s.log.Debug().Err(err).Msg("Setting presence failed")
+		}
+	case *events.Disconnected:
+		s.mu.Lock()
+		quiet := s.stopped || s.gone
+		s.mu.Unlock()
+		if !quiet {
+			s.report(bridge.StateTransientError, "connection to WhatsApp lost; reconnecting")
+		}
+	case *events.KeepAliveTimeout:
+		s.report(bridge.StateTransientError, "WhatsApp is not answering; waiting for the connection to recover")
+	case *events.KeepAliveRestored:
+		s.report(bridge.StateConnected, "")
+	case *events.LoggedOut:
+		s.mu.Lock()
+		s.gone = true
+		s.mu.Unlock()
+		s.log.Warn().Bool("on_connect", e.OnConnect).Str("reason", e.Reason.String()).Msg("WhatsApp logged the bridge out")
+		s.report(bridge.StateLoggedOut, "the phone unlinked the bridge (or WhatsApp ended the session: "+e.Reason.String()+
+			"); send `logout whatsapp` to clean up and `login whatsapp` to link it again")
+	case *events.StreamReplaced:
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+		s.report(bridge.StateTransientError, "another client connected with this bridge's WhatsApp session, so this one stopped; restart the bridge if that was not intended")
+	case *events.ClientOutdated:
+		s.log.Error().Msg("WhatsApp rejected the connection: client outdated (405); the bridge must be updated")
+		s.report(bridge.StateBadCredentials, "WhatsApp says this bridge is outdated (error 405); the bridge admin must update Passerelle, then it reconnects by itself")
+	case *events.TemporaryBan:
+		s.log.Error().Stringer("ban", e).Msg("WhatsApp temporarily banned the account")
+		s.report(bridge.StateBadCredentials, e.String())
+	case *events.ConnectFailure:
+		s.report(bridge.StateTransientError, fmt.Sprintf("WhatsApp refused the connection (%s)", e.Reason.String()))
+	default:
+		return false
+	}
+	return true
+}
+
+// fetchAvatar downloads a user's or group's profile picture; nil when there is none.
+func (s *session) fetchAvatar(ctx context.Context, jid types.JID) *bridge.Media {
+	info, err := s.client.GetProfilePictureInfo(ctx, jid, &whatsmeow.GetProfilePictureParams{})
+	if err != nil || info == nil || info.URL == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, info.URL, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.log.Debug().Err(err).Msg("Downloading profile picture failed")
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 5<<20))
+	if err != nil {
+		return nil
+	}
+	return &bridge.Media{Data: data, MimeType: http.DetectContentType(data), FileName: "avatar.jpg"}
+}
+
+// rememberSender keeps who sent a message, so a Matrix read receipt on it can name
+// the sender WhatsApp wants for group receipts.
+func (s *session) rememberSender(msgID string, sender types.JID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.senders[msgID]; !ok {
+		s.senderIDs = append(s.senderIDs, msgID)
+		if len(s.senderIDs) > maxRememberedSenders {
+			delete(s.senders, s.senderIDs[0])
+			s.senderIDs = s.senderIDs[1:]
+		}
+	}
+	s.senders[msgID] = sender
+}
+
+func (s *session) senderOf(msgID string) (types.JID, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.senders[msgID]
+	return j, ok
+}
