@@ -1,0 +1,218 @@
+// Package whatsapp drives the real bridge binary with the WhatsApp connector through a
+// real Dendrite homeserver, on SQLite and on PostgreSQL. WhatsApp's servers cannot be
+// reached from tests, so the connector's whatsmeow client talks to fakewa, which the
+// test drives with whatsmeow's own event and protobuf types; whatsmeow's real session
+// store runs on the bridge's database.
+package whatsapp
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mau.fi/whatsmeow/types"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/connectors/whatsapp/fakewa"
+	"github.com/passerelle/passerelle/tests/harness"
+)
+
+// stack is shared by every variant: one homeserver knowing the bridge's registration.
+type stack struct {
+	hs      *harness.Homeserver
+	bin     string
+	dir     string
+	port    int
+	reg     *appservice.Registration
+	regPath string
+	stack   *harness.Stack
+}
+
+var shared *stack // set once by TestMain, read-only afterwards
+
+func TestMain(m *testing.M) {
+	code, err := runMain(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "whatsapp e2e setup failed:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func runMain(m *testing.M) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "passerelle-wa-")
+	if err != nil {
+		return 0, err
+	}
+	st := &stack{dir: dir}
+	if st.bin, err = harness.BuildBridge(ctx, "passerelle_loopback"); err != nil {
+		return 0, err
+	}
+	if st.port, err = harness.FreePort(); err != nil {
+		return 0, err
+	}
+	params := harness.BridgeConfigParams{Port: st.port,
+		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": "127.0.0.1:1"}}}
+	if st.stack, err = harness.StartStack(ctx, dir, st.bin, params); err != nil {
+		return 0, err
+	}
+	defer st.stack.HS.Stop()
+	st.hs, st.reg, st.regPath = st.stack.HS, st.stack.Reg, st.stack.RegPath
+	shared = st
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "whatsapp e2e logs kept in %s\n--- dendrite log tail ---\n%s\n", dir, st.hs.LogTail(40))
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	return code, nil
+}
+
+// variant is one bridge process on one database with its own fake network and users.
+type variant struct {
+	t       *testing.T
+	name    string
+	wa      *fakewa.Server
+	cfgPath string
+	bridge  *harness.Bridge
+	alice   *harness.User // logs in to WhatsApp as alicePhone
+	mallory *harness.User // another Matrix user
+	mgmt    id.RoomID
+	// seenEvents are events a step already consumed.
+	seenEvents map[id.EventID]bool
+	// alicePhone is the account's number; bob, carol and dan are contacts.
+	alicePhone, bobPhone, carolPhone, danPhone string
+}
+
+func newVariant(t *testing.T, dbType string, historyCount int) *variant {
+	t.Helper()
+	ctx := context.Background()
+	prefix := map[string]string{"sqlite": "331", "postgres": "332"}[dbType]
+	v := &variant{t: t, name: dbType, alicePhone: prefix + "0000001", bobPhone: prefix + "0000002",
+		carolPhone: prefix + "0000003", danPhone: prefix + "0000004"}
+	var err error
+	if v.wa, err = fakewa.NewServer(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.wa.Close)
+	dbURI := filepath.Join(t.TempDir(), "passerelle.db")
+	if dbType == "postgres" {
+		uri, drop, err := harness.NewPostgresDB(ctx)
+		if err != nil {
+			t.Fatalf("creating PostgreSQL database: %v", err)
+		}
+		t.Cleanup(drop)
+		dbURI = uri
+	}
+	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
+	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
+		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
+		Permissions: map[string]string{shared.hs.Domain: "user"},
+		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
+			"history_count": historyCount}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	v.start()
+	if v.alice, err = shared.hs.RegisterUser(ctx, "wa_alice_"+dbType, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.alice.Close)
+	if v.mallory, err = shared.hs.RegisterUser(ctx, "wa_mallory_"+dbType, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.mallory.Close)
+	return v
+}
+
+func (v *variant) start() {
+	v.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	b, err := harness.StartBridge(ctx, shared.bin, v.cfgPath, shared.regPath, filepath.Join(shared.dir, "bridge-"+v.name+".log"))
+	if err != nil {
+		v.t.Fatalf("starting bridge: %v", err)
+	}
+	v.bridge = b
+	v.t.Cleanup(func() {
+		if v.t.Failed() {
+			v.t.Logf("bridge log tail:\n%s", b.LogTail(80))
+		}
+		b.Stop()
+	})
+}
+
+func (v *variant) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	v.t.Cleanup(cancel)
+	return ctx
+}
+
+// managementRoom opens a DM with the bridge bot for user.
+func (v *variant) managementRoom(u *harness.User) id.RoomID {
+	v.t.Helper()
+	ctx := v.ctx()
+	resp, err := u.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{bot()}})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if _, err = u.WaitEvent(ctx, resp.RoomID, noticeFrom(bot(), "management room")); err != nil {
+		v.t.Fatal(err)
+	}
+	return resp.RoomID
+}
+
+// command sends a command in the management room and waits for the bot's notice
+// containing every part.
+func (v *variant) command(u *harness.User, room id.RoomID, cmd string, parts ...string) *event.Event {
+	v.t.Helper()
+	ctx := v.ctx()
+	if _, err := u.SendText(ctx, room, cmd); err != nil {
+		v.t.Fatal(err)
+	}
+	evt, err := u.WaitEvent(ctx, room, noticeFrom(bot(), parts...))
+	if err != nil {
+		v.t.Fatalf("after %q: %v", cmd, err)
+	}
+	return evt
+}
+
+func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) }
+
+// ghost is the Matrix ID of a WhatsApp contact's ghost.
+func ghost(phone string) id.UserID {
+	return id.NewUserID("whatsapp_"+phone, harness.DefaultDomain)
+}
+
+func userJID(phone string) types.JID { return types.NewJID(phone, types.DefaultUserServer) }
+
+// noticeFrom matches a notice from sender containing every part.
+func noticeFrom(sender id.UserID, parts ...string) func(*event.Event) bool {
+	return func(evt *event.Event) bool {
+		if evt.Type != event.EventMessage || evt.Sender != sender {
+			return false
+		}
+		msg := evt.Content.AsMessage()
+		if msg == nil || msg.MsgType != event.MsgNotice {
+			return false
+		}
+		for _, p := range parts {
+			if !strings.Contains(msg.Body, p) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// fmtSscanf is fmt.Sscanf (named apart so the test files read as one).
+func fmtSscanf(str, format string, args ...any) (int, error) { return fmt.Sscanf(str, format, args...) }
