@@ -258,6 +258,13 @@ type GhostResolver interface {
 	GhostInfo(ctx context.Context, remoteID string) (*GhostInfo, error)
 }
 
+// GhostAvatarer supplies a remote user's picture when their ghost is first made (events
+// name senders but do not carry pictures). RemoteProfile events with Sender.Avatar
+// update it later.
+type GhostAvatarer interface {
+	GhostAvatar(ctx context.Context, remoteID string) *Media
+}
+
 // AutoLoginer opens a login on demand for a Matrix user who has none (single-puppet IRC
 // connects users when they first speak). It returns nil when not possible.
 type AutoLoginer interface {
@@ -346,6 +353,8 @@ type Sender struct {
 	Name     string `json:"name,omitempty"`
 	Account  string `json:"account,omitempty"`
 	RealName string `json:"real_name,omitempty"`
+	// Avatar is the sender's new picture, for RemoteProfile.
+	Avatar *Media `json:"avatar,omitempty"`
 	// IsFromMe marks the login's own actions (sent from the phone): the core sends them
 	// as the user's double puppet when it can.
 	IsFromMe bool `json:"is_from_me,omitempty"`
@@ -543,6 +552,9 @@ type Host interface {
 	ReportState(ctx context.Context, loginID string, state SessionState, message string)
 	// Notify sends a notice to a user's management room.
 	Notify(ctx context.Context, user id.UserID, message string)
+	// NotifyAdmins sends a notice to the bridge admins named in the permissions (for
+	// problems only they can fix, like an outdated bridge), and logs it at error level.
+	NotifyAdmins(ctx context.Context, message string)
 	// Database is the bridge's database, for connector stores (whatsmeow's sqlstore).
 	Database() *dbutil.Database
 	// Log is the connector's logger.

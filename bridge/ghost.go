@@ -84,6 +84,15 @@ func (ch *connectorHost) Notify(ctx context.Context, user id.UserID, message str
 	ch.br.notifyUser(ctx, user, message)
 }
 
+// NotifyAdmins implements Host.
+func (ch *connectorHost) NotifyAdmins(ctx context.Context, message string) {
+	ch.log.Error().Str("notice", message).Msg("Telling the bridge admins")
+	text := ch.info.DisplayName + ": " + message
+	for _, admin := range ch.br.perms.Admins() {
+		ch.br.notifyUser(ctx, admin, text)
+	}
+}
+
 // Database implements Host.
 func (ch *connectorHost) Database() *dbutil.Database { return ch.br.DB.Database }
 
@@ -181,6 +190,16 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 				} else if info == nil {
 					return errNoSuchGhost
 				}
+			}
+		}
+		if avatarer, ok := ch.conn.(GhostAvatarer); ok && (info == nil || info.Avatar == nil) {
+			if avatar := avatarer.GhostAvatar(ctx, remoteID); avatar != nil {
+				withAvatar := GhostInfo{Avatar: avatar}
+				if info != nil {
+					withAvatar = *info
+					withAvatar.Avatar = avatar
+				}
+				info = &withAvatar
 			}
 		}
 	}

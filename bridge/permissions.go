@@ -2,6 +2,8 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"maunium.net/go/mautrix/id"
 
@@ -84,4 +86,17 @@ func (p *Permissions) Level(user id.UserID) Level {
 		return l
 	}
 	return LevelNone
+}
+
+// Admins lists the users named one by one at admin level: the people to tell about
+// problems only an admin can fix (an outdated bridge).
+func (p *Permissions) Admins() []id.UserID {
+	var admins []id.UserID
+	for k, l := range p.byKey {
+		if l >= LevelAdmin && strings.HasPrefix(k, "@") {
+			admins = append(admins, id.UserID(k))
+		}
+	}
+	slices.Sort(admins)
+	return admins
 }

@@ -89,3 +89,15 @@ func TestLevelStringRoundTrip(t *testing.T) {
 		t.Error("levels are not ordered none < relay < user < admin")
 	}
 }
+
+func TestAdmins(t *testing.T) {
+	p, err := NewPermissions(map[string]string{"@zoe:example.org": "admin", "@amy:example.org": "admin",
+		"example.org": "admin", "@bob:example.org": "user"}, "example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Admins()
+	if len(got) != 2 || got[0] != "@amy:example.org" || got[1] != "@zoe:example.org" {
+		t.Errorf("Admins() = %v, want the two users named as admins, sorted", got)
+	}
+}

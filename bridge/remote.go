@@ -119,7 +119,7 @@ func (br *Bridge) remoteSenderIntent(ctx context.Context, ch *connectorHost, evt
 
 // ghostInfo is the profile a sender's event carries.
 func (s Sender) ghostInfo() *GhostInfo {
-	return &GhostInfo{Name: s.Name, Account: s.Account, RealName: s.RealName}
+	return &GhostInfo{Name: s.Name, Account: s.Account, RealName: s.RealName, Avatar: s.Avatar}
 }
 
 // remoteTxnID derives the Matrix transaction ID from the remote event, so a retried or

@@ -249,7 +249,7 @@ func TestExampleLoads(t *testing.T) {
 		t.Fatalf("example connectors do not load: %v", err)
 	}
 	names, err := cfg.EnabledConnectors()
-	if err != nil || strings.Join(names, ",") != "irc" {
+	if err != nil || strings.Join(names, ",") != "irc,whatsapp" {
 		t.Errorf("EnabledConnectors = %v, %v", names, err)
 	}
 }

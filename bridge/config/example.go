@@ -106,9 +106,12 @@ permissions:
 #         bot_nick: mybridge
 #         channels: ["#my-project"]
 #   whatsapp:
-#     enabled: false
+#     enabled: true
 #     username_template: "whatsapp_{{.}}"
 #     displayname_template: "{{.}} (WhatsApp)"
+#     history_count: 50              # recent messages per chat bridged at first login
+#     bridge_status_broadcast: false # status updates (stories) as a room
+#     max_media_bytes: 67108864      # larger files become a notice
 #   relaybot:
 #     enabled: false
 

@@ -35,6 +35,7 @@ func (h *fakeHost) QueueRemoteEvent(ctx context.Context, evt *bridge.RemoteEvent
 }
 func (h *fakeHost) ReportState(context.Context, string, bridge.SessionState, string) {}
 func (h *fakeHost) Notify(context.Context, id.UserID, string)                        {}
+func (h *fakeHost) NotifyAdmins(context.Context, string)                             {}
 func (h *fakeHost) Database() *dbutil.Database                                       { return nil }
 func (h *fakeHost) Log() *zerolog.Logger                                             { return &h.log }
 func (h *fakeHost) GhostMXID(remoteID string) id.UserID {

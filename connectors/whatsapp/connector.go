@@ -3,11 +3,9 @@ package whatsapp
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 
-	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 	waLog "go.mau.fi/whatsmeow/util/log"
@@ -39,6 +37,8 @@ type Connector struct {
 	// JID, until the core loads the new login: reconnecting with a second client for
 	// the same device would make WhatsApp drop one of them.
 	handoff map[string]Client
+	// outdatedTold: the admins were told WhatsApp refuses this version.
+	outdatedTold bool
 }
 
 // Option changes how a Connector is built.
@@ -310,19 +310,41 @@ func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.Gho
 	return info, nil
 }
 
+// GhostAvatar implements bridge.GhostAvatarer: a new contact's profile picture.
+func (c *Connector) GhostAvatar(ctx context.Context, remoteID string) *bridge.Media {
+	jid, err := parseGhostID(remoteID)
+	if err != nil {
+		return nil
+	}
+	s := c.anySession()
+	if s == nil {
+		return nil
+	}
+	return s.fetchAvatar(ctx, jid)
+}
+
+// outdated tells the bridge admins, once per run, that WhatsApp refuses this version.
+func (c *Connector) outdated(ctx context.Context) {
+	c.mu.Lock()
+	first := !c.outdatedTold
+	c.outdatedTold = true
+	c.mu.Unlock()
+	if first {
+		c.host.NotifyAdmins(ctx, "WhatsApp refuses this version of the bridge (error 405, client outdated). "+
+			"Update Passerelle (it brings a newer whatsmeow) and restart it; WhatsApp logins stay disconnected until then.")
+	}
+}
+
 // CheckPlumb implements bridge.PlumbChecker: WhatsApp chats belong to one login and
 // are never plumbed into other rooms.
 func (c *Connector) CheckPlumb(ctx context.Context, chat bridge.PortalKey, user id.UserID) error {
 	return bridge.NewUserError("WhatsApp chats cannot be plumbed into existing rooms; their portals are created for you")
 }
 
-// errNoDevice is returned when a session's device was removed from the store.
-var errNoDevice = errors.New("whatsapp: the linked device no longer exists")
-
 var (
 	_ bridge.Connector     = (*Connector)(nil)
 	_ bridge.DMResolver    = (*Connector)(nil)
 	_ bridge.GhostResolver = (*Connector)(nil)
 	_ bridge.PlumbChecker  = (*Connector)(nil)
-	_                      = store.Device{}
+	_ bridge.GhostAvatarer = (*Connector)(nil)
 )

@@ -33,6 +33,8 @@ func (s *session) handleEvent(evt any) {
 		s.handleGroupInfo(ctx, e)
 	case *events.PushName:
 		s.handlePushName(ctx, e)
+	case *events.Picture:
+		s.handlePicture(ctx, e)
 	}
 }
 
@@ -240,4 +242,30 @@ func (s *session) handlePushName(ctx context.Context, e *events.PushName) {
 	evt := &bridge.RemoteEvent{Type: bridge.RemoteProfile, Chat: s.portalKey(ctx, user),
 		Sender: bridge.Sender{RemoteID: ghostID(user), Name: s.contactName(ctx, user, e.NewPushName)}}
 	s.queue(ctx, evt)
+}
+
+// handlePicture follows profile and group picture changes. A removed picture is left
+// in place on Matrix (WhatsApp sends no replacement to show).
+func (s *session) handlePicture(ctx context.Context, e *events.Picture) {
+	if e.Remove {
+		return
+	}
+	if isDMChat(e.JID) {
+		user := canonicalUser(ctx, s.client.Device(), e.JID)
+		if user.User == s.ownJID().User {
+			return
+		}
+		avatar := s.fetchAvatar(ctx, user)
+		if avatar == nil {
+			return
+		}
+		s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteProfile, Chat: s.portalKey(ctx, user), Timestamp: e.Timestamp,
+			Sender: bridge.Sender{RemoteID: ghostID(user), Name: s.contactName(ctx, user, ""), Avatar: avatar}})
+		return
+	}
+	s.mu.Lock()
+	delete(s.groups, e.JID)
+	s.mu.Unlock()
+	info := s.chatInfo(ctx, e.JID)
+	s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: s.portalKey(ctx, e.JID), Timestamp: e.Timestamp, ChatInfo: info})
 }

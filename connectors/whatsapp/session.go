@@ -173,6 +173,7 @@ func (s *session) handleConnectionEvent(evt any) bool {
 		s.report(bridge.StateTransientError, "another client connected with this bridge's WhatsApp session, so this one stopped; restart the bridge if that was not intended")
 	case *events.ClientOutdated:
 		s.log.Error().Msg("WhatsApp rejected the connection: client outdated (405); the bridge must be updated")
+		s.c.outdated(s.c.runCtxOr())
 		s.report(bridge.StateBadCredentials, "WhatsApp says this bridge is outdated (error 405); the bridge admin must update Passerelle, then it reconnects by itself")
 	case *events.TemporaryBan:
 		s.log.Error().Stringer("ban", e).Msg("WhatsApp temporarily banned the account")

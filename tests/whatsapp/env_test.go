@@ -8,6 +8,8 @@ package whatsapp
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,8 +89,11 @@ type variant struct {
 	alice   *harness.User // logs in to WhatsApp as alicePhone
 	mallory *harness.User // another Matrix user
 	mgmt    id.RoomID
-	// seenEvents are events a step already consumed.
+	// seenEvents are events a step already consumed; usedConns login connections.
 	seenEvents map[id.EventID]bool
+	usedConns  map[*fakewa.Conn]bool
+	// pictures serves profile and group pictures, as WhatsApp's CDN does.
+	pictures *httptest.Server
 	// alicePhone is the account's number; bob, carol and dan are contacts.
 	alicePhone, bobPhone, carolPhone, danPhone string
 }
@@ -104,6 +109,11 @@ func newVariant(t *testing.T, dbType string, historyCount int) *variant {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.wa.Close)
+	v.pictures = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(pictureBytes(r.URL.Path))
+	}))
+	t.Cleanup(v.pictures.Close)
 	dbURI := filepath.Join(t.TempDir(), "passerelle.db")
 	if dbType == "postgres" {
 		uri, drop, err := harness.NewPostgresDB(ctx)
@@ -216,3 +226,6 @@ func noticeFrom(sender id.UserID, parts ...string) func(*event.Event) bool {
 
 // fmtSscanf is fmt.Sscanf (named apart so the test files read as one).
 func fmtSscanf(str, format string, args ...any) (int, error) { return fmt.Sscanf(str, format, args...) }
+
+// pictureBytes is the picture served at path: distinct bytes per path.
+func pictureBytes(path string) []byte { return []byte("\x89PNG\r\n\x1a\npicture " + path) }

@@ -31,6 +31,8 @@ func TestWhatsApp(t *testing.T) {
 			v.testOwnDevice(t, conn, dm)
 			v.testGroup(t, conn)
 			v.testIdentity(t, conn, dm)
+			v.testPM(t, conn)
+			v.testSecondUser(t)
 			v.testHistorySync(t, conn)
 			v.testDisappearing(t, conn, dm)
 			v.testRemoteLogout(t, conn)
@@ -192,6 +194,7 @@ func (v *variant) testIncomingMessages(t *testing.T, conn *fakewa.Conn) id.RoomI
 	ctx := v.ctx()
 	bob := userJID(v.bobPhone)
 	bobGhost := ghost(v.bobPhone)
+	v.wa.SetAvatarURL(bob, v.pictures.URL+"/bob.png")
 	v.dispatch(conn, message(bob, bob, "BOB1", "Bob", text("*hello* from _bob_")))
 	dm, first, err := v.alice.WaitAnyEvent(ctx, func(room id.RoomID, e *event.Event) bool {
 		return e.Sender == bobGhost && e.Type == event.EventMessage
@@ -207,6 +210,18 @@ func (v *variant) testIncomingMessages(t *testing.T, conn *fakewa.Conn) id.RoomI
 	if name, err := v.alice.GetDisplayName(ctx, bobGhost); err != nil || name.DisplayName != "Bob" {
 		t.Errorf("ghost display name = %+v, %v; want Bob", name, err)
 	}
+	firstAvatar := v.avatarOf(bobGhost)
+	if data, err := v.alice.DownloadBytes(ctx, firstAvatar); err != nil || !bytes.Equal(data, pictureBytes("/bob.png")) {
+		t.Errorf("ghost avatar %s is not the contact's picture (err %v)", firstAvatar, err)
+	}
+	// A new profile picture follows.
+	v.wa.SetAvatarURL(bob, v.pictures.URL+"/bob-new.png")
+	v.dispatch(conn, &events.Picture{JID: bob, Author: bob, Timestamp: time.Now(), PictureID: "2"})
+	v.waitFor("ghost avatar change", func() bool {
+		uri := v.avatarOf(bobGhost)
+		data, err := v.alice.DownloadBytes(ctx, uri)
+		return err == nil && bytes.Equal(data, pictureBytes("/bob-new.png"))
+	})
 
 	// Replies, reactions (replaced, then removed), edits and revokes.
 	reply := &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String("replying"),
@@ -345,6 +360,18 @@ func (v *variant) testOutgoingMessages(t *testing.T, conn *fakewa.Conn, dm id.Ro
 		t.Errorf("sent text = %q", got)
 	}
 	ownMsg := call.ID
+	// Bob reads it on his phone.
+	v.dispatch(conn, &events.Receipt{MessageSource: types.MessageSource{Chat: bob, Sender: bob},
+		MessageIDs: []string{ownMsg}, Type: types.ReceiptTypeRead, Timestamp: time.Now()})
+	if _, err = v.alice.WaitEvent(ctx, dm, func(e *event.Event) bool {
+		if e.Type != event.EphemeralEventReceipt {
+			return false
+		}
+		_, ok := (*e.Content.AsReceipt())[resp.EventID][event.ReceiptTypeRead][ghost(v.bobPhone)]
+		return ok
+	}); err != nil {
+		t.Fatalf("contact's read receipt: %v", err)
+	}
 
 	// A reply with a mention pill.
 	bobEvt := v.waitIn(dm, "bob's first message", msgFrom(ghost(v.bobPhone), event.MsgText, "hello"))
@@ -490,6 +517,7 @@ func (v *variant) testGroup(t *testing.T, conn *fakewa.Conn) {
 	v.wa.SetGroup(&types.GroupInfo{JID: group, GroupName: types.GroupName{Name: "Team " + v.name},
 		GroupTopic:   types.GroupTopic{Topic: "Our team"},
 		Participants: []types.GroupParticipant{{JID: userJID(v.alicePhone)}, {JID: bob, IsAdmin: true}, {JID: carol}}})
+	v.wa.SetAvatarURL(group, v.pictures.URL+"/group.png")
 	if err := conn.StoreContact(ctx, carol, "Carol Contact", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -513,6 +541,10 @@ func (v *variant) testGroup(t *testing.T, conn *fakewa.Conn) {
 	v.waitIn(room, "group topic", func(e *event.Event) bool {
 		return e.Type == event.StateTopic && e.Content.AsTopic().Topic == "Our team"
 	})
+	avatar := v.waitIn(room, "group picture", func(e *event.Event) bool { return e.Type == event.StateRoomAvatar })
+	if data, err := v.alice.DownloadBytes(ctx, avatar.Content.AsRoomAvatar().URL.ParseOrIgnore()); err != nil || !bytes.Equal(data, pictureBytes("/group.png")) {
+		t.Errorf("room avatar is not the group's picture (err %v)", err)
+	}
 	v.waitIn(room, "bob joined", harness.Membership(ghost(v.bobPhone), event.MembershipJoin))
 	v.waitIn(room, "bob is a moderator", func(e *event.Event) bool {
 		return e.Type == event.StatePowerLevels && e.Content.AsPowerLevels().Users[ghost(v.bobPhone)] == 50
@@ -554,6 +586,107 @@ func (v *variant) testIdentity(t *testing.T, conn *fakewa.Conn, dm id.RoomID) {
 	// Later messages on the LID chat, without the alternate address, still land there.
 	v.dispatch(conn, message(lid, lid, "BOBLID2", "Bob", text("LID again")))
 	v.waitIn(dm, "second LID message", msgFrom(ghost(v.bobPhone), event.MsgText, "LID again"))
+}
+
+// testPM: `pm whatsapp <phone>` opens a DM portal with a contact; a number that is not
+// on WhatsApp is refused with a clear message.
+func (v *variant) testPM(t *testing.T, conn *fakewa.Conn) {
+	ctx := v.ctx()
+	dan := userJID(v.danPhone)
+	v.wa.AddAccount(dan)
+	v.command(v.alice, v.mgmt, "pm whatsapp +"+v.prefix()+"9999999", "is not on WhatsApp")
+	reply := v.command(v.alice, v.mgmt, "pm whatsapp +"+v.danPhone, "chat with")
+	body := reply.Content.AsMessage().Body
+	room := id.RoomID(body[strings.LastIndex(body, "/")+1:])
+	v.waitIn(room, "dan's ghost in the DM", harness.Membership(ghost(v.danPhone), event.MembershipJoin))
+	v.waitIn(room, "alice in the DM", harness.Membership(v.alice.UserID, event.MembershipJoin))
+	var err error
+	cursor := v.wa.CallCount()
+	if _, err = v.alice.SendText(ctx, room, "hello Dan"); err != nil {
+		t.Fatal(err)
+	}
+	if call := v.sent(&cursor, sendTo(dan)); textOf(call.Message) != "hello Dan" {
+		t.Errorf("sent %v to Dan", call.Message)
+	}
+}
+
+// testSecondUser: another Matrix user cannot take over a linked account, and has a
+// login and portals of their own.
+func (v *variant) testSecondUser(t *testing.T) {
+	ctx := v.ctx()
+	mgmt := v.managementRoom(v.mallory)
+	login := func(device types.JID) *fakewa.Conn {
+		t.Helper()
+		before := map[*fakewa.Conn]bool{}
+		if _, err := v.mallory.SendText(ctx, mgmt, "login whatsapp"); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := v.wa.WaitConn(ctx, func(c *fakewa.Conn) bool { return fakewa.Unpaired(c) && c.QR && !v.usedConns[c] && !before[c] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.markUsed(conn)
+		if err = conn.SendQR(ctx, "2@mallory", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err = conn.PairSuccess(ctx, device, "Mallory"); err != nil {
+			t.Fatal(err)
+		}
+		return conn
+	}
+	cursor := v.wa.CallCount()
+	stolen := login(types.NewADJID(v.alicePhone, 0, 20))
+	if _, err := v.mallory.WaitEvent(ctx, mgmt, noticeFrom(bot(), "already linked", "another Matrix user")); err != nil {
+		t.Fatal(err)
+	}
+	v.sent(&cursor, func(c *fakewa.Call) bool { return c.Op == fakewa.CallLogout && c.Conn == stolen })
+
+	malloryPhone := v.prefix() + "0000005"
+	conn := login(types.NewADJID(malloryPhone, 0, 3))
+	if _, err := v.mallory.WaitEvent(ctx, mgmt, noticeFrom(bot(), "Logged in to WhatsApp as +"+malloryPhone)); err != nil {
+		t.Fatal(err)
+	}
+	bob := userJID(v.bobPhone)
+	v.dispatch(conn, message(bob, bob, "BOBTOMAL", "Bob", text("hi Mallory")))
+	room, _, err := v.mallory.WaitAnyEvent(ctx, func(_ id.RoomID, e *event.Event) bool {
+		return e.Sender == ghost(v.bobPhone) && e.Type == event.EventMessage && e.Content.AsMessage().Body == "hi Mallory"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.alice.Events(room)) != 0 {
+		t.Errorf("alice sees mallory's DM portal %s", room)
+	}
+}
+
+func (v *variant) markUsed(c *fakewa.Conn) {
+	if v.usedConns == nil {
+		v.usedConns = map[*fakewa.Conn]bool{}
+	}
+	v.usedConns[c] = true
+}
+
+// avatarOf is a user's avatar as the profile API gives it.
+func (v *variant) avatarOf(user id.UserID) id.ContentURI {
+	v.t.Helper()
+	uri, err := v.alice.GetAvatarURL(v.ctx(), user)
+	if err != nil {
+		v.t.Fatalf("avatar of %s: %v", user, err)
+	}
+	return uri
+}
+
+// waitFor polls a condition the homeserver only exposes by request (a profile).
+func (v *variant) waitFor(what string, cond func() bool) {
+	v.t.Helper()
+	ctx := v.ctx()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			v.t.Fatalf("%s: %v", what, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // testHistorySync: the history the phone sends after login is bridged into new portals,

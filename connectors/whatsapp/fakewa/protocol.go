@@ -152,6 +152,8 @@ func encodeEvent(evt any) (*eventData, error) {
 		ed.Kind, ed.JSON = "group_info", mustJSON(e)
 	case *events.PushName:
 		ed.Kind, ed.JSON = "push_name", mustJSON(e)
+	case *events.Picture:
+		ed.Kind, ed.JSON = "picture", mustJSON(e)
 	case *events.LoggedOut:
 		ed.Kind, ed.JSON = "logged_out", mustJSON(e)
 	case *events.Connected:
@@ -199,6 +201,8 @@ func decodeEvent(ed *eventData) (any, error) {
 		target = &events.GroupInfo{}
 	case "push_name":
 		target = &events.PushName{}
+	case "picture":
+		target = &events.Picture{}
 	case "logged_out":
 		target = &events.LoggedOut{}
 	case "temporary_ban":

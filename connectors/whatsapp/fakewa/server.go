@@ -39,8 +39,8 @@ type Server struct {
 type Conn struct {
 	s *Server
 	c net.Conn
-	// Device is the device JID the client connected as, "" before pairing; QR says the
-	// client asked for a QR channel.
+	// Device is the device JID the client connected or paired as, "" before pairing
+	// (guarded by the server's lock); QR says the client asked for a QR channel.
 	Device string
 	QR     bool
 
@@ -166,8 +166,8 @@ func (s *Server) serve(nc net.Conn) {
 		case opHello:
 			var h helloData
 			_ = json.Unmarshal(f.Data, &h)
-			c.Device, c.QR = h.Device, h.QR
 			s.mu.Lock()
+			c.Device, c.QR = h.Device, h.QR
 			s.conns = append(s.conns, c)
 			s.notify()
 			s.mu.Unlock()
@@ -410,6 +410,10 @@ func (c *Conn) QREvent(ctx context.Context, event string) error {
 
 // PairSuccess completes a login as the given device JID (e.g. 33612345678:4@s.whatsapp.net).
 func (c *Conn) PairSuccess(ctx context.Context, device types.JID, pushName string) error {
+	c.s.mu.Lock()
+	c.Device = device.String()
+	c.s.notify()
+	c.s.mu.Unlock()
 	return c.push(ctx, opPairSuccess, pairData{JID: device, PushName: pushName})
 }
 
