@@ -136,6 +136,11 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 		if err = ch.conn.Init(ctx, ch, &node); err != nil {
 			return nil, fmt.Errorf("initialising connector %s: %w", name, err)
 		}
+		if cmds, ok := ch.conn.(CommandProvider); ok {
+			if err = br.commands.addConnectorCommands(name, cmds.Commands()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return br, nil
 }

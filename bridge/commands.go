@@ -72,6 +72,26 @@ func newCommandProcessor(br *Bridge) *CommandProcessor {
 	return cp
 }
 
+// addConnectorCommands registers the commands connectors bring (relaybot's assign,
+// close…). A name the core already has is refused: the core's commands win.
+func (cp *CommandProcessor) addConnectorCommands(name string, cmds []ConnectorCommand) error {
+	for _, c := range cmds {
+		if cp.handlers[c.Name] != nil {
+			return fmt.Errorf("connector %s: command %q already exists", name, c.Name)
+		}
+		fn := c.Fn
+		h := &commandHandler{Name: c.Name, Usage: c.Usage, Help: c.Help, Level: LevelUser, Where: "any",
+			Fn: func(ctx context.Context, ce *CommandEvent) error {
+				return fn(ctx, &CommandCall{Sender: ce.Sender, RoomID: ce.RoomID, IsAdmin: ce.Level >= LevelAdmin, Args: ce.Args,
+					Reply: func(ctx context.Context, text string) { ce.Reply(ctx, "%s", text) }})
+			}}
+		cp.handlers[c.Name] = h
+		cp.list = append(cp.list, h)
+	}
+	sort.Slice(cp.list, func(i, j int) bool { return cp.list[i].Name < cp.list[j].Name })
+	return nil
+}
+
 // maybeHandle runs the message as a command if it is one. In the management room every
 // text message is a command (or a pending login's input).
 func (cp *CommandProcessor) maybeHandle(ctx context.Context, evt *event.Event, content *event.MessageEventContent) (bool, error) {

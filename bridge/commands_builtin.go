@@ -273,7 +273,7 @@ func cmdSetRelay(ctx context.Context, ce *CommandEvent) error {
 	if chosen == nil {
 		return userErrorf("no login of yours (or, for admins, the one named) can reach this chat")
 	}
-	if err = ce.Bridge.DB.SetRoomRelay(ctx, ce.RoomID.String(), chosen.LoginID); err != nil {
+	if err = ce.Bridge.DB.SetRoomRelay(ctx, ce.RoomID.String(), chosen.LoginID, ""); err != nil {
 		return err
 	}
 	ce.Reply(ctx, "Messages from members without their own %s login now go through %s.", rc.ch.info.DisplayName, chosen.RemoteName)
@@ -296,7 +296,7 @@ func cmdUnsetRelay(ctx context.Context, ce *CommandEvent) error {
 	if ce.Level < LevelAdmin && (relay == nil || relay.MXID != ce.Sender.String()) {
 		return userErrorf("only the relay's owner or a bridge admin can unset it")
 	}
-	if err = ce.Bridge.DB.SetRoomRelay(ctx, ce.RoomID.String(), ""); err != nil {
+	if err = ce.Bridge.DB.SetRoomRelay(ctx, ce.RoomID.String(), "", ""); err != nil {
 		return err
 	}
 	ce.Reply(ctx, "Relay disabled in this room.")

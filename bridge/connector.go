@@ -283,6 +283,87 @@ type PlumbChecker interface {
 	CheckPlumb(ctx context.Context, chat PortalKey, user id.UserID) error
 }
 
+// Relay policy. A policy connector (relaybot) speaks no network of its own: it acts on
+// the portals other connectors' logins get, through RoomHost.
+
+// PortalWatcher is told about every portal room the core creates, whichever connector
+// it belongs to.
+type PortalWatcher interface {
+	PortalCreated(ctx context.Context, p *NewPortal)
+}
+
+// NewPortal is a portal room the core just created.
+type NewPortal struct {
+	Key    PortalKey
+	RoomID id.RoomID
+	Info   *ChatInfo
+	// LoginOwner is the Matrix user whose login the chat belongs to (Key.Receiver), if
+	// any.
+	LoginOwner id.UserID
+}
+
+// CommandProvider adds commands to the bridge bot. They run for users of level user
+// or above; anything stricter is the connector's to check.
+type CommandProvider interface {
+	Commands() []ConnectorCommand
+}
+
+// ConnectorCommand is one command a connector adds.
+type ConnectorCommand struct {
+	Name, Usage, Help string
+	Fn                func(ctx context.Context, call *CommandCall) error
+}
+
+// CommandCall is one invocation of a connector's command. An error made with
+// NewUserError is shown as is; Reply sends a notice to the room.
+type CommandCall struct {
+	Sender id.UserID
+	RoomID id.RoomID
+	// IsAdmin is true for bridge admins.
+	IsAdmin bool
+	Args    []string
+	Reply   func(ctx context.Context, text string)
+}
+
+// RelayOptions is a relay room's own policy, overriding bridge.relay_formats.
+type RelayOptions struct {
+	// Formats are text/template relay formats by kind (text, notice, emote, media,
+	// edit, reaction) over RelayData.
+	Formats map[string]string `json:"formats,omitempty"`
+	// NoPrefixWhenAlone sends messages as written while only one Matrix user handles
+	// the room (the relay account's owner and bridge users aside).
+	NoPrefixWhenAlone bool `json:"no_prefix_when_alone,omitempty"`
+	// ReactionsAsText renders reactions with the "reaction" format instead of dropping
+	// them (a shared account cannot react for someone else).
+	ReactionsAsText bool `json:"reactions_as_text,omitempty"`
+}
+
+// RoomHost is what the core offers policy connectors, on top of Host (the Host a
+// connector gets implements it).
+type RoomHost interface {
+	// SetRoomRelay makes a linked room speak through a login, with its own options.
+	SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error
+	// InviteUser invites a user and gives them a power level (negative: leave it).
+	InviteUser(ctx context.Context, roomID id.RoomID, user id.UserID, powerLevel int) error
+	// RemoveUser takes a user out of a room.
+	RemoveUser(ctx context.Context, roomID id.RoomID, user id.UserID, reason string) error
+	// RoomNotice sends a notice as the bridge bot; html may be empty.
+	RoomNotice(ctx context.Context, roomID id.RoomID, text, html string) error
+	// SendToRemote sends a text to a chat through a login, as the account itself.
+	SendToRemote(ctx context.Context, chat PortalKey, loginID, text string) error
+	// JoinRoom has the bot join a room by ID or alias.
+	JoinRoom(ctx context.Context, roomIDOrAlias string) (id.RoomID, error)
+	// JoinedUsers lists a room's joined Matrix users, without the bot and ghosts.
+	JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error)
+	// CreateRoom creates a private room owned by the bot.
+	CreateRoom(ctx context.Context, name, topic string, invite []id.UserID) (id.RoomID, error)
+	// CloseRoom unlinks a room from its chat (a new message opens a new room) and has
+	// the bot and the ghosts leave it; the room stays for its members.
+	CloseRoom(ctx context.Context, roomID id.RoomID, reason string) error
+	// LastActivity is when a message last crossed in a linked room.
+	LastActivity(ctx context.Context, roomID id.RoomID) (time.Time, error)
+}
+
 // PortalKey identifies one remote chat. Receiver is set for chats that only exist in
 // one login's view (a WhatsApp DM); empty for chats shared by everyone (an IRC channel).
 type PortalKey struct {
@@ -419,6 +500,10 @@ type RemoteEvent struct {
 	// person and message: the sender's earlier reactions to the target are removed.
 	// A RemoteUnreaction with an empty Emoji removes all of them.
 	ReplaceReactions bool `json:"replace_reactions,omitempty"`
+	// Moderator marks a RemoteRedaction by someone who may remove others' messages (a
+	// group admin, the account itself). Otherwise the core only lets senders remove
+	// and edit their own messages.
+	Moderator bool `json:"moderator,omitempty"`
 }
 
 // NewUserError makes an error whose text the core shows the Matrix user as is (why a

@@ -109,7 +109,9 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 			return nil, "", false, userErrorf("your %s login could not be loaded; log in again with `login %s`",
 				rc.ch.info.DisplayName, rc.ch.info.Name)
 		}
-		if al, ok := rc.ch.conn.(AutoLoginer); ok {
+		// A chat only one login sees (a relay account's DM) cannot be reached by a new
+		// login of this user: opening one would only add a useless connection.
+		if al, ok := rc.ch.conn.(AutoLoginer); ok && rc.key.Receiver == "" {
 			sess, loginID, err := br.autoLogin(ctx, rc, al, user)
 			if err != nil || sess != nil {
 				return sess, loginID, false, err

@@ -189,8 +189,14 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
 		original := msg.Content
 		msg.Original = &original
-		if err = br.relay.Render(&msg, content); err != nil {
+		rf, prefix, err := br.roomRelay(ctx, rc)
+		if err != nil {
 			return err
+		}
+		if prefix {
+			if err = rf.Render(&msg, content); err != nil {
+				return err
+			}
 		}
 	}
 	res, err := sess.SendMessage(ctx, &msg)
@@ -253,8 +259,14 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 	}
 	msg.Content = *neutral
 	if msg.Relayed && !rc.ch.info.Capabilities.PerMessageSender {
-		if err = br.relay.RenderEdit(&msg, newContent); err != nil {
+		rf, prefix, err := br.roomRelay(ctx, rc)
+		if err != nil {
 			return err
+		}
+		if prefix {
+			if err = rf.RenderEdit(&msg, newContent); err != nil {
+				return err
+			}
 		}
 	}
 	edit := &MatrixEdit{MatrixMessage: msg}
@@ -291,9 +303,9 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 		return err
 	}
 	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
-		// A shared account cannot react on someone's behalf; relay policy drops it.
-		zerolog.Ctx(ctx).Debug().Msg("Dropping relayed reaction")
-		return nil
+		// A shared account cannot react on someone's behalf: relay policy drops it, or
+		// says it in words where the room asks for that.
+		return br.relayReactionText(ctx, rc, evt, sess, targets[0].RemoteID)
 	}
 	reactor, ok := sess.(ReactionSender)
 	if !ok || !rc.ch.info.Capabilities.Reactions {

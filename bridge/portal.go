@@ -176,6 +176,7 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 			log.Warn().Err(err).Msg("DM ghost could not join portal")
 		}
 	}
+	defer br.notifyPortalWatchers(ctx, &NewPortal{Key: key, RoomID: roomID, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite)})
 	for _, m := range info.Members {
 		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
 		if err != nil {
@@ -187,6 +188,14 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		}
 	}
 	return roomID, nil
+}
+
+// ownerIf is user when cond holds, else nobody.
+func ownerIf(cond bool, user id.UserID) id.UserID {
+	if cond {
+		return user
+	}
+	return ""
 }
 
 func nameInfo(name string) *GhostInfo {

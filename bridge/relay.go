@@ -1,11 +1,16 @@
 package bridge
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"text/template"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 )
 
 // RelayFormatter renders messages that leave through a shared (relay) login, so the
@@ -107,4 +112,104 @@ func (rf *RelayFormatter) RenderEdit(msg *MatrixMessage, content *event.MessageE
 	msg.Content.Body = body
 	msg.Content.FormattedBody = ""
 	return nil
+}
+
+// defaultReactionFormat says a reaction in words where a room renders them.
+const defaultReactionFormat = "{{.Sender}} reacted {{.Message}}"
+
+// relayOptions decodes a room's own relay options (nil for the bridge defaults).
+func relayOptions(rc *roomContext) (*RelayOptions, error) {
+	if rc.room.RelayOptions == "" {
+		return nil, nil
+	}
+	var opts RelayOptions
+	if err := json.Unmarshal([]byte(rc.room.RelayOptions), &opts); err != nil {
+		return nil, fmt.Errorf("%w: decoding the room's relay options: %v", errPermanent, err)
+	}
+	return &opts, nil
+}
+
+// roomRelay returns the formatter for a relay room (its own formats over the bridge's)
+// and whether the name prefix applies: a room that asks for it goes without while only
+// one Matrix user handles it.
+func (br *Bridge) roomRelay(ctx context.Context, rc *roomContext) (*RelayFormatter, bool, error) {
+	opts, err := relayOptions(rc)
+	if err != nil || opts == nil {
+		return br.relay, true, err
+	}
+	rf := br.relay
+	if len(opts.Formats) > 0 {
+		merged := maps.Clone(br.Config.Bridge.RelayFormats)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		maps.Copy(merged, opts.Formats)
+		if rf, err = NewRelayFormatter(merged); err != nil {
+			return nil, false, fmt.Errorf("%w: %v", errPermanent, err)
+		}
+	}
+	if !opts.NoPrefixWhenAlone {
+		return rf, true, nil
+	}
+	handlers, err := br.relayHandlers(ctx, rc)
+	if err != nil {
+		return nil, false, err
+	}
+	return rf, handlers > 1, nil
+}
+
+// relayHandlers counts the Matrix users who speak through a relay room's login: its
+// joined users, without the bot, ghosts and the login's own owner.
+func (br *Bridge) relayHandlers(ctx context.Context, rc *roomContext) (int, error) {
+	users, err := rc.ch.JoinedUsers(ctx, id.RoomID(rc.room.RoomID))
+	if err != nil {
+		return 0, err
+	}
+	owner := ""
+	if login, err := br.DB.GetLogin(ctx, rc.key.Connector, rc.room.RelayLogin); err == nil && login != nil {
+		owner = login.MXID
+	}
+	n := 0
+	for _, u := range users {
+		if u.String() != owner {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// relayReactionText sends a relayed reaction as a line of text where the room asks for
+// that; otherwise it is dropped quietly.
+func (br *Bridge) relayReactionText(ctx context.Context, rc *roomContext, evt *event.Event, sess Session, target string) error {
+	opts, err := relayOptions(rc)
+	if err != nil || opts == nil || !opts.ReactionsAsText {
+		zerolog.Ctx(ctx).Debug().Msg("Dropping relayed reaction")
+		return err
+	}
+	formats := maps.Clone(opts.Formats)
+	if formats == nil {
+		formats = map[string]string{}
+	}
+	if formats["reaction"] == "" {
+		formats["reaction"] = defaultReactionFormat
+	}
+	rf, err := NewRelayFormatter(formats)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errPermanent, err)
+	}
+	reaction := evt.Content.AsReaction()
+	msg := MatrixMessage{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, TxnID: matrixTxnID(evt.ID),
+		Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender), Relayed: true, ReplyTo: target}
+	name := msg.Sender.Disambiguated
+	if name == "" {
+		name = msg.Sender.DisplayName
+	}
+	body, err := rf.execute("reaction", RelayData{Sender: name, SenderName: msg.Sender.DisplayName,
+		UserID: evt.Sender.String(), Message: reaction.RelatesTo.Key})
+	if err != nil {
+		return err
+	}
+	msg.Content = MessageContent{MsgType: event.MsgText, Body: body}
+	_, err = sess.SendMessage(ctx, &msg)
+	return err
 }

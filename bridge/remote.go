@@ -69,6 +69,14 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		}
 		return intent.SetPresence(ctx, req)
 	}
+	if evt.Type == RemoteProfile && len(rooms) == 0 {
+		// A profile belongs to the user: it applies even when their chat has no room
+		// (a contact only met in groups).
+		if evt.Sender.RemoteID == "" {
+			return nil
+		}
+		return ch.ensureGhost(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+	}
 	if len(rooms) == 0 {
 		log.Debug().Msg("No room linked to chat, dropping remote event")
 		return nil
@@ -202,6 +210,10 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 			zerolog.Ctx(ctx).Debug().Msg("Edit target unknown, dropping")
 			return nil
 		}
+		if !br.ownMessage(ctx, evt, target, intent) {
+			zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping an edit of someone else's message")
+			return nil
+		}
 		newContent, err := br.matrixContent(ctx, ch, evt.Content, nil)
 		if err != nil {
 			return err
@@ -215,6 +227,10 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil {
 			return err
 		} else if target == nil {
+			return nil
+		}
+		if evt.Sender.RemoteID != "" && !evt.Moderator && !br.ownMessage(ctx, evt, target, intent) {
+			zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping a deletion of someone else's message")
 			return nil
 		}
 		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(target.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID, seq)}); err != nil {
@@ -337,6 +353,20 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 	default:
 		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
 	}
+}
+
+// ownMessage says whether a remote event's sender sent the target message: as the same
+// ghost or double puppet, or, for the login's own actions, as its Matrix user (a
+// message they sent from Matrix and edit from their phone).
+func (br *Bridge) ownMessage(ctx context.Context, evt *RemoteEvent, target *database.MessageRow, intent *appservice.IntentAPI) bool {
+	if target.SenderMXID == intent.UserID.String() {
+		return true
+	}
+	if !evt.Sender.IsFromMe || evt.Sender.Login == "" {
+		return false
+	}
+	login, err := br.DB.GetLogin(ctx, evt.Chat.Connector, evt.Sender.Login)
+	return err == nil && login != nil && login.MXID == target.SenderMXID
 }
 
 // removeReactions redacts every reaction a remote sender put on the event's target.

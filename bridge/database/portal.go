@@ -32,7 +32,9 @@ type RoomRow struct {
 	Connector, ChatID, Receiver string
 	Kind                        RoomKind
 	RelayLogin                  string
-	CreatedBy                   string
+	// RelayOptions is the relay policy's JSON for this room ("" for the defaults).
+	RelayOptions string
+	CreatedBy    string
 }
 
 const portalCols = `connector, chat_id, receiver, name, topic, avatar_url, is_dm, other_user`
@@ -78,7 +80,7 @@ func (db *Database) DeletePortalIfUnlinked(ctx context.Context, connector, chatI
 	return nil
 }
 
-const roomCols = `room_id, connector, chat_id, receiver, kind, relay_login, created_by`
+const roomCols = `room_id, connector, chat_id, receiver, kind, relay_login, relay_options, created_by`
 
 func scanRooms(rows interface {
 	Next() bool
@@ -93,7 +95,7 @@ func scanRooms(rows interface {
 	var out []*RoomRow
 	for rows.Next() {
 		var r RoomRow
-		if err = rows.Scan(&r.RoomID, &r.Connector, &r.ChatID, &r.Receiver, &r.Kind, &r.RelayLogin, &r.CreatedBy); err != nil {
+		if err = rows.Scan(&r.RoomID, &r.Connector, &r.ChatID, &r.Receiver, &r.Kind, &r.RelayLogin, &r.RelayOptions, &r.CreatedBy); err != nil {
 			return nil, err
 		}
 		out = append(out, &r)
@@ -143,17 +145,17 @@ func (db *Database) AllRooms(ctx context.Context) ([]*RoomRow, error) {
 
 // InsertRoom links a Matrix room to a chat.
 func (db *Database) InsertRoom(ctx context.Context, r *RoomRow) error {
-	_, err := db.Exec(ctx, `INSERT INTO room (`+roomCols+`, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)`,
-		r.RoomID, r.Connector, r.ChatID, r.Receiver, r.Kind, r.RelayLogin, r.CreatedBy, time.Now().UnixMilli())
+	_, err := db.Exec(ctx, `INSERT INTO room (`+roomCols+`, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+		r.RoomID, r.Connector, r.ChatID, r.Receiver, r.Kind, r.RelayLogin, r.RelayOptions, r.CreatedBy, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("linking room: %w", err)
 	}
 	return nil
 }
 
-// SetRoomRelay sets or clears (empty login) a room's relay login.
-func (db *Database) SetRoomRelay(ctx context.Context, roomID, login string) error {
-	_, err := db.Exec(ctx, `UPDATE room SET relay_login=$2 WHERE room_id=$1`, roomID, login)
+// SetRoomRelay sets or clears (empty login) a room's relay login and its options.
+func (db *Database) SetRoomRelay(ctx context.Context, roomID, login, options string) error {
+	_, err := db.Exec(ctx, `UPDATE room SET relay_login=$2, relay_options=$3 WHERE room_id=$1`, roomID, login, options)
 	if err != nil {
 		return fmt.Errorf("setting relay: %w", err)
 	}
@@ -171,4 +173,18 @@ func (db *Database) DeleteRoom(ctx context.Context, roomID string) error {
 		}
 		return nil
 	})
+}
+
+// LastActivity is when a message last crossed in a room, or when the room was linked.
+func (db *Database) LastActivity(ctx context.Context, roomID string) (time.Time, error) {
+	var last sql.NullInt64
+	err := db.QueryRow(ctx, `SELECT COALESCE((SELECT MAX(created_at) FROM message WHERE room_id=$1),
+		(SELECT created_at FROM room WHERE room_id=$1))`, roomID).Scan(&last)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("loading last activity: %w", err)
+	}
+	if !last.Valid {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(last.Int64), nil
 }
