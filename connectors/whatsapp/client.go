@@ -28,7 +28,10 @@ type Client interface {
 	// PairPhone needs a connected client; the returned code expires after a few minutes.
 	PairPhone(ctx context.Context, phone string, showPushNotification bool, clientType whatsmeow.PairClientType, clientDisplayName string) (string, error)
 	Logout(ctx context.Context) error
-	AddEventHandler(handler func(evt any)) uint32
+	// AddEventHandler registers a handler; whatsmeow acknowledges a message to WhatsApp
+	// only when every handler returned true, so a message that could not be stored is
+	// delivered again.
+	AddEventHandler(handler func(evt any) bool) uint32
 	RemoveEventHandler(id uint32) bool
 	// DeviceJID is the device's JID (Store.ID), nil until paired.
 	DeviceJID() *types.JID
@@ -63,6 +66,10 @@ func NewRealClient(device *store.Device, log waLog.Logger) Client {
 	// History sync is requested in full only on first pairing; the bridge takes what
 	// the phone sends then and bridges up to the configured count per chat.
 	cli.EnableAutoReconnect = true
+	// Also when the very first connection fails (the network is down at start-up).
+	cli.InitialAutoReconnect = true
+	// Messages that cannot be decrypted are asked for again from the phone.
+	cli.AutomaticMessageRerequestFromPhone = true
 	return &realClient{Client: cli}
 }
 
@@ -74,8 +81,8 @@ type realClient struct {
 	*whatsmeow.Client
 }
 
-func (c *realClient) AddEventHandler(handler func(evt any)) uint32 {
-	return c.Client.AddEventHandler(whatsmeow.EventHandler(handler))
+func (c *realClient) AddEventHandler(handler func(evt any) bool) uint32 {
+	return c.Client.AddEventHandlerWithSuccessStatus(whatsmeow.EventHandlerWithSuccessStatus(handler))
 }
 
 func (c *realClient) DeviceJID() *types.JID {

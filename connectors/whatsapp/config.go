@@ -14,6 +14,10 @@ type Config struct {
 	// BridgeStatusBroadcast bridges the status@broadcast chat (people's stories),
 	// which most users do not want as a room.
 	BridgeStatusBroadcast bool `yaml:"bridge_status_broadcast"`
+	// ContactNames names contacts' ghosts from the user's own address book. Ghosts are
+	// shared by every login on the bridge, so this is for single-user bridges: off,
+	// ghosts take the name each contact chose for themselves.
+	ContactNames bool `yaml:"contact_names"`
 	// MaxMediaBytes caps files bridged in either direction; larger ones become a
 	// notice saying so. Default 64 MiB (WhatsApp's own limit for most media).
 	MaxMediaBytes int `yaml:"max_media_bytes"`

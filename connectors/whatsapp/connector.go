@@ -36,7 +36,7 @@ type Connector struct {
 	// handoff holds the connected client of a pairing that just succeeded, by device
 	// JID, until the core loads the new login: reconnecting with a second client for
 	// the same device would make WhatsApp drop one of them.
-	handoff map[string]Client
+	handoff map[string]*handoff
 	// outdatedTold: the admins were told WhatsApp refuses this version.
 	outdatedTold bool
 }
@@ -49,7 +49,7 @@ func WithClientFactory(f ClientFactory) Option { return func(c *Connector) { c.n
 
 // New returns an unconfigured connector.
 func New(opts ...Option) *Connector {
-	c := &Connector{newClient: NewRealClient, sessions: map[string]*session{}, handoff: map[string]Client{}}
+	c := &Connector{newClient: NewRealClient, sessions: map[string]*session{}, handoff: map[string]*handoff{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -101,14 +101,14 @@ func (c *Connector) Stop(ctx context.Context) {
 	for _, s := range c.sessions {
 		sessions = append(sessions, s)
 	}
-	handoff := c.handoff
-	c.handoff = map[string]Client{}
+	pending := c.handoff
+	c.handoff = map[string]*handoff{}
 	c.mu.Unlock()
 	for _, s := range sessions {
 		s.Disconnect()
 	}
-	for _, cli := range handoff {
-		cli.Disconnect()
+	for _, h := range pending {
+		h.client.Disconnect()
 	}
 	if c.cancel != nil {
 		c.cancel()
@@ -136,17 +136,18 @@ func (c *Connector) StartLogin(ctx context.Context, user id.UserID, flowID strin
 	device := c.store.NewDevice()
 	client := c.newClient(device, c.waLogger(user.String()))
 	hook := func(cli Client, jid types.JID) (string, error) { return c.paired(ctx, user, cli, jid) }
+	outdated := func() { c.outdated(c.runCtxOr()) }
 	switch flowID {
 	case "qr":
 		l := newQRLogin(client)
-		l.paired = hook
+		l.paired, l.outdated = hook, outdated
 		return l, nil
 	case "phone":
 		if len(args) == 0 {
 			return nil, bridge.NewUserError("give your phone number in international form: `login whatsapp +33612345678`")
 		}
 		l := newPairLogin(client, args[0])
-		l.paired = hook
+		l.paired, l.outdated = hook, outdated
 		return l, nil
 	default:
 		return nil, bridge.NewUserError("unknown WhatsApp login flow %q (use `qr` or a phone number)", flowID)
@@ -174,8 +175,9 @@ func (c *Connector) paired(ctx context.Context, user id.UserID, client Client, d
 		c.unlinkOldDevice(ctx, l, device)
 		note = " This replaces the account's previous link to the bridge."
 	}
+	h := newHandoff(client)
 	c.mu.Lock()
-	c.handoff[device.String()] = client
+	c.handoff[device.String()] = h
 	c.mu.Unlock()
 	return note, nil
 }
@@ -210,10 +212,13 @@ func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.
 		return nil, fmt.Errorf("whatsapp: login %s has no device", login.ID)
 	}
 	c.mu.Lock()
-	client := c.handoff[deviceJID.String()]
+	pending := c.handoff[deviceJID.String()]
 	delete(c.handoff, deviceJID.String())
 	c.mu.Unlock()
-	if client == nil {
+	var client Client
+	if pending != nil {
+		client = pending.client
+	} else {
 		device, err := c.store.GetDevice(ctx, deviceJID)
 		if err != nil {
 			return nil, fmt.Errorf("whatsapp: loading device %s: %w", deviceJID, err)
@@ -226,6 +231,11 @@ func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.
 		client = c.newClient(device, c.waLogger(login.UserMXID.String()))
 	}
 	s := newSession(c, login, deviceJID, client)
+	if pending != nil {
+		// The pairing's handler already holds whatsmeow's events for this session.
+		s.handler = pending.handler
+		pending.attach(s.handleEvent)
+	}
 	c.mu.Lock()
 	c.sessions[login.ID] = s
 	c.mu.Unlock()

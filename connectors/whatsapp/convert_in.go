@@ -11,7 +11,6 @@ import (
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/bridge"
 )
@@ -260,12 +259,13 @@ func contextInfo(msg *waE2E.Message) *waE2E.ContextInfo {
 }
 
 // contactName is the best name for a contact: the name saved in the phone's address
-// book, then their own push name, then their business name, then the phone number.
+// book (with contact_names), then their own push name, then their business name, then
+// the phone number.
 func (s *session) contactName(ctx context.Context, jid types.JID, pushName string) string {
 	if dev := s.client.Device(); dev != nil && dev.Contacts != nil {
 		if info, err := dev.Contacts.GetContact(ctx, jid); err == nil && info.Found {
 			switch {
-			case info.FullName != "":
+			case info.FullName != "" && s.c.cfg.ContactNames:
 				return info.FullName
 			case info.PushName != "":
 				return info.PushName
@@ -287,5 +287,3 @@ func fallbackName(jid types.JID) string {
 	}
 	return jid.User
 }
-
-var _ = id.UserID("")

@@ -54,10 +54,10 @@ func (s *session) groupChatInfo(ctx context.Context, gi *types.GroupInfo) *bridg
 		if !p.PhoneNumber.IsEmpty() {
 			user = p.PhoneNumber
 		}
-		user = canonicalUser(ctx, s.client.Device(), user)
-		if user.User == s.ownJID().User {
+		if s.isOwn(ctx, user) || s.isOwn(ctx, p.JID) {
 			continue // the Matrix user is in the room as themselves
 		}
+		user = canonicalUser(ctx, s.client.Device(), user)
 		m := bridge.ChatMember{RemoteID: ghostID(user), Name: s.contactName(ctx, user, p.DisplayName)}
 		switch {
 		case p.IsSuperAdmin:
@@ -77,14 +77,14 @@ func ptr[T any](v T) *T { return &v }
 
 // handleGroupInfo follows group changes: name, topic, members joining and leaving,
 // admins promoted and demoted.
-func (s *session) handleGroupInfo(ctx context.Context, e *events.GroupInfo) {
+func (s *session) handleGroupInfo(ctx context.Context, q *queuer, e *events.GroupInfo) {
 	key := s.portalKey(ctx, e.JID)
 	s.mu.Lock()
 	delete(s.groups, e.JID) // refetched on next use
 	s.mu.Unlock()
 	sender := bridge.Sender{}
 	if e.Sender != nil {
-		src := types.MessageSource{Sender: *e.Sender, IsFromMe: e.Sender.User == s.ownJID().User}
+		src := types.MessageSource{Sender: *e.Sender, IsFromMe: s.isOwn(ctx, *e.Sender)}
 		if e.SenderPN != nil {
 			src.SenderAlt = *e.SenderPN
 		}
@@ -92,15 +92,26 @@ func (s *session) handleGroupInfo(ctx context.Context, e *events.GroupInfo) {
 	}
 	if e.Name != nil || e.Topic != nil {
 		info := s.chatInfo(ctx, e.JID)
-		s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: key, Sender: sender, Timestamp: e.Timestamp, ChatInfo: info})
+		q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: key, Sender: sender, Timestamp: e.Timestamp, ChatInfo: info})
 	}
 	member := func(jid types.JID) (string, bool) {
 		user := canonicalUser(ctx, s.client.Device(), jid)
-		return ghostID(user), user.User != s.ownJID().User
+		return ghostID(user), !s.isOwn(ctx, jid)
+	}
+	if e.Ephemeral != nil {
+		secs := uint32(0)
+		if e.Ephemeral.IsEphemeral {
+			secs = e.Ephemeral.DisappearingTimer
+		}
+		if err := s.c.timers.setChatTimer(ctx, key, secs); err != nil {
+			s.log.Warn().Err(err).Msg("Saving the disappearing-message timer failed")
+		}
+		q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: key, Sender: sender, Timestamp: e.Timestamp,
+			Content: noticeContent(timerText(secs)), CreatePortal: true, ChatInfo: s.chatInfo(ctx, e.JID)})
 	}
 	for _, jid := range e.Join {
 		if remote, ok := member(jid); ok {
-			s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: key, Timestamp: e.Timestamp,
+			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: key, Timestamp: e.Timestamp,
 				Sender: bridge.Sender{RemoteID: remote, Name: s.contactName(ctx, jid, "")}})
 		}
 	}
@@ -110,9 +121,9 @@ func (s *session) handleGroupInfo(ctx context.Context, e *events.GroupInfo) {
 			continue
 		}
 		if e.Sender != nil && sender.RemoteID != remote {
-			s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: key, Timestamp: e.Timestamp, Sender: sender, TargetUser: remote})
+			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: key, Timestamp: e.Timestamp, Sender: sender, TargetUser: remote})
 		} else {
-			s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Timestamp: e.Timestamp, Sender: bridge.Sender{RemoteID: remote}})
+			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Timestamp: e.Timestamp, Sender: bridge.Sender{RemoteID: remote}})
 		}
 	}
 	for _, change := range []struct {
@@ -121,9 +132,22 @@ func (s *session) handleGroupInfo(ctx context.Context, e *events.GroupInfo) {
 	}{{e.Promote, adminPowerLevel}, {e.Demote, 0}} {
 		for _, jid := range change.users {
 			if remote, ok := member(jid); ok {
-				s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: key, Timestamp: e.Timestamp,
+				q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: key, Timestamp: e.Timestamp,
 					Sender: sender, TargetUser: remote, PowerLevel: ptr(change.level)})
 			}
 		}
 	}
+}
+
+// isGroupAdmin says whether a contact administers a group (from the group's info).
+func (s *session) isGroupAdmin(ctx context.Context, chat types.JID, remoteID string) bool {
+	if isDMChat(chat) || remoteID == "" {
+		return false
+	}
+	for _, m := range s.chatInfo(ctx, chat).Members {
+		if m.RemoteID == remoteID && m.PowerLevel != nil && *m.PowerLevel >= adminPowerLevel {
+			return true
+		}
+	}
+	return false
 }

@@ -15,35 +15,48 @@ import (
 // handleEvent is the session's whatsmeow event handler. Events are queued durably
 // before it returns, and whatsmeow acknowledges a message to WhatsApp only after its
 // handlers return, so a crash loses nothing.
-func (s *session) handleEvent(evt any) {
+func (s *session) handleEvent(evt any) bool {
 	if s.handleConnectionEvent(evt) {
-		return
+		return true
 	}
 	ctx := s.log.WithContext(s.c.runCtxOr())
+	q := &queuer{s: s}
 	switch e := evt.(type) {
 	case *events.Message:
-		s.handleMessage(ctx, e, false)
+		s.handleMessage(ctx, q, e, false)
+	case *events.UndecryptableMessage:
+		s.handleUndecryptable(ctx, q, e)
 	case *events.Receipt:
-		s.handleReceipt(ctx, e)
+		s.handleReceipt(ctx, q, e)
 	case *events.ChatPresence:
-		s.handleChatPresence(ctx, e)
+		s.handleChatPresence(ctx, q, e)
 	case *events.HistorySync:
-		s.handleHistorySync(ctx, e)
+		s.handleHistorySync(ctx, q, e)
 	case *events.GroupInfo:
-		s.handleGroupInfo(ctx, e)
+		s.handleGroupInfo(ctx, q, e)
 	case *events.PushName:
-		s.handlePushName(ctx, e)
+		s.handlePushName(ctx, q, e)
 	case *events.Picture:
-		s.handlePicture(ctx, e)
+		s.handlePicture(ctx, q, e)
 	}
+	// false keeps whatsmeow from acknowledging what could not be stored.
+	return !q.failed
+}
+
+// queuer hands one whatsmeow event's remote events to the core and remembers whether
+// all of them were stored.
+type queuer struct {
+	s      *session
+	failed bool
 }
 
 // queue hands an event to the core, logging (never dropping silently) a failure.
-func (s *session) queue(ctx context.Context, evt *bridge.RemoteEvent) {
+func (q *queuer) queue(ctx context.Context, evt *bridge.RemoteEvent) {
 	evt.Chat.Connector = connectorName
-	evt.Sender.Login = s.login.ID
-	if err := s.c.host.QueueRemoteEvent(ctx, evt); err != nil {
-		s.log.Error().Err(err).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Msg("Queueing WhatsApp event failed")
+	evt.Sender.Login = q.s.login.ID
+	if err := q.s.c.host.QueueRemoteEvent(ctx, evt); err != nil {
+		q.failed = true
+		q.s.log.Error().Err(err).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Msg("Queueing WhatsApp event failed")
 	}
 }
 
@@ -88,7 +101,7 @@ func (s *session) skipChat(chat types.JID) bool {
 }
 
 // handleMessage bridges one message; backfill marks history-sync messages.
-func (s *session) handleMessage(ctx context.Context, evt *events.Message, backfill bool) {
+func (s *session) handleMessage(ctx context.Context, q *queuer, evt *events.Message, backfill bool) {
 	info := evt.Info
 	chat := chatOf(info.MessageSource)
 	if s.skipChat(chat) || evt.Message == nil {
@@ -102,7 +115,7 @@ func (s *session) handleMessage(ctx context.Context, evt *events.Message, backfi
 	base := bridge.RemoteEvent{Chat: key, Sender: sender, Timestamp: info.Timestamp}
 	switch {
 	case msg.ProtocolMessage != nil:
-		s.handleProtocolMessage(ctx, base, msg.GetProtocolMessage(), chat)
+		s.handleProtocolMessage(ctx, q, base, msg.GetProtocolMessage(), chat)
 		return
 	case msg.ReactionMessage != nil:
 		r := msg.GetReactionMessage()
@@ -116,7 +129,7 @@ func (s *session) handleMessage(ctx context.Context, evt *events.Message, backfi
 			base.Type = bridge.RemoteReaction
 			base.ReplaceReactions = true
 		}
-		s.queue(ctx, &base)
+		q.queue(ctx, &base)
 		return
 	case msg.EncReactionMessage != nil, msg.PollUpdateMessage != nil, msg.KeepInChatMessage != nil, msg.PinInChatMessage != nil:
 		// Encrypted votes and reactions to community posts, pins and keeps carry nothing
@@ -132,10 +145,16 @@ func (s *session) handleMessage(ctx context.Context, evt *events.Message, backfi
 	base.Content = s.contentFromWA(ctx, msg)
 	base.CreatePortal = true
 	base.ChatInfo = s.chatInfo(ctx, chat)
-	s.queue(ctx, &base)
+	q.queue(ctx, &base)
 	if exp := contextInfo(msg).GetExpiration(); exp > 0 {
 		// Counted from when it was sent: a backfilled message past its time goes at once.
 		s.c.timers.schedule(ctx, key, info.ID, info.Timestamp.Add(time.Duration(exp)*time.Second))
+		if !backfill && s.c.timers.chatTimer(ctx, key) != exp {
+			// The chat's timer, as the phone applies it: Matrix messages carry it too.
+			if err := s.c.timers.setChatTimer(ctx, key, exp); err != nil {
+				s.log.Warn().Err(err).Msg("Saving the disappearing-message timer failed")
+			}
+		}
 	}
 }
 
@@ -156,18 +175,24 @@ func contentEmpty(msg *waE2E.Message) bool {
 }
 
 // handleProtocolMessage bridges revokes, edits and disappearing-timer changes.
-func (s *session) handleProtocolMessage(ctx context.Context, base bridge.RemoteEvent, pm *waE2E.ProtocolMessage, chat types.JID) {
+func (s *session) handleProtocolMessage(ctx context.Context, q *queuer, base bridge.RemoteEvent, pm *waE2E.ProtocolMessage, chat types.JID) {
 	switch pm.GetType() {
 	case waE2E.ProtocolMessage_REVOKE:
 		base.Type = bridge.RemoteRedaction
 		base.TargetID = pm.GetKey().GetID()
-		s.queue(ctx, &base)
+		// Only the sender revokes their own messages, or a group admin anyone's: the
+		// core refuses others.
+		base.Moderator = base.Sender.IsFromMe || s.isGroupAdmin(ctx, chat, base.Sender.RemoteID)
+		q.queue(ctx, &base)
 	case waE2E.ProtocolMessage_MESSAGE_EDIT:
+		if pm.GetEditedMessage() == nil {
+			return
+		}
 		base.Type = bridge.RemoteEdit
 		base.TargetID = pm.GetKey().GetID()
 		base.Content = s.contentFromWA(ctx, pm.GetEditedMessage())
 		base.Content.ReplyTo = ""
-		s.queue(ctx, &base)
+		q.queue(ctx, &base)
 	case waE2E.ProtocolMessage_EPHEMERAL_SETTING:
 		secs := pm.GetEphemeralExpiration()
 		if err := s.c.timers.setChatTimer(ctx, base.Chat, secs); err != nil {
@@ -177,7 +202,7 @@ func (s *session) handleProtocolMessage(ctx context.Context, base bridge.RemoteE
 		base.Content = noticeContent(timerText(secs))
 		base.CreatePortal = true
 		base.ChatInfo = s.chatInfo(ctx, chat)
-		s.queue(ctx, &base)
+		q.queue(ctx, &base)
 	}
 }
 
@@ -209,7 +234,7 @@ func plural(n int, unit string) string {
 
 // handleReceipt bridges read receipts: someone else's as their ghost's, the user's
 // own (read on the phone) as their double puppet's.
-func (s *session) handleReceipt(ctx context.Context, e *events.Receipt) {
+func (s *session) handleReceipt(ctx context.Context, q *queuer, e *events.Receipt) {
 	if e.Type != types.ReceiptTypeRead && e.Type != types.ReceiptTypeReadSelf || len(e.MessageIDs) == 0 {
 		return
 	}
@@ -220,33 +245,33 @@ func (s *session) handleReceipt(ctx context.Context, e *events.Receipt) {
 	evt := &bridge.RemoteEvent{Type: bridge.RemoteReceipt, Chat: s.portalKey(ctx, chat),
 		Sender: s.senderOfSource(ctx, e.MessageSource, ""), Timestamp: e.Timestamp,
 		TargetID: e.MessageIDs[len(e.MessageIDs)-1]}
-	s.queue(ctx, evt)
+	q.queue(ctx, evt)
 }
 
 // handleChatPresence bridges typing notifications.
-func (s *session) handleChatPresence(ctx context.Context, e *events.ChatPresence) {
+func (s *session) handleChatPresence(ctx context.Context, q *queuer, e *events.ChatPresence) {
 	if e.IsFromMe || s.skipChat(e.Chat) {
 		return
 	}
 	evt := &bridge.RemoteEvent{Type: bridge.RemoteTyping, Chat: s.portalKey(ctx, e.Chat),
 		Sender: s.senderOfSource(ctx, e.MessageSource, ""), Typing: e.State == types.ChatPresenceComposing}
-	s.queue(ctx, evt)
+	q.queue(ctx, evt)
 }
 
 // handlePushName updates a contact's ghost when they change their own name.
-func (s *session) handlePushName(ctx context.Context, e *events.PushName) {
+func (s *session) handlePushName(ctx context.Context, q *queuer, e *events.PushName) {
 	user := canonicalUser(ctx, s.client.Device(), e.JID)
 	if user.User == s.ownJID().User {
 		return
 	}
 	evt := &bridge.RemoteEvent{Type: bridge.RemoteProfile, Chat: s.portalKey(ctx, user),
 		Sender: bridge.Sender{RemoteID: ghostID(user), Name: s.contactName(ctx, user, e.NewPushName)}}
-	s.queue(ctx, evt)
+	q.queue(ctx, evt)
 }
 
 // handlePicture follows profile and group picture changes. A removed picture is left
 // in place on Matrix (WhatsApp sends no replacement to show).
-func (s *session) handlePicture(ctx context.Context, e *events.Picture) {
+func (s *session) handlePicture(ctx context.Context, q *queuer, e *events.Picture) {
 	if e.Remove {
 		return
 	}
@@ -259,7 +284,7 @@ func (s *session) handlePicture(ctx context.Context, e *events.Picture) {
 		if avatar == nil {
 			return
 		}
-		s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteProfile, Chat: s.portalKey(ctx, user), Timestamp: e.Timestamp,
+		q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteProfile, Chat: s.portalKey(ctx, user), Timestamp: e.Timestamp,
 			Sender: bridge.Sender{RemoteID: ghostID(user), Name: s.contactName(ctx, user, ""), Avatar: avatar}})
 		return
 	}
@@ -267,5 +292,28 @@ func (s *session) handlePicture(ctx context.Context, e *events.Picture) {
 	delete(s.groups, e.JID)
 	s.mu.Unlock()
 	info := s.chatInfo(ctx, e.JID)
-	s.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: s.portalKey(ctx, e.JID), Timestamp: e.Timestamp, ChatInfo: info})
+	q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: s.portalKey(ctx, e.JID), Timestamp: e.Timestamp, ChatInfo: info})
+}
+
+// handleUndecryptable tells the user a message could not be read, instead of losing it
+// silently; whatsmeow asks the phone to send it again, and it replaces nothing.
+func (s *session) handleUndecryptable(ctx context.Context, q *queuer, e *events.UndecryptableMessage) {
+	chat := chatOf(e.Info.MessageSource)
+	if s.skipChat(chat) || e.DecryptFailMode == events.DecryptFailHide {
+		return
+	}
+	q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: s.portalKey(ctx, chat), ID: "undecryptable:" + e.Info.ID,
+		Sender: s.senderOfSource(ctx, e.Info.MessageSource, e.Info.PushName), Timestamp: e.Info.Timestamp,
+		Content:      noticeContent("A message could not be decrypted; the bridge asked your phone for it again. Open WhatsApp on your phone if it does not appear."),
+		CreatePortal: true, ChatInfo: s.chatInfo(ctx, chat)})
+}
+
+// isOwn says whether a user JID (phone number or hidden ID) is the account itself.
+func (s *session) isOwn(ctx context.Context, jid types.JID) bool {
+	user := canonicalUser(ctx, s.client.Device(), jid)
+	if user.User == s.ownJID().User {
+		return true
+	}
+	dev := s.client.Device()
+	return dev != nil && !dev.LID.IsEmpty() && jid.ToNonAD().User == dev.LID.User && jid.Server == types.HiddenUserServer
 }

@@ -83,6 +83,8 @@ func remoteName(jid types.JID) string {
 type qrLogin struct {
 	client Client
 	paired pairedHook
+	// outdated tells the admins WhatsApp refuses this version.
+	outdated func()
 
 	mu       sync.Mutex
 	qr       <-chan whatsmeow.QRChannelItem
@@ -136,6 +138,9 @@ func (l *qrLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 	if !ok {
 		l.fail()
 		return nil, bridge.NewUserError(msgLoginCancelled)
+	}
+	if item.Event == whatsmeow.QRChannelClientOutdated.Event && l.outdated != nil {
+		l.outdated()
 	}
 	step, err := qrItemStep(item, l.client, l.paired)
 	if err != nil {
@@ -210,7 +215,9 @@ func (l *qrLogin) Cancel() {
 type pairLogin struct {
 	client Client
 	paired pairedHook
-	phone  string
+	// outdated tells the admins WhatsApp refuses this version.
+	outdated func()
+	phone    string
 	// expiry makes the code-expiry timer; tests replace it.
 	expiry func(time.Duration) <-chan time.Time
 
@@ -254,11 +261,14 @@ func normalizePhone(phone string) (string, error) {
 }
 
 // handleEvent is registered on the client; it never blocks whatsmeow's event loop.
-func (l *pairLogin) handleEvent(evt any) {
+func (l *pairLogin) handleEvent(evt any) bool {
 	switch evt.(type) {
 	case *events.QR, *events.PairSuccess, *events.PairError, *events.ClientOutdated, *events.Disconnected, *events.LoggedOut:
 	default:
-		return
+		return true
+	}
+	if _, ok := evt.(*events.ClientOutdated); ok && l.outdated != nil {
+		l.outdated()
 	}
 	select {
 	case l.events <- evt:
@@ -266,6 +276,7 @@ func (l *pairLogin) handleEvent(evt any) {
 	default:
 		// Only QR rotations can pile up; dropping one is harmless.
 	}
+	return true
 }
 
 // Start connects, waits until the login websocket is up (whatsmeow's first QR event),

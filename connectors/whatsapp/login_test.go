@@ -25,7 +25,7 @@ type fakeClient struct {
 	calls          []string
 	qr             chan whatsmeow.QRChannelItem
 	connected      bool
-	handlers       map[uint32]func(any)
+	handlers       map[uint32]func(any) bool
 	nextHandler    uint32
 	jid            *types.JID
 	pairCode       string
@@ -38,7 +38,7 @@ type fakeClient struct {
 var _ Client = (*fakeClient)(nil)
 
 func newFakeClient(items ...whatsmeow.QRChannelItem) *fakeClient {
-	f := &fakeClient{qr: make(chan whatsmeow.QRChannelItem, len(items)+1), handlers: map[uint32]func(any){}}
+	f := &fakeClient{qr: make(chan whatsmeow.QRChannelItem, len(items)+1), handlers: map[uint32]func(any) bool{}}
 	for _, it := range items {
 		f.qr <- it
 	}
@@ -100,7 +100,7 @@ func (f *fakeClient) PairPhone(_ context.Context, phone string, _ bool, _ whatsm
 
 func (f *fakeClient) Logout(context.Context) error { f.record("Logout"); return nil }
 
-func (f *fakeClient) AddEventHandler(h func(any)) uint32 {
+func (f *fakeClient) AddEventHandler(h func(any) bool) uint32 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nextHandler++
@@ -121,7 +121,7 @@ func (f *fakeClient) DeviceJID() *types.JID { f.mu.Lock(); defer f.mu.Unlock(); 
 // dispatch delivers an event the way whatsmeow does: to every registered handler.
 func (f *fakeClient) dispatch(evt any) {
 	f.mu.Lock()
-	hs := make([]func(any), 0, len(f.handlers))
+	hs := make([]func(any) bool, 0, len(f.handlers))
 	for _, h := range f.handlers {
 		hs = append(hs, h)
 	}

@@ -96,7 +96,11 @@ func (s *session) waMessage(ctx context.Context, msg *bridge.MatrixMessage, chat
 	}
 	if msg.ReplyTo != "" {
 		ci.StanzaID = proto.String(msg.ReplyTo)
-		ci.Participant = proto.String(s.participantOf(msg.ReplyToSender).String())
+		participant := s.participantOf(msg.ReplyToSender)
+		if from, ok := s.senderOf(msg.ReplyTo); ok {
+			participant = from // as WhatsApp knows it (a hidden ID in some groups)
+		}
+		ci.Participant = proto.String(participant.String())
 		ci.QuotedMessage = &waE2E.Message{Conversation: proto.String("")}
 	}
 	text, mentions := s.textToWA(&content)
@@ -309,6 +313,9 @@ func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (s
 		return "", err
 	}
 	sender := s.participantOf(r.TargetSender)
+	if from, ok := s.senderOf(r.TargetID); ok {
+		sender = from // as WhatsApp knows it (a hidden ID in some groups)
+	}
 	res, err := s.send(ctx, chat, s.client.BuildReaction(chat, sender, r.TargetID, r.Emoji), r.TxnID)
 	if err != nil {
 		return "", err
@@ -325,6 +332,11 @@ func (s *session) SendTyping(ctx context.Context, chat bridge.PortalKey, typing 
 	state := types.ChatPresencePaused
 	if typing {
 		state = types.ChatPresenceComposing
+		// WhatsApp shows typing only from clients marked online (the bridge is offline
+		// otherwise, so the phone keeps its notifications).
+		if err := s.client.SendPresence(ctx, types.PresenceAvailable); err != nil {
+			return err
+		}
 	}
 	return s.client.SendChatPresence(ctx, jid, state, types.ChatPresenceMediaText)
 }

@@ -32,6 +32,7 @@ type session struct {
 	groups    map[types.JID]*bridge.ChatInfo
 	senders   map[string]types.JID // message ID → sender, for group read receipts
 	senderIDs []string
+	backfill  map[types.JID]int // history messages bridged per chat this run
 }
 
 // maxRememberedSenders bounds the message-sender memory used for read receipts.
@@ -41,7 +42,7 @@ func newSession(c *Connector, login *bridge.Login, deviceJID types.JID, client C
 	return &session{
 		c: c, login: login, deviceJID: deviceJID, client: client,
 		log:    c.host.Log().With().Str("login_id", login.ID).Str("user_id", login.UserMXID.String()).Logger(),
-		groups: map[types.JID]*bridge.ChatInfo{}, senders: map[string]types.JID{},
+		groups: map[types.JID]*bridge.ChatInfo{}, senders: map[string]types.JID{}, backfill: map[types.JID]int{},
 	}
 }
 
@@ -161,8 +162,12 @@ func (s *session) handleConnectionEvent(evt any) bool {
 		s.report(bridge.StateConnected, "")
 	case *events.LoggedOut:
 		s.mu.Lock()
+		replaced := s.gone
 		s.gone = true
 		s.mu.Unlock()
+		if replaced {
+			return true // a newer link of the same account took over; nothing to tell
+		}
 		s.log.Warn().Bool("on_connect", e.OnConnect).Str("reason", e.Reason.String()).Msg("WhatsApp logged the bridge out")
 		s.report(bridge.StateLoggedOut, "the phone unlinked the bridge (or WhatsApp ended the session: "+e.Reason.String()+
 			"); send `logout whatsapp` to clean up and `login whatsapp` to link it again")

@@ -128,7 +128,7 @@ func newVariant(t *testing.T, dbType string, historyCount int) *variant {
 		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
 		Permissions: map[string]string{shared.hs.Domain: "user"},
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
-			"history_count": historyCount}},
+			"history_count": historyCount, "contact_names": true}},
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ type client struct {
 	enc      *json.Encoder
 	nextID   int64
 	pending  map[int64]chan frame
-	handlers map[uint32]func(any)
+	handlers map[uint32]func(any) bool
 	nextH    uint32
 	qr       chan whatsmeow.QRChannelItem
 	// dispatchMu keeps handlers sequential, as whatsmeow runs them.
@@ -47,7 +47,7 @@ type client struct {
 func NewFactory(addr func() string) whatsapp.ClientFactory {
 	return func(device *store.Device, log waLog.Logger) whatsapp.Client {
 		return &client{Client: whatsapp.NewRealClient(device, log), addr: addr(), device: device, log: log,
-			pending: map[int64]chan frame{}, handlers: map[uint32]func(any){}}
+			pending: map[int64]chan frame{}, handlers: map[uint32]func(any) bool{}}
 	}
 }
 
@@ -201,9 +201,13 @@ func (c *client) handlePush(f frame) {
 			return
 		}
 		if m, ok := evt.(*events.Message); ok {
-			// whatsmeow learns LID↔phone mappings from message metadata itself.
+			// whatsmeow learns LID↔phone mappings and push names from message metadata
+			// itself, before the handlers run.
 			if m.Info.Sender.Server == types.HiddenUserServer && m.Info.SenderAlt.Server == types.DefaultUserServer {
 				_ = c.device.LIDs.PutLIDMapping(ctx, m.Info.Sender.ToNonAD(), m.Info.SenderAlt.ToNonAD())
+			}
+			if m.Info.PushName != "" && !m.Info.IsFromMe {
+				_, _, _ = c.device.Contacts.PutPushName(ctx, m.Info.Sender.ToNonAD(), m.Info.PushName)
 			}
 		}
 		if _, ok := evt.(*events.LoggedOut); ok {
@@ -229,7 +233,7 @@ func (c *client) dispatch(evt any) {
 	c.dispatchMu.Lock()
 	defer c.dispatchMu.Unlock()
 	c.mu.Lock()
-	hs := make([]func(any), 0, len(c.handlers))
+	hs := make([]func(any) bool, 0, len(c.handlers))
 	for _, h := range c.handlers {
 		hs = append(hs, h)
 	}
@@ -262,7 +266,7 @@ func (c *client) GetQRChannel(ctx context.Context) (<-chan whatsmeow.QRChannelIt
 	return c.qr, nil
 }
 
-func (c *client) AddEventHandler(h func(evt any)) uint32 {
+func (c *client) AddEventHandler(h func(evt any) bool) uint32 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nextH++
