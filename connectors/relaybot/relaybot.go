@@ -1,0 +1,282 @@
+// Package relaybot is the relay-room policy: an organisation's shared account on
+// another network (an IRC nick, a WhatsApp number) speaks for a team. Every new
+// conversation with the account becomes a relay room: relay on, the team's assignees
+// invited with their power level, an optional greeting sent once to the contact, and an
+// entry in the account's lobby room. Admins of the account assign, unassign, close and
+// list conversations with bot commands.
+//
+// It speaks no network itself: the account is a login of the irc or whatsapp connector,
+// and the core's relay carries the messages.
+package relaybot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge"
+)
+
+const connectorName = "relaybot"
+
+// Connector is the relay-room policy.
+type Connector struct {
+	host  bridge.Host
+	rooms bridge.RoomHost
+	cfg   *Config
+	store *store
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu sync.Mutex
+	// lobbies are the lobby rooms by account name.
+	lobbies map[string]id.RoomID
+}
+
+// New returns an unconfigured connector.
+func New() *Connector { return &Connector{lobbies: map[string]id.RoomID{}} }
+
+var (
+	_ bridge.Connector       = (*Connector)(nil)
+	_ bridge.PortalWatcher   = (*Connector)(nil)
+	_ bridge.CommandProvider = (*Connector)(nil)
+)
+
+// Info implements bridge.Connector.
+func (c *Connector) Info() bridge.ConnectorInfo {
+	return bridge.ConnectorInfo{Name: connectorName, DisplayName: "Relay bot", ProtocolID: connectorName,
+		Modes: []bridge.PuppetMode{bridge.RelayBot}}
+}
+
+// Init implements bridge.Connector.
+func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node) error {
+	cfg, err := parseConfig(node)
+	if err != nil {
+		return err
+	}
+	rooms, ok := host.(bridge.RoomHost)
+	if !ok {
+		return errors.New("relaybot: the bridge core does not offer room operations")
+	}
+	c.host, c.rooms, c.cfg = host, rooms, cfg
+	if c.store, err = newStore(ctx, host.Database()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Start implements bridge.Connector: the lobby rooms are joined (or made) and closed
+// conversations are forgotten after their retention.
+func (c *Connector) Start(ctx context.Context) error {
+	for i := range c.cfg.Accounts {
+		a := &c.cfg.Accounts[i]
+		lobby, err := c.lobbyRoom(ctx, a)
+		if err != nil {
+			c.host.Log().Warn().Err(err).Str("account", a.Name).Msg("No lobby room for relay account")
+			continue
+		}
+		c.mu.Lock()
+		c.lobbies[a.Name] = lobby
+		c.mu.Unlock()
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.sweep(runCtx)
+	}()
+	return nil
+}
+
+// Stop implements bridge.Connector.
+func (c *Connector) Stop(context.Context) {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+}
+
+// LoginFlows implements bridge.Connector: relay accounts log in on their own network.
+func (c *Connector) LoginFlows() []bridge.LoginFlow { return nil }
+
+// StartLogin implements bridge.Connector.
+func (c *Connector) StartLogin(context.Context, id.UserID, string, []string) (bridge.LoginProcess, error) {
+	return nil, bridge.NewUserError("relay accounts log in on their own network (`login irc …`, `login whatsapp`), then are named in connectors.relaybot")
+}
+
+// LoadLogin implements bridge.Connector.
+func (c *Connector) LoadLogin(context.Context, *bridge.Login) (bridge.Session, error) {
+	return nil, errors.New("relaybot has no logins")
+}
+
+// lobbyRoom finds or makes an account's lobby.
+func (c *Connector) lobbyRoom(ctx context.Context, a *AccountConfig) (id.RoomID, error) {
+	target := a.LobbyRoom
+	if target == "" {
+		target = a.TeamRoom
+	}
+	if target != "" {
+		return c.rooms.JoinRoom(ctx, target)
+	}
+	if room, err := c.store.lobby(ctx, a.Name); err != nil || room != "" {
+		return room, err
+	}
+	invite := append(append([]id.UserID{}, a.Admins...), a.Assignees...)
+	room, err := c.rooms.CreateRoom(ctx, "Relay lobby: "+a.Name,
+		"New conversations with the "+a.Name+" relay account are listed here.", dedupe(invite))
+	if err != nil {
+		return "", err
+	}
+	return room, c.store.setLobby(ctx, a.Name, room)
+}
+
+// account finds the relay account a new portal belongs to.
+func (c *Connector) account(p *bridge.NewPortal) *AccountConfig {
+	if p.Key.Receiver == "" {
+		return nil
+	}
+	for i := range c.cfg.Accounts {
+		a := &c.cfg.Accounts[i]
+		if a.Network != p.Key.Connector {
+			continue
+		}
+		if a.Login != "" && a.Login == p.Key.Receiver || a.Login == "" && a.Owner == p.LoginOwner {
+			return a
+		}
+	}
+	return nil
+}
+
+// PortalCreated implements bridge.PortalWatcher: a relay account's new conversation
+// becomes a relay room.
+func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
+	a := c.account(p)
+	if a == nil {
+		return
+	}
+	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", p.RoomID).Object("portal", p.Key).Logger()
+	contact := contactName(p)
+	opts := &bridge.RelayOptions{Formats: a.Formats, NoPrefixWhenAlone: a.SingleHandlerNoPrefix, ReactionsAsText: a.Reactions == "text"}
+	if err := c.rooms.SetRoomRelay(ctx, p.RoomID, p.Key.Connector, p.Key.Receiver, opts); err != nil {
+		log.Error().Err(err).Msg("Turning relay on for a new conversation failed")
+		return
+	}
+	if err := c.store.openConversation(ctx, &conversation{RoomID: p.RoomID, Account: a.Name, Chat: p.Key, Contact: contact}); err != nil {
+		log.Error().Err(err).Msg("Recording the conversation failed")
+	}
+	for _, user := range c.teamOf(ctx, a, p.LoginOwner) {
+		if err := c.rooms.InviteUser(ctx, p.RoomID, user, a.powerLevel); err != nil {
+			log.Warn().Err(err).Stringer("assignee", user).Msg("Inviting an assignee failed")
+			continue
+		}
+		if err := c.store.addAssignee(ctx, p.RoomID, user); err != nil {
+			log.Warn().Err(err).Msg("Recording an assignee failed")
+		}
+	}
+	if a.Greeting != "" {
+		c.greet(ctx, a, p)
+	}
+	c.mu.Lock()
+	lobby := c.lobbies[a.Name]
+	c.mu.Unlock()
+	if lobby != "" {
+		link := p.RoomID.URI().MatrixToURL()
+		text := fmt.Sprintf("New conversation with %s on %s: %s", contact, a.Name, link)
+		html := fmt.Sprintf(`New conversation with <b>%s</b> on %s: <a href="%s">open it</a>`, escape(contact), escape(a.Name), escape(link))
+		if err := c.rooms.RoomNotice(ctx, lobby, text, html); err != nil {
+			log.Warn().Err(err).Msg("Posting the lobby entry failed")
+		}
+	}
+	log.Info().Msg("New relay conversation")
+}
+
+// greet sends the greeting once per contact, and shows the team it went out.
+func (c *Connector) greet(ctx context.Context, a *AccountConfig, p *bridge.NewPortal) {
+	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", p.RoomID).Logger()
+	first, err := c.store.markGreeted(ctx, a.Name, p.Key)
+	if err != nil || !first {
+		if err != nil {
+			log.Warn().Err(err).Msg("Checking the greeting failed")
+		}
+		return
+	}
+	if err = c.rooms.SendToRemote(ctx, p.Key, p.Key.Receiver, a.Greeting); err != nil {
+		log.Warn().Err(err).Msg("Sending the greeting failed")
+		_ = c.store.unmarkGreeted(ctx, a.Name, p.Key)
+		_ = c.rooms.RoomNotice(ctx, p.RoomID, "The greeting could not be sent to the contact: "+err.Error(), "")
+		return
+	}
+	_ = c.rooms.RoomNotice(ctx, p.RoomID, "Greeting sent to the contact: "+a.Greeting, "")
+}
+
+// teamOf lists who handles an account's conversations: its assignees and the members
+// of its team room, without the relay account's owner.
+func (c *Connector) teamOf(ctx context.Context, a *AccountConfig, owner id.UserID) []id.UserID {
+	team := append([]id.UserID{}, a.Assignees...)
+	if a.TeamRoom != "" {
+		room, err := c.rooms.JoinRoom(ctx, a.TeamRoom)
+		if err == nil {
+			var members []id.UserID
+			if members, err = c.rooms.JoinedUsers(ctx, room); err == nil {
+				team = append(team, members...)
+			}
+		}
+		if err != nil {
+			c.host.Log().Warn().Err(err).Str("account", a.Name).Msg("Reading the team room failed")
+		}
+	}
+	var out []id.UserID
+	for _, u := range dedupe(team) {
+		if u != owner && u != a.Owner {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// contactName is how the lobby and commands name the other side.
+func contactName(p *bridge.NewPortal) string {
+	if p.Info != nil && p.Info.Name != "" {
+		return p.Info.Name
+	}
+	if p.Info != nil && p.Info.OtherUser != "" {
+		return p.Info.OtherUser
+	}
+	return p.Key.ChatID
+}
+
+func dedupe(users []id.UserID) []id.UserID {
+	seen := map[id.UserID]bool{}
+	var out []id.UserID
+	for _, u := range users {
+		if !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// sweep forgets closed conversations once their retention has passed.
+func (c *Connector) sweep(ctx context.Context) {
+	for {
+		for i := range c.cfg.Accounts {
+			a := &c.cfg.Accounts[i]
+			if err := c.store.forgetClosed(ctx, a.Name, time.Now().Add(-a.retention)); err != nil {
+				c.host.Log().Warn().Err(err).Str("account", a.Name).Msg("Forgetting closed conversations failed")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
