@@ -207,8 +207,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil {
 			return err
 		} else if target == nil || evt.Content == nil {
-			zerolog.Ctx(ctx).Debug().Msg("Edit target unknown, dropping")
-			return nil
+			return targetNotYetKnown(ctx, evt)
 		}
 		if !br.ownMessage(ctx, evt, target, intent) {
 			zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping an edit of someone else's message")
@@ -227,7 +226,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil {
 			return err
 		} else if target == nil {
-			return nil
+			return targetNotYetKnown(ctx, evt)
 		}
 		if evt.Sender.RemoteID != "" && !evt.Moderator && !br.ownMessage(ctx, evt, target, intent) {
 			zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping a deletion of someone else's message")
@@ -245,7 +244,7 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		if err != nil {
 			return err
 		} else if target == nil {
-			return nil
+			return targetNotYetKnown(ctx, evt)
 		}
 		senderKey := "remote:" + evt.Sender.RemoteID
 		if existing, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, senderKey, evt.Emoji); err != nil {
@@ -288,8 +287,10 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 		return ignoreForbidden(err)
 	case RemoteReceipt:
 		target, err := targetEvent(evt.TargetID)
-		if err != nil || target == nil {
+		if err != nil {
 			return err
+		} else if target == nil {
+			return targetNotYetKnown(ctx, evt)
 		}
 		if intent.IsCustomPuppet {
 			// The homeserver will echo this receipt back as the user's own: remember it
@@ -353,6 +354,21 @@ func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *
 	default:
 		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
 	}
+}
+
+// targetWait is how long a remote event about a message the bridge does not know yet is
+// retried: a reaction or read receipt can overtake the recording of a message just
+// sent from Matrix (the two directions have separate lanes).
+const targetWait = 15 * time.Second
+
+// targetNotYetKnown retries a fresh event whose target is unknown, and drops an old one
+// (its target was never bridged).
+func targetNotYetKnown(ctx context.Context, evt *RemoteEvent) error {
+	if !evt.Timestamp.IsZero() && time.Since(evt.Timestamp) < targetWait {
+		return fmt.Errorf("the target message %s is not known yet", evt.TargetID)
+	}
+	zerolog.Ctx(ctx).Debug().Str("target_id", evt.TargetID).Msg("Target message unknown, dropping")
+	return nil
 }
 
 // ownMessage says whether a remote event's sender sent the target message: as the same

@@ -13,6 +13,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
 	"google.golang.org/protobuf/proto"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
@@ -571,6 +572,38 @@ func (v *variant) testGroup(t *testing.T, conn *fakewa.Conn) {
 		ms := e.Content.AsMember().Membership
 		return e.Type == event.StateMember && e.GetStateKey() == ghost(v.bobPhone).String() && (ms == event.MembershipLeave || ms == event.MembershipBan)
 	})
+
+	// Only a message's sender edits it, and only its sender or an admin deletes it.
+	v.dispatch(conn, message(group, dan, "DAN1", "Dan", text("dan's words")))
+	danMsg := v.waitIn(room, "dan's message", msgFrom(ghost(v.danPhone), event.MsgText, "dan's words"))
+	forgedEdit := &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_MESSAGE_EDIT.Enum(),
+		Key: &waCommon.MessageKey{ID: proto.String("CAROL1")}, EditedMessage: text("words carol never wrote")}}
+	v.dispatch(conn, message(group, dan, "DANFORGE1", "Dan", forgedEdit))
+	forgedRevoke := &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_REVOKE.Enum(),
+		Key: &waCommon.MessageKey{ID: proto.String("CAROL1")}}}
+	v.dispatch(conn, message(group, dan, "DANFORGE2", "Dan", forgedRevoke))
+	v.dispatch(conn, message(group, dan, "DAN2", "Dan", text("after the forgeries")))
+	// Events of one chat are handled in order: once this arrives, the forgeries were handled.
+	v.waitIn(room, "message after the forgeries", msgFrom(ghost(v.danPhone), event.MsgText, "after the forgeries"))
+	for _, e := range v.alice.Events(room) {
+		if e.Type == event.EventRedaction && (e.Redacts == evt.ID || e.Content.AsRedaction().Redacts == evt.ID) ||
+			e.Type == event.EventMessage && e.Content.AsMessage().RelatesTo.GetReplaceID() == evt.ID {
+			t.Errorf("a forged edit or deletion of carol's message was bridged: %s", harness.DescribeEvent(e))
+		}
+	}
+	// carol is an admin now: she may delete dan's message.
+	adminRevoke := &waE2E.Message{ProtocolMessage: &waE2E.ProtocolMessage{Type: waE2E.ProtocolMessage_REVOKE.Enum(),
+		Key: &waCommon.MessageKey{ID: proto.String("DAN1")}}}
+	v.dispatch(conn, message(group, carol, "CAROLREVOKE", "carol", adminRevoke))
+	v.waitIn(room, "admin deletion", redactionOf(danMsg.ID))
+
+	// A group's disappearing timer, and a message that cannot be decrypted.
+	v.dispatch(conn, &events.GroupInfo{JID: group, Sender: &carol, Timestamp: time.Now(),
+		Ephemeral: &types.GroupEphemeral{IsEphemeral: true, DisappearingTimer: 7 * 24 * 3600}})
+	v.waitIn(room, "group timer notice", msgFrom(ghost(v.carolPhone), event.MsgNotice, "after 7 days"))
+	v.dispatch(conn, &events.UndecryptableMessage{Info: types.MessageInfo{
+		MessageSource: types.MessageSource{Chat: group, Sender: dan, IsGroup: true}, ID: "DANBROKEN", Timestamp: time.Now()}})
+	v.waitIn(room, "undecryptable notice", msgFrom(ghost(v.danPhone), event.MsgNotice, "could not be decrypted"))
 }
 
 // testIdentity: a contact writing from their hidden ID (LID) is the same ghost and the
@@ -607,6 +640,20 @@ func (v *variant) testPM(t *testing.T, conn *fakewa.Conn) {
 	}
 	if call := v.sent(&cursor, sendTo(dan)); textOf(call.Message) != "hello Dan" {
 		t.Errorf("sent %v to Dan", call.Message)
+	}
+
+	// Inviting a contact's ghost to a new direct room starts a chat with them too.
+	erinPhone := v.prefix() + "0000006"
+	resp, err := v.alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", IsDirect: true, Invite: []id.UserID{ghost(erinPhone)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.waitIn(resp.RoomID, "erin's ghost joined", harness.Membership(ghost(erinPhone), event.MembershipJoin))
+	if _, err = v.alice.SendText(ctx, resp.RoomID, "hello Erin"); err != nil {
+		t.Fatal(err)
+	}
+	if call := v.sent(&cursor, sendTo(userJID(erinPhone))); textOf(call.Message) != "hello Erin" {
+		t.Errorf("sent %v to Erin", call.Message)
 	}
 }
 

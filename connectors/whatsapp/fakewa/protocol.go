@@ -154,6 +154,8 @@ func encodeEvent(evt any) (*eventData, error) {
 		ed.Kind, ed.JSON = "push_name", mustJSON(e)
 	case *events.Picture:
 		ed.Kind, ed.JSON = "picture", mustJSON(e)
+	case *events.UndecryptableMessage:
+		ed.Kind, ed.JSON = "undecryptable", mustJSON(e)
 	case *events.LoggedOut:
 		ed.Kind, ed.JSON = "logged_out", mustJSON(e)
 	case *events.Connected:
@@ -203,6 +205,8 @@ func decodeEvent(ed *eventData) (any, error) {
 		target = &events.PushName{}
 	case "picture":
 		target = &events.Picture{}
+	case "undecryptable":
+		target = &events.UndecryptableMessage{}
 	case "logged_out":
 		target = &events.LoggedOut{}
 	case "temporary_ban":
