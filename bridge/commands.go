@@ -80,7 +80,9 @@ func (cp *CommandProcessor) addConnectorCommands(name string, cmds []ConnectorCo
 			return fmt.Errorf("connector %s: command %q already exists", name, c.Name)
 		}
 		fn := c.Fn
-		h := &commandHandler{Name: c.Name, Usage: c.Usage, Help: c.Help, Level: LevelUser, Where: "any",
+		// Relay-level users (an organisation's staff) may administer relay accounts:
+		// the connector checks who may do what.
+		h := &commandHandler{Name: c.Name, Usage: c.Usage, Help: c.Help, Level: LevelRelay, Where: "any",
 			Fn: func(ctx context.Context, ce *CommandEvent) error {
 				return fn(ctx, &CommandCall{Sender: ce.Sender, RoomID: ce.RoomID, IsAdmin: ce.Level >= LevelAdmin, Args: ce.Args,
 					Reply: func(ctx context.Context, text string) { ce.Reply(ctx, "%s", text) }})

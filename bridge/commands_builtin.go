@@ -180,7 +180,7 @@ func cmdJoin(ctx context.Context, ce *CommandEvent) error {
 		return userErrorf("no such chat")
 	}
 	info.Key.Connector = ch.info.Name
-	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, true)
+	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, true, TriggerMatrix)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func cmdPM(ctx context.Context, ce *CommandEvent) error {
 	if info.OtherUser == "" {
 		info.OtherUser = remoteUser
 	}
-	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, false)
+	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, false, TriggerMatrix)
 	if err != nil {
 		return err
 	}

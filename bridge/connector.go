@@ -292,7 +292,29 @@ type PortalWatcher interface {
 	PortalCreated(ctx context.Context, p *NewPortal)
 }
 
-// NewPortal is a portal room the core just created.
+// PortalFilter may keep the core from creating a portal for a remote event (a relay
+// account wants rooms for contacts who write, not for its backfilled or own chats).
+// The event is then dropped.
+type PortalFilter interface {
+	AllowPortal(ctx context.Context, p *NewPortal) bool
+}
+
+// PortalTrigger says what made a portal.
+type PortalTrigger string
+
+const (
+	// TriggerIncoming: someone on the network wrote (or acted) in the chat.
+	TriggerIncoming PortalTrigger = "incoming"
+	// TriggerOwn: the login's own account acted (sent from the phone).
+	TriggerOwn PortalTrigger = "own"
+	// TriggerBackfill: history the network sent after a login.
+	TriggerBackfill PortalTrigger = "backfill"
+	// TriggerMatrix: a Matrix user opened it (alias, join, pm, ghost invite).
+	TriggerMatrix PortalTrigger = "matrix"
+)
+
+// NewPortal is a portal room the core creates (RoomID is empty when asking a
+// PortalFilter).
 type NewPortal struct {
 	Key    PortalKey
 	RoomID id.RoomID
@@ -300,9 +322,10 @@ type NewPortal struct {
 	// LoginOwner is the Matrix user whose login the chat belongs to (Key.Receiver), if
 	// any.
 	LoginOwner id.UserID
+	Trigger    PortalTrigger
 }
 
-// CommandProvider adds commands to the bridge bot. They run for users of level user
+// CommandProvider adds commands to the bridge bot. They run for users of level relay
 // or above; anything stricter is the connector's to check.
 type CommandProvider interface {
 	Commands() []ConnectorCommand
@@ -500,6 +523,8 @@ type RemoteEvent struct {
 	// person and message: the sender's earlier reactions to the target are removed.
 	// A RemoteUnreaction with an empty Emoji removes all of them.
 	ReplaceReactions bool `json:"replace_reactions,omitempty"`
+	// Backfill marks history the network sent after a login (not live traffic).
+	Backfill bool `json:"backfill,omitempty"`
 	// Moderator marks a RemoteRedaction by someone who may remove others' messages (a
 	// group admin, the account itself). Otherwise the core only lets senders remove
 	// and edit their own messages.

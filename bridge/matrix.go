@@ -466,7 +466,9 @@ func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.Us
 	s.Disambiguated = s.DisplayName
 	if members, err := br.stateStore().GetRoomMembers(ctx, roomID, event.MembershipJoin); err == nil {
 		for other, m := range members {
-			if other != user && m != nil && m.Displayname == s.DisplayName {
+			// Only other Matrix users: a contact who shares the name is told apart on
+			// the network already, and must not learn the user's Matrix ID.
+			if _, _, ghost := br.ghostConnector(other); other != user && !ghost && m != nil && m.Displayname == s.DisplayName {
 				s.Disambiguated = fmt.Sprintf("%s (%s)", s.DisplayName, user)
 				break
 			}

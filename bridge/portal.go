@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -35,7 +37,7 @@ func (br *Bridge) portalForAlias(ctx context.Context, alias id.RoomAlias) (id.Ro
 			return "", nil
 		}
 		info.Key.Connector = name
-		roomID, _, err := br.ensurePortalRoom(ctx, ch, info, "", true)
+		roomID, _, err := br.ensurePortalRoom(ctx, ch, info, "", true, TriggerMatrix)
 		if err != nil {
 			return "", err
 		}
@@ -54,8 +56,16 @@ func (br *Bridge) portalForAlias(ctx context.Context, alias id.RoomAlias) (id.Ro
 // ensurePortalRoom returns the chat's portal room, creating it if needed. invite, if set,
 // is invited (and, for a new per-login chat, is the room's intended user). withAlias
 // gives the room its alias (alias queries create the alias in the same request).
-func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool) (id.RoomID, bool, error) {
+func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool, trigger PortalTrigger) (id.RoomID, bool, error) {
 	key := info.Key
+	var created *NewPortal
+	// Policy connectors run after the chat's lock is released (deferred calls run in
+	// reverse): their work (invites, a greeting) must not hold up the chat.
+	defer func() {
+		if created != nil {
+			br.notifyPortalWatchers(ctx, created)
+		}
+	}()
 	unlock := br.chatLocks.Lock(key.String())
 	defer unlock()
 	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
@@ -77,6 +87,7 @@ func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info 
 	if err != nil {
 		return "", false, err
 	}
+	created = &NewPortal{Key: key, RoomID: roomID, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite), Trigger: trigger}
 	return roomID, true, nil
 }
 
@@ -176,7 +187,6 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 			log.Warn().Err(err).Msg("DM ghost could not join portal")
 		}
 	}
-	defer br.notifyPortalWatchers(ctx, &NewPortal{Key: key, RoomID: roomID, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite)})
 	for _, m := range info.Members {
 		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
 		if err != nil {
@@ -258,7 +268,18 @@ func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *Remot
 			invite = id.UserID(login.MXID)
 		}
 	}
-	if _, _, err = br.ensurePortalRoom(ctx, ch, info, invite, true); err != nil {
+	trigger := TriggerIncoming
+	switch {
+	case evt.Backfill:
+		trigger = TriggerBackfill
+	case evt.Sender.IsFromMe:
+		trigger = TriggerOwn
+	}
+	if !br.portalAllowed(ctx, &NewPortal{Key: key, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite), Trigger: trigger}) {
+		zerolog.Ctx(ctx).Debug().Str("trigger", string(trigger)).Msg("A policy declined a portal for this chat; dropping the event")
+		return nil, nil
+	}
+	if _, _, err = br.ensurePortalRoom(ctx, ch, info, invite, true, trigger); err != nil {
 		return nil, err
 	}
 	return br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)

@@ -44,7 +44,7 @@ func NewRelayFormatter(formats map[string]string) (*RelayFormatter, error) {
 	return rf, nil
 }
 
-// SetFormat replaces one format (connectors such as relaybot bring their own).
+// execute renders one format, falling back to text, then to "Sender: Message".
 func (rf *RelayFormatter) execute(name string, data RelayData) (string, error) {
 	tpl := rf.formats[name]
 	if tpl == nil {
@@ -186,10 +186,11 @@ func (br *Bridge) relayReactionText(ctx context.Context, rc *roomContext, evt *e
 		zerolog.Ctx(ctx).Debug().Msg("Dropping relayed reaction")
 		return err
 	}
-	formats := maps.Clone(opts.Formats)
+	formats := maps.Clone(br.Config.Bridge.RelayFormats)
 	if formats == nil {
 		formats = map[string]string{}
 	}
+	maps.Copy(formats, opts.Formats)
 	if formats["reaction"] == "" {
 		formats["reaction"] = defaultReactionFormat
 	}

@@ -18,6 +18,10 @@ import (
 
 var _ RoomHost = (*connectorHost)(nil)
 
+// ErrRoomNotLinked is returned by RoomHost.CloseRoom for a room no chat is linked to
+// (already closed).
+var ErrRoomNotLinked = errors.New("the room is not linked to a chat")
+
 // SetRoomRelay implements RoomHost.
 func (ch *connectorHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error {
 	room, err := ch.br.DB.GetRoom(ctx, roomID.String())
@@ -127,11 +131,15 @@ func (ch *connectorHost) CloseRoom(ctx context.Context, roomID id.RoomID, reason
 	if err != nil {
 		return err
 	} else if room == nil {
-		return errors.New("the room is not linked to a chat")
+		return ErrRoomNotLinked
 	}
 	target := ch.br.connector(room.Connector)
 	rc := &roomContext{room: room, ch: target, key: PortalKey{Connector: room.Connector, ChatID: room.ChatID, Receiver: room.Receiver}}
-	if err = ch.br.unlinkRoom(ctx, rc, true); err != nil {
+	// The chat's lane must not post into the room while it is being unlinked.
+	unlock := ch.br.chatLocks.Lock(rc.key.String())
+	err = ch.br.unlinkRoom(ctx, rc, true)
+	unlock()
+	if err != nil {
 		return err
 	}
 	if _, err = ch.br.AS.BotIntent().LeaveRoom(ctx, roomID, &mautrix.ReqLeave{Reason: reason}); err != nil {
@@ -143,6 +151,16 @@ func (ch *connectorHost) CloseRoom(ctx context.Context, roomID id.RoomID, reason
 // LastActivity implements RoomHost.
 func (ch *connectorHost) LastActivity(ctx context.Context, roomID id.RoomID) (time.Time, error) {
 	return ch.br.DB.LastActivity(ctx, roomID.String())
+}
+
+// portalAllowed asks policy connectors whether a remote event may create a portal.
+func (br *Bridge) portalAllowed(ctx context.Context, p *NewPortal) bool {
+	for _, name := range br.order {
+		if f, ok := br.connectors[name].conn.(PortalFilter); ok && !f.AllowPortal(ctx, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // notifyPortalWatchers tells policy connectors about a new portal room.

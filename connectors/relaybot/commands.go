@@ -2,6 +2,7 @@ package relaybot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"strings"
@@ -52,7 +53,11 @@ func (c *Connector) target(ctx context.Context, call *bridge.CommandCall, wantAr
 	args := call.Args
 	room := call.RoomID
 	if len(args) > wantArgs {
-		room = id.RoomID(strings.TrimPrefix(args[0], "https://matrix.to/#/"))
+		room = id.RoomID(args[0])
+		// The lobby's links (and any matrix.to link) name the room too.
+		if parsed, err := id.ParseMatrixToURL(args[0]); err == nil && parsed.RoomID() != "" {
+			room = parsed.RoomID()
+		}
 		args = args[1:]
 	}
 	conv, err := c.store.conversation(ctx, room)
@@ -70,8 +75,11 @@ func (c *Connector) target(ctx context.Context, call *bridge.CommandCall, wantAr
 }
 
 func parseUser(arg string) (id.UserID, error) {
-	user := id.UserID(strings.TrimPrefix(arg, "https://matrix.to/#/"))
-	if _, _, err := user.Parse(); err != nil || !strings.HasPrefix(arg, "@") && !strings.HasPrefix(arg, "https://matrix.to/#/@") {
+	user := id.UserID(arg)
+	if parsed, err := id.ParseMatrixToURL(arg); err == nil && parsed.UserID() != "" {
+		user = parsed.UserID()
+	}
+	if _, _, err := user.Parse(); err != nil || !strings.HasPrefix(string(user), "@") {
 		return "", bridge.NewUserError("%q is not a Matrix user ID", arg)
 	}
 	return user, nil
@@ -134,7 +142,8 @@ func (c *Connector) cmdClose(ctx context.Context, call *bridge.CommandCall) erro
 		return err
 	}
 	_ = c.rooms.RoomNotice(ctx, conv.RoomID, fmt.Sprintf("%s closed this conversation. The contact's next message opens a new one.", call.Sender), "")
-	if err = c.rooms.CloseRoom(ctx, conv.RoomID, "conversation closed"); err != nil {
+	// A room already unlinked (a close cut short) is closed all the same.
+	if err = c.rooms.CloseRoom(ctx, conv.RoomID, "conversation closed"); err != nil && !errors.Is(err, bridge.ErrRoomNotLinked) {
 		return err
 	}
 	if err = c.store.close(ctx, conv.RoomID, a.retention); err != nil {

@@ -45,6 +45,7 @@ func New() *Connector { return &Connector{lobbies: map[string]id.RoomID{}} }
 var (
 	_ bridge.Connector       = (*Connector)(nil)
 	_ bridge.PortalWatcher   = (*Connector)(nil)
+	_ bridge.PortalFilter    = (*Connector)(nil)
 	_ bridge.CommandProvider = (*Connector)(nil)
 )
 
@@ -154,6 +155,17 @@ func (c *Connector) account(p *bridge.NewPortal) *AccountConfig {
 	return nil
 }
 
+// AllowPortal implements bridge.PortalFilter: a relay account gets rooms for contacts
+// who write to it (or chats its owner opens from Matrix), never for the history synced
+// at login or for what the account itself sends from elsewhere — that would invite the
+// team to every old chat and greet long-gone contacts.
+func (c *Connector) AllowPortal(_ context.Context, p *bridge.NewPortal) bool {
+	if c.account(p) == nil {
+		return true
+	}
+	return p.Trigger == bridge.TriggerIncoming || p.Trigger == bridge.TriggerMatrix
+}
+
 // PortalCreated implements bridge.PortalWatcher: a relay account's new conversation
 // becomes a relay room.
 func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
@@ -180,13 +192,10 @@ func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
 			log.Warn().Err(err).Msg("Recording an assignee failed")
 		}
 	}
-	if a.Greeting != "" {
+	if a.Greeting != "" && p.Trigger == bridge.TriggerIncoming {
 		c.greet(ctx, a, p)
 	}
-	c.mu.Lock()
-	lobby := c.lobbies[a.Name]
-	c.mu.Unlock()
-	if lobby != "" {
+	if lobby := c.lobby(ctx, a); lobby != "" {
 		link := p.RoomID.URI().MatrixToURL()
 		text := fmt.Sprintf("New conversation with %s on %s: %s", contact, a.Name, link)
 		html := fmt.Sprintf(`New conversation with <b>%s</b> on %s: <a href="%s">open it</a>`, escape(contact), escape(a.Name), escape(link))
@@ -195,6 +204,25 @@ func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
 		}
 	}
 	log.Info().Msg("New relay conversation")
+}
+
+// lobby returns an account's lobby room, finding or making it when Start could not.
+func (c *Connector) lobby(ctx context.Context, a *AccountConfig) id.RoomID {
+	c.mu.Lock()
+	room := c.lobbies[a.Name]
+	c.mu.Unlock()
+	if room != "" {
+		return room
+	}
+	room, err := c.lobbyRoom(ctx, a)
+	if err != nil {
+		c.host.Log().Warn().Err(err).Str("account", a.Name).Msg("No lobby room for relay account")
+		return ""
+	}
+	c.mu.Lock()
+	c.lobbies[a.Name] = room
+	c.mu.Unlock()
+	return room
 }
 
 // greet sends the greeting once per contact, and shows the team it went out.

@@ -147,17 +147,29 @@ func (s *store) assignees(ctx context.Context, room id.RoomID) ([]id.UserID, err
 // close marks a conversation closed; with no retention its record goes at once.
 func (s *store) close(ctx context.Context, room id.RoomID, retention time.Duration) error {
 	if retention == 0 {
-		_, err := s.db.Exec(ctx, `DELETE FROM relaybot_conversation WHERE room_id=$1`, room)
+		// Nothing kept: not even that the contact was greeted.
+		_, err := s.db.Exec(ctx, `DELETE FROM relaybot_greeted WHERE EXISTS (SELECT 1 FROM relaybot_conversation c
+			WHERE c.room_id=$1 AND c.account=relaybot_greeted.account AND c.connector=relaybot_greeted.connector
+			AND c.chat_id=relaybot_greeted.chat_id AND c.receiver=relaybot_greeted.receiver)`, room)
+		if err == nil {
+			_, err = s.db.Exec(ctx, `DELETE FROM relaybot_conversation WHERE room_id=$1`, room)
+		}
 		return err
 	}
 	_, err := s.db.Exec(ctx, `UPDATE relaybot_conversation SET closed_at=$2 WHERE room_id=$1`, room, time.Now().UnixMilli())
 	return err
 }
 
-// forgetClosed erases an account's conversations closed before the cutoff.
+// forgetClosed erases an account's conversations closed before the cutoff, and that
+// their contacts were greeted unless they have a newer conversation.
 func (s *store) forgetClosed(ctx context.Context, account string, before time.Time) error {
 	_, err := s.db.Exec(ctx, `DELETE FROM relaybot_conversation WHERE account=$1 AND closed_at IS NOT NULL AND closed_at <= $2`,
 		account, before.UnixMilli())
+	if err == nil {
+		_, err = s.db.Exec(ctx, `DELETE FROM relaybot_greeted WHERE account=$1 AND NOT EXISTS (SELECT 1 FROM relaybot_conversation c
+			WHERE c.account=relaybot_greeted.account AND c.connector=relaybot_greeted.connector
+			AND c.chat_id=relaybot_greeted.chat_id AND c.receiver=relaybot_greeted.receiver)`, account)
+	}
 	return err
 }
 

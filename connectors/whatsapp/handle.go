@@ -112,7 +112,7 @@ func (s *session) handleMessage(ctx context.Context, q *queuer, evt *events.Mess
 	log := s.log.With().Object("portal", key).Str("remote_id", info.ID).Logger()
 	ctx = log.WithContext(ctx)
 	msg := evt.Message
-	base := bridge.RemoteEvent{Chat: key, Sender: sender, Timestamp: info.Timestamp}
+	base := bridge.RemoteEvent{Chat: key, Sender: sender, Timestamp: info.Timestamp, Backfill: backfill}
 	switch {
 	case msg.ProtocolMessage != nil:
 		s.handleProtocolMessage(ctx, q, base, msg.GetProtocolMessage(), chat)

@@ -88,7 +88,7 @@ func connectors(waAddr, v string, ircAddr any) map[string]any {
 		"relaybot": map[string]any{"accounts": []map[string]any{
 			{"name": "support", "network": "irc", "owner": u("support"), "admins": []string{u("boss")},
 				"assignees": []string{u("alice"), u("bob")}, "power_level": 40,
-				"greeting": "Hello! A team member will answer shortly.", "retention": "0"},
+				"greeting": "Hello! A team member will answer shortly."},
 			{"name": "solo", "network": "irc", "owner": u("solo"), "admins": []string{u("boss")},
 				"assignees": []string{u("carol")}, "single_handler_no_prefix": true, "reactions": "text"},
 			{"name": "wa", "network": "whatsapp", "owner": u("orgwa"), "admins": []string{u("boss")},
@@ -380,7 +380,9 @@ func (v *variant) testSingleHandler(t *testing.T) {
 	_, err = guest.Wait(ctx, harness.PrivmsgFrom(nick, "visitor"+v.name, "Carol reacted 👍"))
 	must(t, err)
 
-	// Only the account's admins may assign.
+	// Only the account's admins may assign. dave shares carol's display name: relayed
+	// names are told apart.
+	must(t, v.dave.SetDisplayName(ctx, "Carol"))
 	carolMgmt := v.mgmt(v.carol)
 	v.command(v.carol, carolMgmt, "assign "+room.String()+" "+v.dave.UserID.String(), "nly the admins")
 	v.command(v.boss, v.mgmt(v.boss), "assign "+room.String()+" "+v.dave.UserID.String(), "Assigned")
@@ -388,7 +390,11 @@ func (v *variant) testSingleHandler(t *testing.T) {
 	must(t, err)
 	_, err = v.carol.SendText(ctx, room, "now with a prefix")
 	must(t, err)
-	_, err = guest.Wait(ctx, harness.PrivmsgFrom(nick, "visitor"+v.name, "Carol: now with a prefix"))
+	_, err = guest.Wait(ctx, harness.PrivmsgFrom(nick, "visitor"+v.name, "Carol ("+v.carol.UserID.String()+"): now with a prefix"))
+	must(t, err)
+	// unassign takes dave out again.
+	v.command(v.boss, v.mgmt(v.boss), "unassign "+room.String()+" "+v.dave.UserID.String(), "Unassigned")
+	_, err = v.carol.WaitEvent(ctx, room, harness.Membership(v.dave.UserID, event.MembershipLeave))
 	must(t, err)
 }
 
@@ -416,6 +422,12 @@ func (v *variant) testWhatsApp(t *testing.T) {
 	must(t, err)
 
 	contact := types.NewJID("4479000"+orgPhone[len(orgPhone)-3:], types.DefaultUserServer)
+	// What the organisation's phone sends by itself, and the history synced at login,
+	// open no conversation: no room, no greeting, no team invited.
+	own := &events.Message{Info: types.MessageInfo{MessageSource: types.MessageSource{Chat: contact,
+		Sender: types.NewJID(orgPhone, types.DefaultUserServer), IsFromMe: true}, ID: "OWN1", Timestamp: time.Now()},
+		Message: &waE2E.Message{Conversation: proto.String("sent from the office phone")}}
+	must(t, conn.Dispatch(ctx, own))
 	cursor := v.wa.CallCount()
 	must(t, conn.Dispatch(ctx, &events.Message{Info: types.MessageInfo{
 		MessageSource: types.MessageSource{Chat: contact, Sender: contact}, ID: "C1", PushName: "Customer", Timestamp: time.Now()},
@@ -432,6 +444,11 @@ func (v *variant) testWhatsApp(t *testing.T) {
 		return e.Type == event.EventMessage && e.Content.AsMessage().Body == "my order is late"
 	})
 	must(t, err)
+	for _, e := range v.alice.Events(relay) {
+		if e.Type == event.EventMessage && e.Content.AsMessage().Body == "sent from the office phone" {
+			t.Error("the account's own message, sent before the contact wrote, was bridged into the conversation")
+		}
+	}
 	_, err = v.alice.WaitEvent(ctx, v.team, notice("New conversation with Customer on wa", relay.URI().MatrixToURL()))
 	must(t, err)
 	sent := func(text string) {
@@ -449,4 +466,30 @@ func (v *variant) testWhatsApp(t *testing.T) {
 	_, err = v.bob.SendText(ctx, relay, "it ships today")
 	must(t, err)
 	sent("Bob: it ships today")
+
+	// Closing from the team room by link: the next message opens a new room, with no
+	// second greeting.
+	v.command(v.boss, v.mgmt(v.boss), "close "+relay.URI().MatrixToURL(), "Closed the conversation")
+	must(t, conn.Dispatch(ctx, &events.Message{Info: types.MessageInfo{
+		MessageSource: types.MessageSource{Chat: contact, Sender: contact}, ID: "C2", PushName: "Customer", Timestamp: time.Now()},
+		Message: &waE2E.Message{Conversation: proto.String("one more thing")}}))
+	before[relay] = true
+	relay2 := joinInvite(t, v.alice, before)
+	_, err = v.alice.WaitEvent(ctx, relay2, func(e *event.Event) bool {
+		return e.Type == event.EventMessage && e.Content.AsMessage().Body == "one more thing"
+	})
+	must(t, err)
+	_, err = v.alice.SendText(ctx, relay2, "yes?")
+	must(t, err)
+	sent("Alice: yes?")
+	greetings := 0
+	for i := 0; i < v.wa.CallCount(); i++ {
+		if c, _, err := v.wa.WaitCall(ctx, i, func(*fakewa.Call) bool { return true }); err == nil && c.Op == fakewa.CallSend &&
+			c.Message.GetConversation() == "Thanks for writing to us." {
+			greetings++
+		}
+	}
+	if greetings != 1 {
+		t.Errorf("the greeting was sent %d times, want once", greetings)
+	}
 }
