@@ -126,7 +126,7 @@ func newVariant(t *testing.T, dbType string, historyCount int) *variant {
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
 		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
-		Permissions: map[string]string{shared.hs.Domain: "user"},
+		Permissions: map[string]string{shared.hs.Domain: "user", shared.hs.UserID("wa_mallory_" + dbType).String(): "admin"},
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
 			"history_count": historyCount, "contact_names": true}},
 	}); err != nil {

@@ -39,6 +39,7 @@ func TestWhatsApp(t *testing.T) {
 			v.testRemoteLogout(t, conn)
 			conn = v.testPairingCodeLogin(t)
 			conn = v.testRestart(t, conn)
+			conn = v.testReconnect(t, conn)
 			v.testClientOutdated(t, conn)
 			v.testLogout(t, conn)
 		})
@@ -865,11 +866,37 @@ func (v *variant) testRestart(t *testing.T, conn *fakewa.Conn) *fakewa.Conn {
 	return next
 }
 
-// testClientOutdated: WhatsApp refusing an outdated client is explained to the user.
+// testReconnect: a dropped connection is reported, whatsmeow reconnects by itself, and
+// messages flow again.
+func (v *variant) testReconnect(t *testing.T, conn *fakewa.Conn) *fakewa.Conn {
+	ctx := v.ctx()
+	conn.Hangup()
+	next, err := v.wa.WaitConn(ctx, func(c *fakewa.Conn) bool { return c != conn && fakewa.DeviceOf(v.alicePhone)(c) })
+	if err != nil {
+		t.Fatalf("no reconnection after a drop: %v", err)
+	}
+	v.command(v.alice, v.mgmt, "logins", "+"+v.alicePhone, "connected")
+	bob := userJID(v.bobPhone)
+	v.dispatch(next, message(bob, bob, "BOBRECONN", "Bob", text("after the drop")))
+	if _, _, err = v.alice.WaitAnyEvent(ctx, func(_ id.RoomID, e *event.Event) bool {
+		return e.Sender == ghost(v.bobPhone) && e.Type == event.EventMessage && e.Content.AsMessage().Body == "after the drop"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
+
+// testClientOutdated: WhatsApp refusing an outdated client is explained to the user,
+// and the bridge admins are told what to do.
 func (v *variant) testClientOutdated(t *testing.T, conn *fakewa.Conn) {
 	v.dispatch(conn, &events.ClientOutdated{})
 	if _, err := v.alice.WaitEvent(v.ctx(), v.mgmt, noticeFrom(bot(), "outdated", "405", "update")); err != nil {
 		t.Fatal(err)
+	}
+	if _, _, err := v.mallory.WaitAnyEvent(v.ctx(), func(_ id.RoomID, e *event.Event) bool {
+		return noticeFrom(bot(), "WhatsApp refuses this version", "Update Passerelle")(e)
+	}); err != nil {
+		t.Fatalf("the admin was not told: %v", err)
 	}
 }
 

@@ -124,8 +124,21 @@ func (c *client) readLoop(conn net.Conn, pushes chan<- frame) {
 	}
 	c.mu.Unlock()
 	if wasCurrent {
-		// The server hung up (not our own Disconnect): whatsmeow reports that.
+		// The server hung up (not our own Disconnect): whatsmeow reports that, then
+		// reconnects by itself (EnableAutoReconnect), as the fake does.
 		c.dispatch(&events.Disconnected{})
+		go c.reconnect()
+	}
+}
+
+// reconnect dials again after a drop, a few times, like whatsmeow's auto-reconnect.
+func (c *client) reconnect() {
+	for attempt := 0; attempt < 50; attempt++ {
+		time.Sleep(100 * time.Millisecond)
+		err := c.Connect()
+		if err == nil || errors.Is(err, whatsmeow.ErrAlreadyConnected) {
+			return
+		}
 	}
 }
 
