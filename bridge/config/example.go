@@ -112,8 +112,16 @@ permissions:
 #     history_count: 50              # recent messages per chat bridged at first login
 #     bridge_status_broadcast: false # status updates (stories) as a room
 #     max_media_bytes: 67108864      # larger files become a notice
-#   relaybot:
+#     contact_names: false           # ghosts named from your address book (single-user bridges)
+#   relaybot:                        # every key is described in README.md, "Relay bot"
 #     enabled: false
+#     accounts:
+#       - name: support
+#         network: irc               # the connector of the shared login
+#         owner: "@support:example.org"
+#         admins: ["@boss:example.org"]
+#         assignees: ["@alice:example.org"]
+#         greeting: "Hello! Someone from our team will answer shortly."
 
 # Logging.
 logging:

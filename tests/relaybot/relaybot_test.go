@@ -314,9 +314,17 @@ func (v *variant) testIRC(t *testing.T) {
 	room2 := joinInvite(t, v.alice, map[id.RoomID]bool{room: true, lobby: true})
 	_, err = v.alice.WaitEvent(ctx, room2, harness.TextFrom(guestGhost, "me again"))
 	must(t, err)
-	_, err = v.alice.SendText(ctx, room2, "welcome back")
+	welcome, err := v.alice.SendText(ctx, room2, "welcome back")
 	must(t, err)
 	_, err = guest.Wait(ctx, harness.PrivmsgFrom(nick, "guest"+v.name, "Alice: welcome back"))
+	must(t, err)
+	// An edit follows as IRC allows: a "* corrected" line in the edit format.
+	edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "* welcome back!"}
+	edit.SetEdit(welcome.EventID)
+	edit.NewContent = &event.MessageEventContent{MsgType: event.MsgText, Body: "welcome back!"}
+	_, err = v.alice.SendMessageEvent(ctx, room2, event.EventMessage, edit)
+	must(t, err)
+	_, err = guest.Wait(ctx, harness.PrivmsgFrom(nick, "guest"+v.name, "* Alice (edit): welcome back!"))
 	must(t, err)
 	for _, line := range guest.Lines() {
 		if line.Command == "PRIVMSG" && strings.Contains(strings.Join(line.Params, " "), "team member will answer") {
