@@ -86,6 +86,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		c.lobbies[a.Name] = lobby
 		c.mu.Unlock()
 	}
+	c.finishSetUps(ctx)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
 	c.wg.Add(1)
@@ -173,37 +174,65 @@ func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
 	if a == nil {
 		return
 	}
-	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", p.RoomID).Object("portal", p.Key).Logger()
-	contact := contactName(p)
+	conv := &conversation{RoomID: p.RoomID, Account: a.Name, Chat: p.Key, Contact: contactName(p),
+		Trigger: p.Trigger, LoginOwner: p.LoginOwner}
+	// Recorded first: a set-up cut short (a crash, the homeserver away) is finished at
+	// the next start.
+	if err := c.store.openConversation(ctx, conv); err != nil {
+		c.host.Log().Error().Err(err).Str("account", a.Name).Stringer("room_id", p.RoomID).Msg("Recording the conversation failed")
+	}
+	c.setUp(ctx, a, conv)
+}
+
+// setUp makes a conversation's room a relay room: relay on, the team invited at its
+// power level, the greeting to a contact who wrote first, the lobby entry. Every step
+// may run twice (invites and power are idempotent, the greeting goes once per contact).
+func (c *Connector) setUp(ctx context.Context, a *AccountConfig, conv *conversation) {
+	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", conv.RoomID).Object("portal", conv.Chat).Logger()
 	opts := &bridge.RelayOptions{Formats: a.Formats, NoPrefixWhenAlone: a.SingleHandlerNoPrefix, ReactionsAsText: a.Reactions == "text"}
-	if err := c.rooms.SetRoomRelay(ctx, p.RoomID, p.Key.Connector, p.Key.Receiver, opts); err != nil {
-		log.Error().Err(err).Msg("Turning relay on for a new conversation failed")
+	if err := c.rooms.SetRoomRelay(ctx, conv.RoomID, conv.Chat.Connector, conv.Chat.Receiver, opts); err != nil {
+		log.Error().Err(err).Msg("Turning relay on for a new conversation failed; retried at the next start")
 		return
 	}
-	if err := c.store.openConversation(ctx, &conversation{RoomID: p.RoomID, Account: a.Name, Chat: p.Key, Contact: contact}); err != nil {
-		log.Error().Err(err).Msg("Recording the conversation failed")
-	}
-	for _, user := range c.teamOf(ctx, a, p.LoginOwner) {
-		if err := c.rooms.InviteUser(ctx, p.RoomID, user, a.powerLevel); err != nil {
+	for _, user := range c.teamOf(ctx, a, conv.LoginOwner) {
+		if err := c.rooms.InviteUser(ctx, conv.RoomID, user, a.powerLevel); err != nil {
 			log.Warn().Err(err).Stringer("assignee", user).Msg("Inviting an assignee failed")
 			continue
 		}
-		if err := c.store.addAssignee(ctx, p.RoomID, user); err != nil {
+		if err := c.store.addAssignee(ctx, conv.RoomID, user); err != nil {
 			log.Warn().Err(err).Msg("Recording an assignee failed")
 		}
 	}
-	if a.Greeting != "" && p.Trigger == bridge.TriggerIncoming {
-		c.greet(ctx, a, p)
+	if a.Greeting != "" && conv.Trigger == bridge.TriggerIncoming {
+		c.greet(ctx, a, conv)
 	}
 	if lobby := c.lobby(ctx, a); lobby != "" {
-		link := p.RoomID.URI().MatrixToURL()
-		text := fmt.Sprintf("New conversation with %s on %s: %s", contact, a.Name, link)
-		html := fmt.Sprintf(`New conversation with <b>%s</b> on %s: <a href="%s">open it</a>`, escape(contact), escape(a.Name), escape(link))
+		link := conv.RoomID.URI().MatrixToURL()
+		text := fmt.Sprintf("New conversation with %s on %s: %s", conv.Contact, a.Name, link)
+		html := fmt.Sprintf(`New conversation with <b>%s</b> on %s: <a href="%s">open it</a>`, escape(conv.Contact), escape(a.Name), escape(link))
 		if err := c.rooms.RoomNotice(ctx, lobby, text, html); err != nil {
 			log.Warn().Err(err).Msg("Posting the lobby entry failed")
 		}
 	}
+	if err := c.store.markReady(ctx, conv.RoomID); err != nil {
+		log.Warn().Err(err).Msg("Recording the finished set-up failed")
+	}
 	log.Info().Msg("New relay conversation")
+}
+
+// finishSetUps completes conversations whose set-up was cut short.
+func (c *Connector) finishSetUps(ctx context.Context) {
+	convs, err := c.store.unready(ctx)
+	if err != nil {
+		c.host.Log().Warn().Err(err).Msg("Reading unfinished relay conversations failed")
+		return
+	}
+	for _, conv := range convs {
+		if a := c.accountByName(conv.Account); a != nil {
+			c.host.Log().Info().Str("account", a.Name).Stringer("room_id", conv.RoomID).Msg("Finishing the set-up of a relay conversation")
+			c.setUp(ctx, a, conv)
+		}
+	}
 }
 
 // lobby returns an account's lobby room, finding or making it when Start could not.
@@ -226,18 +255,18 @@ func (c *Connector) lobby(ctx context.Context, a *AccountConfig) id.RoomID {
 }
 
 // greet sends the greeting once per contact, and shows the team it went out.
-func (c *Connector) greet(ctx context.Context, a *AccountConfig, p *bridge.NewPortal) {
+func (c *Connector) greet(ctx context.Context, a *AccountConfig, p *conversation) {
 	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", p.RoomID).Logger()
-	first, err := c.store.markGreeted(ctx, a.Name, p.Key)
+	first, err := c.store.markGreeted(ctx, a.Name, p.Chat)
 	if err != nil || !first {
 		if err != nil {
 			log.Warn().Err(err).Msg("Checking the greeting failed")
 		}
 		return
 	}
-	if err = c.rooms.SendToRemote(ctx, p.Key, p.Key.Receiver, a.Greeting); err != nil {
+	if err = c.rooms.SendToRemote(ctx, p.Chat, p.Chat.Receiver, a.Greeting); err != nil {
 		log.Warn().Err(err).Msg("Sending the greeting failed")
-		_ = c.store.unmarkGreeted(ctx, a.Name, p.Key)
+		_ = c.store.unmarkGreeted(ctx, a.Name, p.Chat)
 		_ = c.rooms.RoomNotice(ctx, p.RoomID, "The greeting could not be sent to the contact: "+err.Error(), "")
 		return
 	}

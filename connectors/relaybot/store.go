@@ -26,9 +26,12 @@ CREATE TABLE IF NOT EXISTS relaybot_conversation (
 	connector  TEXT   NOT NULL,
 	chat_id    TEXT   NOT NULL,
 	receiver   TEXT   NOT NULL,
-	contact    TEXT   NOT NULL,
-	created_at BIGINT NOT NULL,
-	closed_at  BIGINT
+	contact     TEXT    NOT NULL,
+	opened_by   TEXT    NOT NULL DEFAULT '',
+	login_owner TEXT    NOT NULL DEFAULT '',
+	ready       INTEGER NOT NULL DEFAULT 0,
+	created_at  BIGINT  NOT NULL,
+	closed_at   BIGINT
 );
 CREATE TABLE IF NOT EXISTS relaybot_assignee (
 	room_id TEXT NOT NULL REFERENCES relaybot_conversation (room_id) ON DELETE CASCADE,
@@ -56,19 +59,33 @@ func newStore(ctx context.Context, db *dbutil.Database) (*store, error) {
 
 // conversation is one relay room.
 type conversation struct {
-	RoomID    id.RoomID
-	Account   string
-	Chat      bridge.PortalKey
-	Contact   string
-	CreatedAt time.Time
-	Assignees []id.UserID
+	RoomID     id.RoomID
+	Account    string
+	Chat       bridge.PortalKey
+	Contact    string
+	Trigger    bridge.PortalTrigger
+	LoginOwner id.UserID
+	CreatedAt  time.Time
+	Assignees  []id.UserID
 }
 
 func (s *store) openConversation(ctx context.Context, c *conversation) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO relaybot_conversation (room_id, account, connector, chat_id, receiver, contact, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (room_id) DO NOTHING`,
-		c.RoomID, c.Account, c.Chat.Connector, c.Chat.ChatID, c.Chat.Receiver, c.Contact, time.Now().UnixMilli())
+	_, err := s.db.Exec(ctx, `INSERT INTO relaybot_conversation (room_id, account, connector, chat_id, receiver, contact,
+		opened_by, login_owner, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (room_id) DO NOTHING`,
+		c.RoomID, c.Account, c.Chat.Connector, c.Chat.ChatID, c.Chat.Receiver, c.Contact, string(c.Trigger), c.LoginOwner,
+		time.Now().UnixMilli())
 	return err
+}
+
+// markReady records that a conversation's set-up finished.
+func (s *store) markReady(ctx context.Context, room id.RoomID) error {
+	_, err := s.db.Exec(ctx, `UPDATE relaybot_conversation SET ready=1 WHERE room_id=$1`, room)
+	return err
+}
+
+// unready lists open conversations whose set-up did not finish.
+func (s *store) unready(ctx context.Context) ([]*conversation, error) {
+	return s.list(ctx, `WHERE ready=0 AND closed_at IS NULL ORDER BY created_at`)
 }
 
 func (s *store) addAssignee(ctx context.Context, room id.RoomID, user id.UserID) error {
@@ -100,7 +117,8 @@ func (s *store) open(ctx context.Context, account string) ([]*conversation, erro
 }
 
 func (s *store) list(ctx context.Context, where string, args ...any) ([]*conversation, error) {
-	rows, err := s.db.Query(ctx, `SELECT room_id, account, connector, chat_id, receiver, contact, created_at FROM relaybot_conversation `+where, args...)
+	rows, err := s.db.Query(ctx, `SELECT room_id, account, connector, chat_id, receiver, contact, opened_by, login_owner, created_at
+		FROM relaybot_conversation `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -108,11 +126,14 @@ func (s *store) list(ctx context.Context, where string, args ...any) ([]*convers
 	for rows.Next() {
 		var c conversation
 		var created int64
-		if err = rows.Scan(&c.RoomID, &c.Account, &c.Chat.Connector, &c.Chat.ChatID, &c.Chat.Receiver, &c.Contact, &created); err != nil {
+		var trigger string
+		if err = rows.Scan(&c.RoomID, &c.Account, &c.Chat.Connector, &c.Chat.ChatID, &c.Chat.Receiver, &c.Contact, &trigger,
+			&c.LoginOwner, &created); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		c.CreatedAt = time.UnixMilli(created)
+		c.Trigger = bridge.PortalTrigger(trigger)
 		convs = append(convs, &c)
 	}
 	rows.Close()
