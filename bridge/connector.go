@@ -368,6 +368,8 @@ type RoomHost interface {
 	SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error
 	// InviteUser invites a user and gives them a power level (negative: leave it).
 	InviteUser(ctx context.Context, roomID id.RoomID, user id.UserID, powerLevel int) error
+	// RestrictInvites lets only members at level or above invite people.
+	RestrictInvites(ctx context.Context, roomID id.RoomID, level int) error
 	// RemoveUser takes a user out of a room.
 	RemoveUser(ctx context.Context, roomID id.RoomID, user id.UserID, reason string) error
 	// RoomNotice sends a notice as the bridge bot; html may be empty.

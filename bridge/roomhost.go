@@ -56,6 +56,23 @@ func (ch *connectorHost) InviteUser(ctx context.Context, roomID id.RoomID, user 
 	return nil
 }
 
+// RestrictInvites implements RoomHost.
+func (ch *connectorHost) RestrictInvites(ctx context.Context, roomID id.RoomID, level int) error {
+	bot := ch.br.AS.BotIntent()
+	pl, err := bot.PowerLevels(ctx, roomID)
+	if err != nil {
+		return fmt.Errorf("reading power levels: %w", err)
+	}
+	if pl.Invite() == level {
+		return nil
+	}
+	pl.InvitePtr = &level
+	if _, err = bot.SetPowerLevels(ctx, roomID, pl); err != nil {
+		return fmt.Errorf("restricting invites: %w", err)
+	}
+	return nil
+}
+
 // RemoveUser implements RoomHost.
 func (ch *connectorHost) RemoveUser(ctx context.Context, roomID id.RoomID, user id.UserID, reason string) error {
 	if _, err := ch.br.AS.BotIntent().KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: user, Reason: reason}); err != nil {

@@ -194,6 +194,11 @@ func (c *Connector) setUp(ctx context.Context, a *AccountConfig, conv *conversat
 		log.Error().Err(err).Msg("Turning relay on for a new conversation failed; retried at the next start")
 		return
 	}
+	// Whoever is in the room speaks as the organisation: only the account's admins
+	// (through the bot) bring people in, not assignees.
+	if err := c.rooms.RestrictInvites(ctx, conv.RoomID, 100); err != nil {
+		log.Warn().Err(err).Msg("Restricting invites failed")
+	}
 	for _, user := range c.teamOf(ctx, a, conv.LoginOwner) {
 		if err := c.rooms.InviteUser(ctx, conv.RoomID, user, a.powerLevel); err != nil {
 			log.Warn().Err(err).Stringer("assignee", user).Msg("Inviting an assignee failed")

@@ -287,6 +287,14 @@ func (v *variant) testIRC(t *testing.T) {
 	if pl.Users[v.alice.UserID] != 40 {
 		t.Errorf("alice has power %d, want 40", pl.Users[v.alice.UserID])
 	}
+	// Assignees cannot bring others in to speak as the organisation.
+	_, err = v.alice.WaitEvent(ctx, room, func(e *event.Event) bool {
+		return e.Type == event.StatePowerLevels && e.Content.AsPowerLevels().Invite() == 100
+	})
+	must(t, err)
+	if _, err = v.alice.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: v.dave.UserID}); err == nil {
+		t.Error("an assignee could invite someone into a relay room")
+	}
 	_, err = guest.Wait(ctx, harness.PrivmsgFrom(nick, "guest"+v.name, "Hello! A team member will answer shortly."))
 	must(t, err)
 
