@@ -452,6 +452,15 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 	case event.MsgEmote:
 		ctcp = true
 	}
+	params := []string{target}
+	confirm := conn.HasCap("echo-message")
+	// A relay account speaking for a team member in a channel: with draft/relaymsg the
+	// server shows the line as coming from "Name/m", as written, without a name prefix.
+	if msg.Relayed && msg.Original != nil && isChannel(target) && conn.HasCap("draft/relaymsg") && msg.Content.Media == nil {
+		command, ctcp, params = "RELAYMSG", false, []string{target, relayNick(msg.Sender)}
+		text = ircformat.MatrixToIRCWith(msg.Original.Body, msg.Original.FormattedBody, ircformat.Options{MentionName: p.mentionName})
+		confirm = false // the echo names the relayed nick, not ours
+	}
 	limit := ircformat.MaxMessageBytes(0, target)
 	if ctcp {
 		limit -= len("\x01ACTION \x01")
@@ -474,7 +483,6 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 	res := &bridge.SendResult{Timestamp: time.Now()}
 	// With echo-message the server repeats each line back once it accepted it: that is
 	// the delivery confirmation, and it carries the line's msgid.
-	confirm := conn.HasCap("echo-message")
 	echoes := make([]chan string, len(lines))
 	for i, line := range lines {
 		if ctcp {
@@ -483,7 +491,7 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 		if confirm {
 			echoes[i] = p.expectEcho(target, line)
 		}
-		if err := conn.Send(ctx, command, target, line); err != nil {
+		if err := conn.Send(ctx, command, append(params, line)...); err != nil {
 			for j := 0; j < i; j++ { // the lines that did go out
 				res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("out:%s:%d", msg.TxnID, j))
 			}

@@ -222,3 +222,44 @@ func connectedPuppet(t *testing.T, ctx context.Context, n *network, loginID, add
 	}
 	return p
 }
+
+// TestPuppetRelayMsg: a relay account's puppet speaking for a team member in a channel
+// uses draft/relaymsg where offered, and the relay format otherwise.
+func TestPuppetRelayMsg(t *testing.T) {
+	for _, c := range []struct {
+		name, caps, want string
+	}{
+		{"relaymsg offered", "draft/relaymsg=/ message-tags", "RELAYMSG #c Rita/m :hello \x02there\x02"},
+		{"plain server", "message-tags", "PRIVMSG #c :Rita: hello there"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n, _ := testNetwork(t, time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			n.c.runCtx = ctx
+			addr, lines := scriptedServer(t, c.caps)
+			p := connectedPuppet(t, ctx, n, "net/@s", addr)
+			p.channels[n.fold("#c")] = "#c"
+			msg := &bridge.MatrixMessage{Chat: n.channelKey("#c"), TxnID: "t1", Relayed: true,
+				Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
+				Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
+				Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+			if _, err := p.SendMessage(ctx, msg); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				select {
+				case l := <-lines:
+					if strings.HasPrefix(l, "RELAYMSG") || strings.HasPrefix(l, "PRIVMSG") {
+						if l != c.want {
+							t.Fatalf("sent %q, want %q", l, c.want)
+						}
+						return
+					}
+				case <-ctx.Done():
+					t.Fatal("nothing relayed")
+				}
+			}
+		})
+	}
+}
