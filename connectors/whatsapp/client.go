@@ -81,10 +81,12 @@ type realClient struct {
 	*whatsmeow.Client
 }
 
+// AddEventHandler registers a handler whose false return keeps the event unacknowledged.
 func (c *realClient) AddEventHandler(handler func(evt any) bool) uint32 {
 	return c.Client.AddEventHandlerWithSuccessStatus(whatsmeow.EventHandlerWithSuccessStatus(handler))
 }
 
+// DeviceJID is the paired device's JID, nil before pairing.
 func (c *realClient) DeviceJID() *types.JID {
 	if c.Client.Store == nil {
 		return nil
@@ -92,6 +94,7 @@ func (c *realClient) DeviceJID() *types.JID {
 	return c.Client.Store.ID
 }
 
+// Device is the client's session store.
 func (c *realClient) Device() *store.Device { return c.Client.Store }
 
 var _ Client = (*realClient)(nil)

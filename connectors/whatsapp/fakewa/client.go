@@ -51,6 +51,9 @@ func NewFactory(addr func() string) whatsapp.ClientFactory {
 	}
 }
 
+// The methods below implement whatsapp.Client against the fake network, with the
+// behaviour of whatsmeow's own that the connector relies on.
+
 func (c *client) Connect() error {
 	c.mu.Lock()
 	if c.conn != nil {
