@@ -98,7 +98,9 @@ type variant struct {
 	alicePhone, bobPhone, carolPhone, danPhone string
 }
 
-func newVariant(t *testing.T, dbType string, historyCount int) *variant {
+// newVariant starts a bridge for one test on one database; tag keeps the test's Matrix
+// users apart from other tests' on the shared homeserver.
+func newVariant(t *testing.T, tag, dbType string, historyCount int) *variant {
 	t.Helper()
 	ctx := context.Background()
 	prefix := map[string]string{"sqlite": "331", "postgres": "332"}[dbType]
@@ -126,18 +128,18 @@ func newVariant(t *testing.T, dbType string, historyCount int) *variant {
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
 		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
-		Permissions: map[string]string{shared.hs.Domain: "user", shared.hs.UserID("wa_mallory_" + dbType).String(): "admin"},
+		Permissions: map[string]string{shared.hs.Domain: "user", shared.hs.UserID(tag + "_mallory_" + dbType).String(): "admin"},
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
 			"history_count": historyCount, "contact_names": true}},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	v.start()
-	if v.alice, err = shared.hs.RegisterUser(ctx, "wa_alice_"+dbType, false); err != nil {
+	if v.alice, err = shared.hs.RegisterUser(ctx, tag+"_alice_"+dbType, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.alice.Close)
-	if v.mallory, err = shared.hs.RegisterUser(ctx, "wa_mallory_"+dbType, false); err != nil {
+	if v.mallory, err = shared.hs.RegisterUser(ctx, tag+"_mallory_"+dbType, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.mallory.Close)

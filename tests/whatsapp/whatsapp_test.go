@@ -25,7 +25,7 @@ import (
 func TestWhatsApp(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
-			v := newVariant(t, db, 3)
+			v := newVariant(t, "wa", db, 3)
 			conn := v.testQRLogin(t)
 			dm := v.testIncomingMessages(t, conn)
 			v.testOutgoingMessages(t, conn, dm)

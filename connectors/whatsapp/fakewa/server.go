@@ -49,6 +49,8 @@ type Conn struct {
 	nextID int64
 	acks   map[int64]chan struct{}
 	closed bool
+	// gone is closed when the connection ends: pushes not acknowledged by then failed.
+	gone chan struct{}
 }
 
 // Call is a request the bridge made: a sent message, a read receipt, a typing
@@ -154,7 +156,7 @@ func (s *Server) accept() {
 }
 
 func (s *Server) serve(nc net.Conn) {
-	c := &Conn{s: s, c: nc, enc: json.NewEncoder(nc), acks: map[int64]chan struct{}{}}
+	c := &Conn{s: s, c: nc, enc: json.NewEncoder(nc), acks: map[int64]chan struct{}{}, gone: make(chan struct{})}
 	sc := bufio.NewScanner(nc)
 	sc.Buffer(make([]byte, 1<<20), 256<<20)
 	for sc.Scan() {
@@ -198,10 +200,7 @@ func (s *Server) serve(nc net.Conn) {
 	}
 	c.mu.Lock()
 	c.closed = true
-	for id, ch := range c.acks {
-		close(ch)
-		delete(c.acks, id)
-	}
+	close(c.gone)
 	c.mu.Unlock()
 	s.mu.Lock()
 	s.notify()
@@ -394,6 +393,9 @@ func (c *Conn) push(ctx context.Context, op string, data any) error {
 		return ctx.Err()
 	case <-ack:
 		return nil
+	case <-c.gone:
+		// The client went away before acknowledging: as for WhatsApp, not delivered.
+		return errors.New("fakewa: connection closed before the event was acknowledged")
 	}
 }
 
