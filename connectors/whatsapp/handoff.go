@@ -16,6 +16,8 @@ const handoffWait = 2 * time.Minute
 type handoff struct {
 	client  Client
 	handler uint32
+	// wait is handoffWait (shorter in tests).
+	wait time.Duration
 
 	ready  chan struct{}
 	once   sync.Once
@@ -25,7 +27,7 @@ type handoff struct {
 }
 
 func newHandoff(client Client) *handoff {
-	h := &handoff{client: client, ready: make(chan struct{})}
+	h := &handoff{client: client, ready: make(chan struct{}), wait: handoffWait}
 	h.handler = client.AddEventHandler(h.handle)
 	return h
 }
@@ -34,7 +36,7 @@ func newHandoff(client Client) *handoff {
 func (h *handoff) handle(evt any) bool {
 	select {
 	case <-h.ready:
-	case <-time.After(handoffWait):
+	case <-time.After(h.wait):
 		h.mu.Lock()
 		h.dead = true
 		h.mu.Unlock()
