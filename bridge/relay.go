@@ -139,12 +139,7 @@ func (br *Bridge) roomRelay(ctx context.Context, rc *roomContext) (*RelayFormatt
 	}
 	rf := br.relay
 	if len(opts.Formats) > 0 {
-		merged := maps.Clone(br.Config.Bridge.RelayFormats)
-		if merged == nil {
-			merged = map[string]string{}
-		}
-		maps.Copy(merged, opts.Formats)
-		if rf, err = NewRelayFormatter(merged); err != nil {
+		if rf, err = NewRelayFormatter(br.roomFormats(opts)); err != nil {
 			return nil, false, fmt.Errorf("%w: %v", errPermanent, err)
 		}
 	}
@@ -158,20 +153,32 @@ func (br *Bridge) roomRelay(ctx context.Context, rc *roomContext) (*RelayFormatt
 	return rf, handlers > 1, nil
 }
 
+// roomFormats are the bridge's relay formats with a room's own over them.
+func (br *Bridge) roomFormats(opts *RelayOptions) map[string]string {
+	formats := maps.Clone(br.Config.Bridge.RelayFormats)
+	if formats == nil {
+		formats = map[string]string{}
+	}
+	maps.Copy(formats, opts.Formats)
+	return formats
+}
+
 // relayHandlers counts the Matrix users who speak through a relay room's login: its
 // joined users, without the bot, ghosts and the login's own owner.
 func (br *Bridge) relayHandlers(ctx context.Context, rc *roomContext) (int, error) {
-	users, err := rc.ch.JoinedUsers(ctx, id.RoomID(rc.room.RoomID))
+	// The state store follows the room's membership from the transaction stream: no
+	// request to the homeserver per relayed message.
+	members, err := br.stateStore().GetRoomMembers(ctx, id.RoomID(rc.room.RoomID), event.MembershipJoin)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("reading the room's members: %w", err)
 	}
 	owner := ""
 	if login, err := br.DB.GetLogin(ctx, rc.key.Connector, rc.room.RelayLogin); err == nil && login != nil {
 		owner = login.MXID
 	}
 	n := 0
-	for _, u := range users {
-		if u.String() != owner {
+	for u := range members {
+		if _, _, ghost := br.ghostConnector(u); u != br.BotMXID() && !ghost && u.String() != owner {
 			n++
 		}
 	}
@@ -186,11 +193,7 @@ func (br *Bridge) relayReactionText(ctx context.Context, rc *roomContext, evt *e
 		zerolog.Ctx(ctx).Debug().Msg("Dropping relayed reaction")
 		return err
 	}
-	formats := maps.Clone(br.Config.Bridge.RelayFormats)
-	if formats == nil {
-		formats = map[string]string{}
-	}
-	maps.Copy(formats, opts.Formats)
+	formats := br.roomFormats(opts)
 	if formats["reaction"] == "" {
 		formats["reaction"] = defaultReactionFormat
 	}

@@ -66,15 +66,43 @@ func scriptedServerWith(t *testing.T, caps string, answer func(line, nick string
 	return ln.Addr().String(), out
 }
 
+// relayCases: a relayed message goes out with draft/relaymsg as written where the
+// server offers it, and with the relay format's name prefix otherwise.
+func relayCases() []struct{ name, caps, want string } {
+	return []struct{ name, caps, want string }{
+		{"relaymsg offered", "draft/relaymsg=/ message-tags", "RELAYMSG #c Rita/m :hello \x02there\x02"},
+		{"plain server", "message-tags", "PRIVMSG #c :Rita: hello there"},
+	}
+}
+
+// relayedMessage is Rita's formatted "hello there", relayed into a channel.
+func relayedMessage(chat bridge.PortalKey) *bridge.MatrixMessage {
+	return &bridge.MatrixMessage{Chat: chat, TxnID: "t1", Relayed: true,
+		Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
+		Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
+		Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+}
+
+// firstRelayed is the first PRIVMSG or RELAYMSG the scripted server received.
+func firstRelayed(ctx context.Context, t *testing.T, lines <-chan string) string {
+	t.Helper()
+	for {
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, "RELAYMSG") || strings.HasPrefix(l, "PRIVMSG") {
+				return l
+			}
+		case <-ctx.Done():
+			t.Fatal("nothing relayed")
+			return ""
+		}
+	}
+}
+
 // TestRelayMsg: with draft/relaymsg the bot relays as "Name/m" without the name prefix;
 // without it, the relay-formatted text goes out as the bot's own PRIVMSG.
 func TestRelayMsg(t *testing.T) {
-	for _, c := range []struct {
-		name, caps, want string
-	}{
-		{"relaymsg offered", "draft/relaymsg=/ message-tags", "RELAYMSG #c Rita/m :hello \x02there\x02"},
-		{"plain server", "message-tags", "PRIVMSG #c :Rita: hello there"},
-	} {
+	for _, c := range relayCases() {
 		t.Run(c.name, func(t *testing.T) {
 			addr, lines := scriptedServer(t, c.caps)
 			n, _ := testNetwork(t, time.Minute)
@@ -97,25 +125,12 @@ func TestRelayMsg(t *testing.T) {
 			}
 			n.wantChannelName("#c")
 			sess := n.c.RelaySession(ctx, n.channelKey("#c"))
-			msg := &bridge.MatrixMessage{Chat: n.channelKey("#c"), TxnID: "t1", Relayed: true,
-				Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
-				Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
-				Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+			msg := relayedMessage(n.channelKey("#c"))
 			if _, err := sess.SendMessage(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
-			for {
-				select {
-				case l := <-lines:
-					if strings.HasPrefix(l, "RELAYMSG") || strings.HasPrefix(l, "PRIVMSG") {
-						if l != c.want {
-							t.Fatalf("sent %q, want %q", l, c.want)
-						}
-						return
-					}
-				case <-ctx.Done():
-					t.Fatal("nothing relayed")
-				}
+			if l := firstRelayed(ctx, t, lines); l != c.want {
+				t.Fatalf("sent %q, want %q", l, c.want)
 			}
 		})
 	}
@@ -226,12 +241,7 @@ func connectedPuppet(t *testing.T, ctx context.Context, n *network, loginID, add
 // TestPuppetRelayMsg: a relay account's puppet speaking for a team member in a channel
 // uses draft/relaymsg where offered, and the relay format otherwise.
 func TestPuppetRelayMsg(t *testing.T) {
-	for _, c := range []struct {
-		name, caps, want string
-	}{
-		{"relaymsg offered", "draft/relaymsg=/ message-tags", "RELAYMSG #c Rita/m :hello \x02there\x02"},
-		{"plain server", "message-tags", "PRIVMSG #c :Rita: hello there"},
-	} {
+	for _, c := range relayCases() {
 		t.Run(c.name, func(t *testing.T) {
 			n, _ := testNetwork(t, time.Minute)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -240,25 +250,12 @@ func TestPuppetRelayMsg(t *testing.T) {
 			addr, lines := scriptedServer(t, c.caps)
 			p := connectedPuppet(t, ctx, n, "net/@s", addr)
 			p.channels[n.fold("#c")] = "#c"
-			msg := &bridge.MatrixMessage{Chat: n.channelKey("#c"), TxnID: "t1", Relayed: true,
-				Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
-				Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
-				Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+			msg := relayedMessage(n.channelKey("#c"))
 			if _, err := p.SendMessage(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
-			for {
-				select {
-				case l := <-lines:
-					if strings.HasPrefix(l, "RELAYMSG") || strings.HasPrefix(l, "PRIVMSG") {
-						if l != c.want {
-							t.Fatalf("sent %q, want %q", l, c.want)
-						}
-						return
-					}
-				case <-ctx.Done():
-					t.Fatal("nothing relayed")
-				}
+			if l := firstRelayed(ctx, t, lines); l != c.want {
+				t.Fatalf("sent %q, want %q", l, c.want)
 			}
 		})
 	}

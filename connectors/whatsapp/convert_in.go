@@ -126,14 +126,9 @@ func (s *session) textFromWA(ctx context.Context, text string, ci *waE2E.Context
 	return mc
 }
 
-// downloadable is a WhatsApp media message.
-type downloadable interface {
-	whatsmeow.DownloadableMessage
-}
-
 // mediaFromWA downloads a media message. A failed or refused download becomes a
 // notice that says so, with the caption kept.
-func (s *session) mediaFromWA(ctx context.Context, m downloadable, msgType event.MessageType, mimeType, name, caption string,
+func (s *session) mediaFromWA(ctx context.Context, m whatsmeow.DownloadableMessage, msgType event.MessageType, mimeType, name, caption string,
 	ci *waE2E.ContextInfo, size uint64) *bridge.MessageContent {
 	fileName := name
 	if !strings.Contains(fileName, ".") {

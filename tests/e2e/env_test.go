@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,44 +32,12 @@ type stack struct {
 var shared *stack // set once by TestMain, read-only afterwards
 
 func TestMain(m *testing.M) {
-	code, err := runMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup failed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func runMain(m *testing.M) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "passerelle-e2e-")
-	if err != nil {
-		return 0, err
-	}
-	st := &stack{dir: dir}
-	if st.bin, err = harness.BuildBridge(ctx, "passerelle_loopback"); err != nil {
-		return 0, err
-	}
-	if st.port, err = harness.FreePort(); err != nil {
-		return 0, err
-	}
-	params := harness.BridgeConfigParams{Port: st.port,
+	params := harness.BridgeConfigParams{
 		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}
-	if st.stack, err = harness.StartStack(ctx, dir, st.bin, params); err != nil {
-		return 0, err
-	}
-	defer st.stack.HS.Stop()
-	st.hs, st.reg, st.regPath = st.stack.HS, st.stack.Reg, st.stack.RegPath
-	shared = st
-	code := m.Run()
-	if code != 0 {
-		// Keep the logs of a failed run for a look.
-		fmt.Fprintf(os.Stderr, "e2e logs kept in %s\n--- dendrite log tail ---\n%s\n", dir, st.hs.LogTail(40))
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	return code, nil
+	harness.RunSuite(m, "e2e", []string{"passerelle_loopback"}, params, func(_ context.Context, s *harness.Suite) (func(), error) {
+		shared = &stack{hs: s.HS, bin: s.Bin, dir: s.Dir, port: s.Port, reg: s.Reg, regPath: s.RegPath, stack: s.Stack}
+		return nil, nil
+	})
 }
 
 // variant is one bridge process on one database, with its own loopnet network and

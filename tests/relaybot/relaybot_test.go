@@ -5,8 +5,6 @@ package relaybot
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,45 +34,15 @@ type stack struct {
 var shared *stack // set once by TestMain, read-only afterwards
 
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "relaybot e2e setup failed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setup(m *testing.M) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "passerelle-relay-")
-	if err != nil {
-		return 0, err
-	}
-	s := &stack{dir: dir}
-	if s.ngircd, err = harness.StartIRCServer(ctx, "ngircd", filepath.Join(dir, "ngircd")); err != nil {
-		return 0, err
-	}
-	defer s.ngircd.Stop()
-	if s.bin, err = harness.BuildBridge(ctx, "passerelle_loopback"); err != nil {
-		return 0, err
-	}
-	if s.port, err = harness.FreePort(); err != nil {
-		return 0, err
-	}
-	params := harness.BridgeConfigParams{Port: s.port, Connectors: connectors("127.0.0.1:1", "x", 0)}
-	if s.st, err = harness.StartStack(ctx, dir, s.bin, params); err != nil {
-		return 0, err
-	}
-	defer s.st.HS.Stop()
-	shared = s
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "relaybot e2e logs kept in %s\n", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	return code, nil
+	params := harness.BridgeConfigParams{Connectors: connectors("127.0.0.1:1", "x", 0)}
+	harness.RunSuite(m, "relaybot", []string{"passerelle_loopback"}, params, func(ctx context.Context, s *harness.Suite) (func(), error) {
+		ngircd, err := harness.StartIRCServer(ctx, "ngircd", filepath.Join(s.Dir, "ngircd"))
+		if err != nil {
+			return nil, err
+		}
+		shared = &stack{st: s.Stack, bin: s.Bin, dir: s.Dir, port: s.Port, ngircd: ngircd}
+		return ngircd.Stop, nil
+	})
 }
 
 // connectors is the variant's connector config: IRC, WhatsApp on the fake network, and

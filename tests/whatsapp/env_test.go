@@ -7,10 +7,8 @@ package whatsapp
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,43 +38,12 @@ type stack struct {
 var shared *stack // set once by TestMain, read-only afterwards
 
 func TestMain(m *testing.M) {
-	code, err := runMain(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "whatsapp e2e setup failed:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func runMain(m *testing.M) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "passerelle-wa-")
-	if err != nil {
-		return 0, err
-	}
-	st := &stack{dir: dir}
-	if st.bin, err = harness.BuildBridge(ctx, "passerelle_loopback"); err != nil {
-		return 0, err
-	}
-	if st.port, err = harness.FreePort(); err != nil {
-		return 0, err
-	}
-	params := harness.BridgeConfigParams{Port: st.port,
+	params := harness.BridgeConfigParams{
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": "127.0.0.1:1"}}}
-	if st.stack, err = harness.StartStack(ctx, dir, st.bin, params); err != nil {
-		return 0, err
-	}
-	defer st.stack.HS.Stop()
-	st.hs, st.reg, st.regPath = st.stack.HS, st.stack.Reg, st.stack.RegPath
-	shared = st
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "whatsapp e2e logs kept in %s\n--- dendrite log tail ---\n%s\n", dir, st.hs.LogTail(40))
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	return code, nil
+	harness.RunSuite(m, "whatsapp", []string{"passerelle_loopback"}, params, func(_ context.Context, s *harness.Suite) (func(), error) {
+		shared = &stack{hs: s.HS, bin: s.Bin, dir: s.Dir, port: s.Port, reg: s.Reg, regPath: s.RegPath, stack: s.Stack}
+		return nil, nil
+	})
 }
 
 // variant is one bridge process on one database with its own fake network and users.
@@ -225,9 +192,6 @@ func noticeFrom(sender id.UserID, parts ...string) func(*event.Event) bool {
 		return true
 	}
 }
-
-// fmtSscanf is fmt.Sscanf (named apart so the test files read as one).
-func fmtSscanf(str, format string, args ...any) (int, error) { return fmt.Sscanf(str, format, args...) }
 
 // pictureBytes is the picture served at path: distinct bytes per path.
 func pictureBytes(path string) []byte { return []byte("\x89PNG\r\n\x1a\npicture " + path) }

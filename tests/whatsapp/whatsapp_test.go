@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,8 +129,7 @@ func (v *variant) waitQRImage(t *testing.T, after id.EventID) *event.Event {
 	ctx := v.ctx()
 	evt, err := v.alice.WaitEvent(ctx, v.mgmt, func(e *event.Event) bool {
 		m := e.Content.AsMessage()
-		return e.Sender == bot() && m.MsgType == event.MsgImage && m.RelatesTo == nil && e.ID != after &&
-			e.Timestamp >= 0 && !v.seen(e.ID)
+		return e.Sender == bot() && m.MsgType == event.MsgImage && m.RelatesTo == nil && e.ID != after && !v.seen(e.ID)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +497,7 @@ func (v *variant) testOwnDevice(t *testing.T, conn *fakewa.Conn, dm id.RoomID) {
 	own := message(bob, userJID(v.alicePhone), "ALICEPHONE1", "Alice", text("sent from my phone"))
 	own.Info.IsFromMe = true
 	v.dispatch(conn, own)
-	v.waitIn(dm, "own-device message as the double puppet", msgFrom(v.alice.UserID, event.MsgText, "sent from my phone"))
+	ownEvt := v.waitIn(dm, "own-device message as the double puppet", msgFrom(v.alice.UserID, event.MsgText, "sent from my phone"))
 	if _, err := v.alice.SendText(v.ctx(), dm, "after the phone"); err != nil {
 		t.Fatal(err)
 	}
@@ -508,6 +508,13 @@ func (v *variant) testOwnDevice(t *testing.T, conn *fakewa.Conn, dm id.RoomID) {
 	// Reading on the phone marks the portal read as the user.
 	v.dispatch(conn, &events.Receipt{MessageSource: types.MessageSource{Chat: bob, Sender: userJID(v.alicePhone), IsFromMe: true},
 		MessageIDs: []string{"ALICEPHONE1"}, Type: types.ReceiptTypeReadSelf, Timestamp: time.Now()})
+	v.waitIn(dm, "read on the phone, read on Matrix", func(e *event.Event) bool {
+		if e.Type != event.EphemeralEventReceipt {
+			return false
+		}
+		_, ok := (*e.Content.AsReceipt())[ownEvt.ID][event.ReceiptTypeRead][v.alice.UserID]
+		return ok
+	})
 }
 
 // testGroup: a group message creates the group's portal with its name, topic, members
@@ -768,7 +775,7 @@ func (v *variant) testHistorySync(t *testing.T, conn *fakewa.Conn) {
 		body := e.Content.AsMessage().Body
 		got = append(got, body)
 		var n int
-		if _, err := fmtSscanf(body, "history %d", &n); err == nil {
+		if _, err := fmt.Sscanf(body, "history %d", &n); err == nil {
 			if want := base.Add(time.Duration(n) * time.Minute).UnixMilli(); e.Timestamp != want {
 				t.Errorf("%q has timestamp %d, want the original %d", body, e.Timestamp, want)
 			}

@@ -84,13 +84,23 @@ func (c *client) Connect() error {
 // pushLoop handles pushed frames one at a time, in order, apart from the reader, so a
 // handler can make requests (as whatsmeow's handler queue allows).
 func (c *client) pushLoop(conn net.Conn, pushes <-chan frame) {
-	for f := range pushes {
-		c.handlePush(f)
+	ack := func(f frame) {
 		c.mu.Lock()
 		if c.conn == conn {
 			_ = c.enc.Encode(frame{ID: f.ID, Op: opAck})
 		}
 		c.mu.Unlock()
+	}
+	for f := range pushes {
+		if f.Op == opQR || f.Op == opQREvent {
+			// QR items are shown, not stored: acknowledged on receipt, since a login that
+			// ends with one disconnects at once.
+			ack(f)
+			c.handlePush(f)
+			continue
+		}
+		c.handlePush(f)
+		ack(f)
 	}
 }
 
