@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"go.mau.fi/util/dbutil"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -32,8 +33,10 @@ type Config struct {
 
 // Connector bridges loopnet.
 type Connector struct {
-	host   bridge.Host
-	cfg    Config
+	host bridge.Host
+	cfg  Config
+	// db is the connector's handle on the bridge database (see openDB).
+	db     *dbutil.Database
 	client *http.Client
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -68,10 +71,11 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	if c.cfg.NetworkURL == "" {
 		return errors.New("connectors.loopback.network_url: missing")
 	}
-	_, err := host.Database().Exec(ctx, `CREATE TABLE IF NOT EXISTS loopback_cursor (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL)`)
+	db, err := openDB(ctx, host.Database(), dbutil.ZeroLogger(host.Log().With().Str("db_section", "loopback").Logger()))
 	if err != nil {
-		return fmt.Errorf("creating loopback cursor table: %w", err)
+		return err
 	}
+	c.db = db
 	return nil
 }
 
@@ -120,7 +124,7 @@ func (c *Connector) isLogin(id string) bool {
 
 func (c *Connector) cursor(ctx context.Context) (int64, error) {
 	var seq int64
-	err := c.host.Database().QueryRow(ctx, `SELECT seq FROM loopback_cursor WHERE id=1`).Scan(&seq)
+	err := c.db.QueryRow(ctx, `SELECT seq FROM loopback_cursor WHERE id=1`).Scan(&seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -128,7 +132,7 @@ func (c *Connector) cursor(ctx context.Context) (int64, error) {
 }
 
 func (c *Connector) saveCursor(ctx context.Context, seq int64) error {
-	_, err := c.host.Database().Exec(ctx, `INSERT INTO loopback_cursor (id, seq) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET seq=excluded.seq`, seq)
+	_, err := c.db.Exec(ctx, `INSERT INTO loopback_cursor (id, seq) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET seq=excluded.seq`, seq)
 	return err
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -19,42 +18,16 @@ type store struct {
 	db *dbutil.Database
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS relaybot_conversation (
-	room_id    TEXT   PRIMARY KEY,
-	account    TEXT   NOT NULL,
-	connector  TEXT   NOT NULL,
-	chat_id    TEXT   NOT NULL,
-	receiver   TEXT   NOT NULL,
-	contact     TEXT    NOT NULL,
-	opened_by   TEXT    NOT NULL DEFAULT '',
-	login_owner TEXT    NOT NULL DEFAULT '',
-	ready       INTEGER NOT NULL DEFAULT 0,
-	created_at  BIGINT  NOT NULL,
-	closed_at   BIGINT
-);
-CREATE TABLE IF NOT EXISTS relaybot_assignee (
-	room_id TEXT NOT NULL REFERENCES relaybot_conversation (room_id) ON DELETE CASCADE,
-	user_id TEXT NOT NULL,
-	PRIMARY KEY (room_id, user_id)
-);
-CREATE TABLE IF NOT EXISTS relaybot_greeted (
-	account   TEXT NOT NULL,
-	connector TEXT NOT NULL,
-	chat_id   TEXT NOT NULL,
-	receiver  TEXT NOT NULL,
-	PRIMARY KEY (account, connector, chat_id, receiver)
-);
-CREATE TABLE IF NOT EXISTS relaybot_lobby (
-	account TEXT PRIMARY KEY,
-	room_id TEXT NOT NULL
-);`
-
+// newStore opens the relay bot's tables on the bridge's database, bringing them up to
+// date first.
 func newStore(ctx context.Context, db *dbutil.Database) (*store, error) {
-	if _, err := db.Exec(ctx, schema); err != nil {
-		return nil, fmt.Errorf("relaybot: creating tables: %w", err)
+	// Only the database is handed over, so the upgrade logs through the bridge
+	// database's logger.
+	child, err := openDB(ctx, db, nil)
+	if err != nil {
+		return nil, err
 	}
-	return &store{db: db}, nil
+	return &store{db: child}, nil
 }
 
 // conversation is one relay room.

@@ -3,7 +3,6 @@ package whatsapp
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -17,31 +16,19 @@ import (
 // stored, so a restart does not keep a message that should be gone.
 type disappearing struct {
 	host bridge.Host
-	db   *dbutil.Database
+	// db is the connector's handle on the bridge database (see openConnectorDB).
+	db *dbutil.Database
 	// wake shortens the wait when a nearer deadline is scheduled.
 	wake chan struct{}
 }
 
-// disappearingSchema creates the connector's own tables beside the core's.
-const disappearingSchema = `
-CREATE TABLE IF NOT EXISTS whatsapp_disappearing (
-	chat_key   TEXT   NOT NULL,
-	receiver   TEXT   NOT NULL,
-	message_id TEXT   NOT NULL,
-	expires_at BIGINT NOT NULL,
-	PRIMARY KEY (chat_key, message_id)
-);
-CREATE INDEX IF NOT EXISTS whatsapp_disappearing_expiry ON whatsapp_disappearing (expires_at);
-CREATE TABLE IF NOT EXISTS whatsapp_chat_timer (
-	chat_key TEXT    NOT NULL PRIMARY KEY,
-	receiver TEXT    NOT NULL,
-	seconds  INTEGER NOT NULL
-);`
-
+// newDisappearing opens the connector's tables (bringing them up to date) for the
+// timers and deadlines.
 func newDisappearing(ctx context.Context, host bridge.Host) (*disappearing, error) {
-	db := host.Database()
-	if _, err := db.Exec(ctx, disappearingSchema); err != nil {
-		return nil, fmt.Errorf("whatsapp: creating disappearing-message tables: %w", err)
+	log := dbutil.ZeroLogger(host.Log().With().Str("db_section", connectorName).Logger())
+	db, err := openConnectorDB(ctx, host.Database(), log)
+	if err != nil {
+		return nil, err
 	}
 	return &disappearing{host: host, db: db, wake: make(chan struct{}, 1)}, nil
 }
