@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,6 +53,9 @@ type Bridge struct {
 	// ownReceipts are read receipts the bridge set as users' double puppets, so their
 	// echo is not bridged back.
 	ownReceipts boundedSet
+
+	// stopping is set once Stop began: login flows ending then keep their marks.
+	stopping atomic.Bool
 
 	server   *http.Server
 	listener net.Listener
@@ -184,10 +188,17 @@ func (br *Bridge) Start(ctx context.Context) error {
 	if err = br.queue.Resume(bgCtx); err != nil {
 		return err
 	}
-	br.bgWG.Add(1)
+	br.bgWG.Add(2)
 	go func() {
 		defer br.bgWG.Done()
 		br.retentionLoop(bgCtx)
+	}()
+	go func() {
+		defer br.bgWG.Done()
+		// What the previous run was doing when it stopped: the users of interrupted
+		// login flows are told, policy connectors hear of portals made just before.
+		br.resumeLoginFlows(bgCtx)
+		br.resumePortalWatches(bgCtx)
 	}()
 	close(br.ready)
 	br.Log.Info().Str("listen", ln.Addr().String()).Strs("connectors", br.order).Msg("Bridge started")
@@ -202,6 +213,8 @@ func (br *Bridge) Stop(ctx context.Context) {
 			_ = br.server.Shutdown(ctx)
 		}
 		br.queue.Stop()
+		br.stopping.Store(true)
+		br.stopLoginFlows(ctx)
 		br.loginsLock.Lock()
 		for _, st := range br.activeLogins {
 			st.mu.Lock()

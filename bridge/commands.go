@@ -115,6 +115,8 @@ func (cp *CommandProcessor) maybeHandle(ctx context.Context, evt *event.Event, c
 		body = strings.TrimSpace(strings.TrimPrefix(body, prefix))
 	} else if body != "cancel" && cp.br.submitLoginInput(ctx, evt.Sender, evt.RoomID, evt.ID, content.Body) {
 		return true, nil
+	} else if cp.br.answerAfterSecretQuestion(ctx, evt.Sender, evt.RoomID, evt.ID, body, cp.isCommand) {
+		return true, nil
 	}
 	fields := strings.Fields(body)
 	ce := &CommandEvent{Bridge: cp.br, RoomID: evt.RoomID, EventID: evt.ID, Sender: evt.Sender,
@@ -208,3 +210,6 @@ func (cp *CommandProcessor) help(ctx context.Context, ce *CommandEvent) error {
 	ce.Reply(ctx, "%s", strings.TrimSpace(sb.String()))
 	return nil
 }
+
+// isCommand says whether a word names a command (aliases included).
+func (cp *CommandProcessor) isCommand(word string) bool { return cp.handlers[word] != nil }

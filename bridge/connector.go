@@ -387,6 +387,9 @@ type RoomHost interface {
 	CloseRoom(ctx context.Context, roomID id.RoomID, reason string) error
 	// LastActivity is when a message last crossed in a linked room.
 	LastActivity(ctx context.Context, roomID id.RoomID) (time.Time, error)
+	// Started is closed once the bridge has loaded its logins and resumed its work, so
+	// what needs a session (a greeting) can wait for it.
+	Started() <-chan struct{}
 }
 
 // PortalKey identifies one remote chat. Receiver is set for chats that only exist in
@@ -428,6 +431,11 @@ type ChatInfo struct {
 	OtherUser string
 	// Members are remote users to make ghosts for and join to the portal.
 	Members []ChatMember
+	// MembersComplete says Members is the chat's whole remote membership (an IRC NAMES
+	// list after a (re)join): with a RemoteChatInfo, the core then makes every linked
+	// room match it — missing ghosts join, ghosts no longer there leave — so rooms catch
+	// up with what changed while the bridge was away.
+	MembersComplete bool `json:"members_complete,omitempty"`
 	// JoinedHistoryOnly makes the portal's history visible to members only from their
 	// join (an IRC channel's traffic is not shown to someone before they are in it).
 	JoinedHistoryOnly bool
@@ -677,6 +685,11 @@ type Host interface {
 	ParseGhostMXID(mxid id.UserID) (remoteID string, ok bool)
 	// Logins lists stored logins of this connector.
 	Logins(ctx context.Context) ([]*Login, error)
+	// LinkedChats lists this connector's chats that have a Matrix room (portal or
+	// plumbed). A connector that must be present in a chat to receive its traffic (an
+	// IRC bot in a channel) rejoins them at start: the database, not the config, is
+	// the record of what is bridged.
+	LinkedChats(ctx context.Context) ([]PortalKey, error)
 	// PublicTextLink stores a long text as a file and returns a link anyone can open
 	// (for networks that take pastes instead of long messages); "" when the bridge has
 	// no appservice.public_address.

@@ -137,6 +137,19 @@ func (ch *connectorHost) Logins(ctx context.Context) ([]*Login, error) {
 	return out, nil
 }
 
+// LinkedChats implements Host.
+func (ch *connectorHost) LinkedChats(ctx context.Context) ([]PortalKey, error) {
+	rows, err := ch.br.DB.LinkedChats(ctx, ch.info.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PortalKey, len(rows))
+	for i, r := range rows {
+		out[i] = PortalKey{Connector: r[0], ChatID: r[1], Receiver: r[2]}
+	}
+	return out, nil
+}
+
 // PublicTextLink implements Host.
 func (ch *connectorHost) PublicTextLink(ctx context.Context, text, fileName string) (string, error) {
 	if ch.br.Config.AppService.PublicAddress == "" {

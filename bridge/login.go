@@ -233,13 +233,18 @@ func (br *Bridge) logout(ctx context.Context, connector, loginID string) error {
 func (br *Bridge) reportState(ctx context.Context, connector, loginID string, state SessionState, message string) {
 	log := br.Log.With().Str("connector", connector).Str("login_id", loginID).Str("state", string(state)).Logger()
 	log.Info().Msg("Login state changed")
+	row, err := br.DB.GetLogin(ctx, connector, loginID)
+	if err != nil {
+		log.Warn().Err(err).Msg("Loading login failed")
+	}
 	if err := br.DB.SetLoginState(ctx, connector, loginID, string(state), message); err != nil {
 		log.Warn().Err(err).Msg("Saving login state failed")
 	}
 	switch state {
 	case StateBadCredentials, StateLoggedOut:
-		row, err := br.DB.GetLogin(ctx, connector, loginID)
-		if err != nil || row == nil {
+		if row == nil || (row.State == string(state) && row.StateMessage == message) {
+			// Already told: a login that stays logged out is reported again at every
+			// start, and its user should hear of it once.
 			return
 		}
 		ch := br.connector(connector)
@@ -328,6 +333,7 @@ func (br *Bridge) startLoginFlow(ctx context.Context, ch *connectorHost, user id
 	st := &loginFlowState{ch: ch, proc: proc, user: user, roomID: roomID, cancel: cancel}
 	br.activeLogins[user] = st
 	br.loginsLock.Unlock()
+	br.markLoginFlow(ctx, st, false)
 	go br.runLoginStep(st, flowCtx, func(ctx context.Context) (*LoginStep, error) { return proc.Start(ctx) })
 	return nil
 }
@@ -359,6 +365,7 @@ func (br *Bridge) runLoginStep(st *loginFlowState, ctx context.Context, next fun
 			st.mu.Unlock()
 			if still {
 				br.endLoginFlow(st)
+				br.guardExpiredSecret(context.Background(), st, asked)
 				br.loginNotice(context.Background(), st, "The login timed out waiting for your answer.")
 			}
 		})
@@ -397,6 +404,7 @@ func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *Logi
 			if text == "" {
 				text = "Please send your " + step.InputName + "."
 			}
+			br.markLoginFlow(ctx, st, step.InputSecret)
 			br.loginNotice(ctx, st, text)
 			return true // SubmitInput resumes the flow
 		case StepDisplay:
@@ -439,10 +447,14 @@ func (br *Bridge) endLoginFlow(st *loginFlowState) {
 	cancel()
 	st.proc.Cancel()
 	br.loginsLock.Lock()
-	if br.activeLogins[st.user] == st {
+	current := br.activeLogins[st.user] == st
+	if current {
 		delete(br.activeLogins, st.user)
 	}
 	br.loginsLock.Unlock()
+	if current {
+		br.unmarkLoginFlow(st)
+	}
 }
 
 func (br *Bridge) loginNotice(ctx context.Context, st *loginFlowState, text string) {

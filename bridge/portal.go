@@ -5,6 +5,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -83,15 +84,16 @@ func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info 
 			return roomID, false, nil
 		}
 	}
-	roomID, err := br.createPortalRoom(ctx, ch, info, invite, withAlias)
+	portal := &NewPortal{Key: key, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite), Trigger: trigger}
+	roomID, err := br.createPortalRoom(ctx, ch, info, invite, withAlias, portal)
 	if err != nil {
 		return "", false, err
 	}
-	created = &NewPortal{Key: key, RoomID: roomID, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite), Trigger: trigger}
+	created = portal
 	return roomID, true, nil
 }
 
-func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool) (id.RoomID, error) {
+func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool, portal *NewPortal) (id.RoomID, error) {
 	key := info.Key
 	log := br.Log.With().Object("portal", key).Logger()
 	bot := br.AS.BotIntent()
@@ -161,14 +163,29 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		pl.Users[dmGhost] = 100
 	}
 	resp, err := bot.CreateRoom(ctx, req)
+	if errors.Is(err, mautrix.MRoomInUse) && req.RoomAliasName != "" {
+		// The alias is taken: by our own room when a crash came between its creation
+		// and its recording. That room is adopted, or the chat could never have a
+		// portal again.
+		if roomID, ok := br.orphanPortal(ctx, ch, key); ok {
+			log.Warn().Stringer("room_id", roomID).Msg("Adopting the portal room a crash left unrecorded")
+			resp, err = &mautrix.RespCreateRoom{RoomID: roomID}, nil
+			if invite != "" {
+				if err = bot.EnsureInvited(ctx, roomID, invite); err != nil {
+					return "", fmt.Errorf("inviting user to adopted portal: %w", err)
+				}
+			}
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("creating portal room: %w", err)
 	}
 	roomID := resp.RoomID
 	log = log.With().Stringer("room_id", roomID).Logger()
+	portal.RoomID = roomID
 	if err = br.DB.InsertRoom(ctx, &database.RoomRow{
 		RoomID: roomID.String(), Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver,
-		Kind: database.RoomPortal, CreatedBy: invite.String(),
+		Kind: database.RoomPortal, CreatedBy: invite.String(), PendingWatch: br.pendingWatch(portal),
 	}); err != nil {
 		return "", err
 	}
@@ -198,6 +215,30 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		}
 	}
 	return roomID, nil
+}
+
+// orphanPortal finds the room holding a chat's alias and says whether it is a portal of
+// ours for that chat that no row records: the bot is in it and set its bridge info.
+func (br *Bridge) orphanPortal(ctx context.Context, ch *connectorHost, key PortalKey) (id.RoomID, bool) {
+	alias := ch.aliasFor(key)
+	if alias == "" {
+		return "", false
+	}
+	resolved, err := br.AS.BotIntent().ResolveAlias(ctx, alias)
+	if err != nil {
+		return "", false
+	}
+	if known, err := br.DB.GetRoom(ctx, resolved.RoomID.String()); err != nil || known != nil {
+		return "", false // recorded (for another chat, or a race): not an orphan
+	}
+	var info event.BridgeEventContent
+	if err = br.AS.BotIntent().StateEvent(ctx, resolved.RoomID, event.StateBridge, bridgeStateKey(key), &info); err != nil {
+		return "", false
+	}
+	if info.BridgeBot != br.BotMXID() {
+		return "", false
+	}
+	return resolved.RoomID, true
 }
 
 // ownerIf is user when cond holds, else nobody.

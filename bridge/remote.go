@@ -45,6 +45,13 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		if err = br.uploadChatAvatar(ctx, info); err != nil {
 			return err
 		}
+		if info.MembersComplete {
+			for _, room := range rooms {
+				if err = br.syncMembers(ctx, ch, room, info); err != nil {
+					log.Warn().Err(err).Str("room_id", room.RoomID).Msg("Syncing room members with the chat failed")
+				}
+			}
+		}
 		if old != nil && old.Name == info.Name && old.Topic == info.Topic && old.AvatarURL == info.AvatarURL.String() {
 			return nil // nothing changed (a reconnect repeats what we know)
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -21,6 +22,9 @@ var _ RoomHost = (*connectorHost)(nil)
 // ErrRoomNotLinked is returned by RoomHost.CloseRoom for a room no chat is linked to
 // (already closed).
 var ErrRoomNotLinked = errors.New("the room is not linked to a chat")
+
+// Started implements RoomHost.
+func (ch *connectorHost) Started() <-chan struct{} { return ch.br.ready }
 
 // SetRoomRelay implements RoomHost.
 func (ch *connectorHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error {
@@ -180,11 +184,65 @@ func (br *Bridge) portalAllowed(ctx context.Context, p *NewPortal) bool {
 	return true
 }
 
-// notifyPortalWatchers tells policy connectors about a new portal room.
+// notifyPortalWatchers tells policy connectors about a new portal room, then clears
+// the room's pending mark.
 func (br *Bridge) notifyPortalWatchers(ctx context.Context, p *NewPortal) {
+	watched := false
 	for _, name := range br.order {
 		if w, ok := br.connectors[name].conn.(PortalWatcher); ok {
 			w.PortalCreated(ctx, p)
+			watched = true
 		}
+	}
+	if watched {
+		if err := br.DB.ClearPendingWatch(ctx, p.RoomID.String()); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Stringer("room_id", p.RoomID).Msg("Clearing a portal's pending notification failed")
+		}
+	}
+}
+
+// pendingWatch is what a new portal's room row keeps until policy connectors were told
+// about it ("" when no connector watches portals). The chat picture's bytes are left
+// out: watchers do not need them.
+func (br *Bridge) pendingWatch(p *NewPortal) string {
+	watched := false
+	for _, name := range br.order {
+		if _, ok := br.connectors[name].conn.(PortalWatcher); ok {
+			watched = true
+		}
+	}
+	if !watched {
+		return ""
+	}
+	stored := *p
+	if p.Info != nil {
+		info := *p.Info
+		info.Avatar, info.Members = nil, nil
+		stored.Info = &info
+	}
+	data, err := json.Marshal(&stored)
+	if err != nil {
+		return ""
+	}
+	return string(data)
+}
+
+// resumePortalWatches tells policy connectors about the new portals a crash kept them
+// from hearing of (the room was made, the telling never happened).
+func (br *Bridge) resumePortalWatches(ctx context.Context) {
+	pending, err := br.DB.PendingWatches(ctx)
+	if err != nil {
+		br.Log.Warn().Err(err).Msg("Loading pending portal notifications failed")
+		return
+	}
+	for roomID, payload := range pending {
+		var p NewPortal
+		if err = json.Unmarshal([]byte(payload), &p); err != nil || p.RoomID.String() != roomID {
+			br.Log.Warn().Err(err).Str("room_id", roomID).Msg("Dropping an unreadable pending portal notification")
+			_ = br.DB.ClearPendingWatch(ctx, roomID)
+			continue
+		}
+		br.Log.Info().Str("room_id", roomID).Object("portal", p.Key).Msg("Telling policy connectors about a portal made before a crash")
+		br.notifyPortalWatchers(ctx, &p)
 	}
 }

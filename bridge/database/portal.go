@@ -35,6 +35,9 @@ type RoomRow struct {
 	// RelayOptions is the relay policy's JSON for this room ("" for the defaults).
 	RelayOptions string
 	CreatedBy    string
+	// PendingWatch (written by InsertRoom only) is the new portal's JSON while policy
+	// connectors have yet to be told about it.
+	PendingWatch string
 }
 
 const portalCols = `connector, chat_id, receiver, name, topic, avatar_url, is_dm, other_user`
@@ -134,6 +137,25 @@ func (db *Database) RoomsForReceiver(ctx context.Context, connector, receiver st
 	return rooms, nil
 }
 
+// LinkedChats lists the chats of a connector that have at least one linked Matrix room
+// (a portal or a plumbed room), so a connector can rejoin them at start.
+func (db *Database) LinkedChats(ctx context.Context, connector string) ([][3]string, error) {
+	rows, err := db.Query(ctx, `SELECT DISTINCT connector, chat_id, receiver FROM room WHERE connector=$1 ORDER BY chat_id, receiver`, connector)
+	if err != nil {
+		return nil, fmt.Errorf("loading linked chats: %w", err)
+	}
+	defer rows.Close()
+	var out [][3]string
+	for rows.Next() {
+		var k [3]string
+		if err = rows.Scan(&k[0], &k[1], &k[2]); err != nil {
+			return nil, fmt.Errorf("loading linked chats: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
 // AllRooms lists every bridged room.
 func (db *Database) AllRooms(ctx context.Context) ([]*RoomRow, error) {
 	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room ORDER BY created_at`))
@@ -145,10 +167,37 @@ func (db *Database) AllRooms(ctx context.Context) ([]*RoomRow, error) {
 
 // InsertRoom links a Matrix room to a chat.
 func (db *Database) InsertRoom(ctx context.Context, r *RoomRow) error {
-	_, err := db.Exec(ctx, `INSERT INTO room (`+roomCols+`, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
-		r.RoomID, r.Connector, r.ChatID, r.Receiver, r.Kind, r.RelayLogin, r.RelayOptions, r.CreatedBy, time.Now().UnixMilli())
+	_, err := db.Exec(ctx, `INSERT INTO room (`+roomCols+`, pending_watch, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
+		r.RoomID, r.Connector, r.ChatID, r.Receiver, r.Kind, r.RelayLogin, r.RelayOptions, r.CreatedBy, r.PendingWatch, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("linking room: %w", err)
+	}
+	return nil
+}
+
+// PendingWatches returns the new portals policy connectors were not told about yet, by
+// room ID (a crash came between the room's creation and the telling).
+func (db *Database) PendingWatches(ctx context.Context) (map[string]string, error) {
+	rows, err := db.Query(ctx, `SELECT room_id, pending_watch FROM room WHERE pending_watch<>''`)
+	if err != nil {
+		return nil, fmt.Errorf("loading pending portal notifications: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var roomID, payload string
+		if err = rows.Scan(&roomID, &payload); err != nil {
+			return nil, fmt.Errorf("loading pending portal notifications: %w", err)
+		}
+		out[roomID] = payload
+	}
+	return out, rows.Err()
+}
+
+// ClearPendingWatch records that policy connectors were told about a new portal.
+func (db *Database) ClearPendingWatch(ctx context.Context, roomID string) error {
+	if _, err := db.Exec(ctx, `UPDATE room SET pending_watch='' WHERE room_id=$1`, roomID); err != nil {
+		return fmt.Errorf("clearing pending portal notification: %w", err)
 	}
 	return nil
 }

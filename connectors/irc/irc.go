@@ -62,11 +62,26 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	return nil
 }
 
-// Start implements bridge.Connector: bot connections come up and join their channels.
+// Start implements bridge.Connector: bot connections come up and join their channels:
+// those in the config and those bridged since.
 func (c *Connector) Start(ctx context.Context) error {
+	// The bot must be in every channel that has a room, whichever way it was bridged
+	// (config, alias, `join`, plumbing, relay): the database is the record of those.
+	linked, err := c.host.LinkedChats(ctx)
+	if err != nil {
+		return fmt.Errorf("loading bridged IRC channels: %w", err)
+	}
+	channels := map[string][]string{}
+	for _, key := range linked {
+		pc, err := parseChatID(key.ChatID)
+		if err != nil || pc.channel == "" || c.networks[pc.network] == nil {
+			continue
+		}
+		channels[pc.network] = append(channels[pc.network], pc.channel)
+	}
 	c.runCtx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, n := range c.networks {
-		n.start(c.runCtx)
+	for name, n := range c.networks {
+		n.start(c.runCtx, channels[name])
 	}
 	return nil
 }

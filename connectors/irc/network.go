@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,10 @@ type network struct {
 	channels map[string]*channelState // by folded name
 	puppets  map[string]*puppet       // by login ID
 	byNick   map[string]*puppet       // by folded current nick
+	// departed holds the nicks of puppets the bridge itself disconnected (shutdown,
+	// idle, logout), by folded nick, until the bot sees them quit: their QUIT is ours,
+	// not a remote user leaving.
+	departed map[string]time.Time
 }
 
 // channelState is what the bot knows of a channel it is in (or wants to be in).
@@ -56,7 +61,7 @@ type member struct {
 
 func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
-		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{},
+		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{}, departed: map[string]time.Time{},
 		splits: map[string]*splitQuit{}, consents: map[string]chan bool{}, botUp: make(chan struct{}), batches: map[string]string{},
 		folder: foldFor(cfg.Casemapping)}
 }
@@ -74,12 +79,19 @@ func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config
 	return cfg
 }
 
-func (n *network) start(ctx context.Context) {
+// start connects the bot, which joins the configured channels and the bridged ones.
+func (n *network) start(ctx context.Context, bridged []string) {
 	n.mu.Lock()
 	for _, ch := range n.cfg.Channels {
 		n.wantChannelLocked(ch)
 	}
+	for _, ch := range bridged {
+		n.wantChannelLocked(ch)
+	}
 	n.mu.Unlock()
+	if len(bridged) > 0 {
+		n.log.Info().Int("channels", len(bridged)).Msg("Rejoining bridged channels")
+	}
 	n.bot = ircconn.New(n.connConfig(n.cfg.BotNick, n.cfg.BotSASLUser, n.cfg.BotSASLPassword), n.handleBot)
 	n.bot.Start(ctx)
 }
@@ -195,6 +207,43 @@ func (n *network) configured(channel string) bool {
 	return false
 }
 
+// departedTTL bounds how long a disconnected puppet's nick is remembered: its QUIT
+// reaches the bot within moments, and a real user may take the nick later.
+const departedTTL = time.Minute
+
+// puppetGoneLocked forgets a puppet's nick as it disconnects, remembering it as
+// departed so that its QUIT does not look like a remote user leaving.
+func (n *network) puppetGoneLocked(p *puppet, nick string) {
+	folded := n.fold(nick)
+	if nick == "" || n.byNick[folded] != p {
+		return
+	}
+	delete(n.byNick, folded)
+	now := time.Now()
+	for k, at := range n.departed {
+		if now.Sub(at) > departedTTL {
+			delete(n.departed, k)
+		}
+	}
+	n.departed[folded] = now
+}
+
+// ownNickLocked says whether a folded nick is one of our puppets, connected or just
+// disconnected by the bridge; a departed nick is forgotten once its QUIT is seen.
+func (n *network) ownNickLocked(folded string, quitting bool) bool {
+	if _, ok := n.byNick[folded]; ok {
+		return true
+	}
+	at, ok := n.departed[folded]
+	if !ok || time.Since(at) > departedTTL {
+		return false
+	}
+	if quitting {
+		delete(n.departed, folded)
+	}
+	return true
+}
+
 // isOurs says whether a nick is the bot or one of our puppets (never a ghost).
 func (n *network) isOurs(nick string) bool {
 	if n.bot != nil && n.bot.IsMe(nick) {
@@ -230,21 +279,29 @@ func (n *network) channelInfo(ctx context.Context, channel string) (*bridge.Chat
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.chatInfoLocked(st), nil
+}
+
+// chatInfoLocked describes a channel the bot is in, with its remote members: everyone
+// but the bot and our puppets (connected, or loaded and still reconnecting).
+func (n *network) chatInfoLocked(st *channelState) *bridge.ChatInfo {
 	// Channel traffic is only for those whose puppet is in the channel: new members
 	// do not see what was said before they joined (relay networks are open to all).
-	info := &bridge.ChatInfo{Key: n.channelKey(channel), Name: st.name, Topic: st.topic,
+	info := &bridge.ChatInfo{Key: n.channelKey(st.name), Name: st.name, Topic: st.topic,
 		JoinedHistoryOnly: n.cfg.Mode == "puppets"}
+	puppetNicks := make(map[string]bool, len(n.puppets))
+	for _, p := range n.puppets {
+		puppetNicks[n.fold(p.meta.Nick)] = true
+	}
 	for folded, m := range st.members {
-		if n.bot.IsMe(m.nick) {
-			continue
-		}
-		if _, puppet := n.byNick[folded]; puppet {
+		if n.bot.IsMe(m.nick) || puppetNicks[folded] || n.ownNickLocked(folded, false) {
 			continue
 		}
 		info.Members = append(info.Members, bridge.ChatMember{RemoteID: n.userID(m.nick), Name: m.nick,
 			PowerLevel: n.powerFor(m.prefixes)})
 	}
-	return info, nil
+	slices.SortFunc(info.Members, func(a, b bridge.ChatMember) int { return strings.Compare(a.RemoteID, b.RemoteID) })
+	return info
 }
 
 // powerFor maps channel prefixes to a power level (nil: default).
@@ -384,7 +441,7 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 			return
 		}
 		delete(st.members, n.fold(nick))
-		_, puppet := n.byNick[n.fold(nick)]
+		puppet := n.ownNickLocked(n.fold(nick), false)
 		n.mu.Unlock()
 		if !puppet {
 			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: n.channelKey(channel),
@@ -393,7 +450,9 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 	case "QUIT":
 		folded := n.fold(nick)
 		n.mu.Lock()
-		_, puppet := n.byNick[folded]
+		// Our own puppets quitting (the bridge stopping, an idle puppet) are not
+		// remote users leaving: they never become Matrix leaves.
+		puppet := n.ownNickLocked(folded, true)
 		var left []string
 		for _, st := range n.channels {
 			if _, ok := st.members[folded]; ok {
@@ -510,16 +569,18 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 		default:
 			close(st.namesDone)
 		}
-		channel := st.name
-		n.mu.Unlock()
-		if n.configured(channel) {
-			// Channels listed in the config are bridged from the start: their portal
-			// exists before anyone asks for it.
-			if info, err := n.channelInfo(ctx, channel); err == nil {
-				n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: info.Key, ChatInfo: info,
-					CreatePortal: true, Timestamp: time.Now()})
-			}
+		if !st.joined {
+			n.mu.Unlock()
+			return // a NAMES answer for a channel the bot is not in
 		}
+		info := n.chatInfoLocked(st)
+		n.mu.Unlock()
+		// The whole membership, as the bot found it on (re)joining: rooms catch up with
+		// who came and went while the bridge was away. Channels listed in the config are
+		// bridged from the start: their portal exists before anyone asks for it.
+		info.MembersComplete = true
+		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: info.Key, ChatInfo: info,
+			CreatePortal: n.configured(info.Name), Timestamp: time.Now()})
 	case "MODE":
 		n.handleMode(ctx, msg)
 	case "AWAY":

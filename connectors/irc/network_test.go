@@ -3,6 +3,7 @@ package irc
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,9 +44,20 @@ func (h *fakeHost) GhostMXID(remoteID string) id.UserID {
 }
 func (h *fakeHost) ParseGhostMXID(id.UserID) (string, bool)                        { return "", false }
 func (h *fakeHost) Logins(context.Context) ([]*bridge.Login, error)                { return nil, nil }
+func (h *fakeHost) LinkedChats(context.Context) ([]bridge.PortalKey, error)        { return nil, nil }
 func (h *fakeHost) PublicTextLink(context.Context, string, string) (string, error) { return "", nil }
 func (h *fakeHost) UpdateLoginMetadata(context.Context, string, json.RawMessage) error {
 	return nil
+}
+
+// reset forgets the events recorded so far.
+func (h *fakeHost) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = nil
+	for len(h.added) > 0 {
+		<-h.added
+	}
 }
 
 func (h *fakeHost) snapshot() []*bridge.RemoteEvent {
@@ -85,6 +97,11 @@ func TestNetsplit(t *testing.T) {
 		":passbot!b@h JOIN #c",
 		":irc.test 353 passbot = #c :@passbot alice bob",
 		":irc.test 366 passbot #c :End",
+	} {
+		n.handleBotLine(ctx, line(t, raw))
+	}
+	host.reset() // the membership found on joining
+	for _, raw := range []string{
 		":alice!a@h QUIT :hub.net leaf.net",
 		":bob!b@h QUIT :hub.net leaf.net",
 		":alice!a@h JOIN #c",
@@ -146,6 +163,12 @@ func TestBotLines(t *testing.T) {
 		check  func(*bridge.RemoteEvent) bool
 	}
 	wants := []want{
+		// Joining, the bot hands over the whole membership (without itself).
+		{bridge.RemoteChatInfo, "", func(e *bridge.RemoteEvent) bool {
+			m := e.ChatInfo.Members
+			return e.ChatInfo.MembersComplete && len(m) == 2 && m[0].RemoteID == "net.op" && *m[0].PowerLevel == 50 &&
+				m[1].RemoteID == "net.voiced" && m[1].PowerLevel == nil
+		}},
 		{bridge.RemoteMessage, "net.op", func(e *bridge.RemoteEvent) bool {
 			return e.ID == "msgid:abc" && e.Content.Body == "hi voiced" && e.Content.FormattedBody != "" && e.Sender.Account == "opacct" &&
 				e.Timestamp.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) && len(e.Content.Mentions) == 1 && e.Content.Mentions[0] == "net.voiced"
@@ -226,4 +249,89 @@ func TestMaxConnections(t *testing.T) {
 	if second, err := n.c.AutoLogin(context.Background(), "@b:example.org", key); err != nil || second != nil {
 		t.Fatalf("auto-login past the limit = %v, %v; want none", second, err)
 	}
+}
+
+// TestOwnPuppetsQuitting: the bridge disconnecting its own puppets (shutdown, idle)
+// makes the bot see them quit; that is never a remote user leaving. A real user who
+// quits just after is still bridged.
+func TestOwnPuppetsQuitting(t *testing.T) {
+	n, host := testNetwork(t, time.Minute)
+	ctx := context.Background()
+	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@a:example.org", UserMXID: "@a:example.org",
+		Metadata: json.RawMessage(`{"nick":"a[m]"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.nick = "a[m]"
+	n.byNick[n.fold("a[m]")] = p
+	for _, raw := range []string{
+		":passbot!b@h JOIN #c",
+		":irc.test 353 passbot = #c :@passbot a[m] bob",
+		":irc.test 366 passbot #c :End",
+	} {
+		n.handleBotLine(ctx, line(t, raw))
+	}
+	// The membership handed over leaves out our puppet.
+	if evs := host.snapshot(); len(evs) != 1 || len(evs[0].ChatInfo.Members) != 1 || evs[0].ChatInfo.Members[0].RemoteID != "net.bob" {
+		t.Fatalf("membership on joining: %+v", evs)
+	}
+	host.reset()
+	p.Disconnect()
+	n.handleBotLine(ctx, line(t, ":a[m]!a@h QUIT :Disconnected by the bridge"))
+	if evs := host.snapshot(); len(evs) != 0 {
+		t.Fatalf("our own puppet's QUIT became %d events: %+v", len(evs), evs[0])
+	}
+	n.handleBotLine(ctx, line(t, ":bob!b@h QUIT :bye"))
+	if evs := host.snapshot(); len(evs) != 1 || evs[0].Type != bridge.RemoteLeave || evs[0].Sender.RemoteID != "net.bob" {
+		t.Fatalf("want bob's leave only, got %+v", evs)
+	}
+	// Once its QUIT was seen the nick is free again: someone else using it is a ghost.
+	n.handleBotLine(ctx, line(t, ":a[m]!x@h JOIN #c"))
+	if evs := host.snapshot(); len(evs) != 2 || evs[1].Type != bridge.RemoteJoin {
+		t.Fatalf("a stranger taking a departed puppet's nick was not bridged: %+v", evs)
+	}
+}
+
+// TestPuppetChannelsKept: the channels a puppet is in are kept in its login, so a
+// puppet loaded after a restart knows what to rejoin.
+func TestPuppetChannelsKept(t *testing.T) {
+	n, _ := testNetwork(t, time.Minute)
+	var saved json.RawMessage
+	n.c.host = &metaHost{fakeHost: newFakeHost(), save: func(m json.RawMessage) { saved = m }}
+	ctx := context.Background()
+	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@a:example.org", UserMXID: "@a:example.org",
+		Metadata: json.RawMessage(`{"nick":"a[m]","sasl_user":"a","sasl_password":"pw"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := ircconn.New(ircconn.Config{Nick: "a[m]"}, nil)
+	p.handleLine(ctx, conn, line(t, ":a[m]!a@h JOIN #Two"))
+	p.handleLine(ctx, conn, line(t, ":a[m]!a@h JOIN #one"))
+	p.handleLine(ctx, conn, line(t, ":a[m]!a@h JOIN #gone"))
+	p.handleLine(ctx, conn, line(t, ":a[m]!a@h PART #gone :bye"))
+	var meta puppetMeta
+	if err = json.Unmarshal(saved, &meta); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(meta.Channels, ",") != "#Two,#one" || meta.SASLPassword != "pw" || meta.Nick != "a[m]" {
+		t.Fatalf("saved metadata %s", saved)
+	}
+	reloaded, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: "net/@b:example.org", UserMXID: "@b:example.org", Metadata: saved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reloaded.channels) != 2 || reloaded.channels["#two"] != "#Two" || reloaded.channels["#one"] != "#one" {
+		t.Fatalf("reloaded puppet would rejoin %v", reloaded.channels)
+	}
+}
+
+// metaHost records login metadata updates.
+type metaHost struct {
+	*fakeHost
+	save func(json.RawMessage)
+}
+
+func (h *metaHost) UpdateLoginMetadata(_ context.Context, _ string, m json.RawMessage) error {
+	h.save(m)
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,9 @@ type puppetMeta struct {
 	Nick         string `json:"nick"`
 	SASLUser     string `json:"sasl_user,omitempty"`
 	SASLPassword string `json:"sasl_password,omitempty"`
+	// Channels are the channels the puppet is in, kept so that a restarted bridge
+	// brings the puppet back into them without its user having to speak.
+	Channels []string `json:"channels,omitempty"`
 }
 
 // puppet is a Matrix user's own connection to a network (their bridge.Session).
@@ -47,6 +51,8 @@ type puppet struct {
 	labelBatches map[string]string         // labeled-response batches: reference → label
 	lastActive   time.Time
 	nick         string
+	// savedChannels is the channel list last written to the login's metadata.
+	savedChannels string
 }
 
 func eventMsgType(t string) event.MessageType { return event.MessageType(t) }
@@ -89,6 +95,10 @@ func (n *network) loadPuppet(login *bridge.Login) (*puppet, error) {
 	}
 	p := &puppet{n: n, login: login, meta: meta, connected: make(chan struct{}),
 		channels: map[string]string{}, joinWaits: map[string]chan struct{}{}, lastActive: time.Now()}
+	for _, ch := range meta.Channels {
+		p.channels[n.fold(ch)] = ch
+	}
+	p.savedChannels = strings.Join(meta.Channels, " ")
 	n.mu.Lock()
 	if old := n.puppets[login.ID]; old != nil {
 		for k, v := range old.channels {
@@ -120,17 +130,17 @@ func (p *puppet) Connect(ctx context.Context) {
 // Disconnect implements bridge.Session.
 func (p *puppet) Disconnect() {
 	p.mu.Lock()
-	conn := p.conn
+	conn, nick := p.conn, p.nick
 	p.conn = nil
 	p.mu.Unlock()
+	// Marked departed before the QUIT goes out, so the bot never takes it for a
+	// remote user leaving.
+	p.n.mu.Lock()
+	p.n.puppetGoneLocked(p, nick)
+	p.n.mu.Unlock()
 	if conn != nil {
 		conn.Stop("Disconnected by the bridge")
 	}
-	p.n.mu.Lock()
-	if p.n.byNick[p.n.fold(p.nick)] == p {
-		delete(p.n.byNick, p.n.fold(p.nick))
-	}
-	p.n.mu.Unlock()
 }
 
 // Logout implements bridge.Session.
@@ -323,11 +333,46 @@ func (p *puppet) markDisconnected() {
 	}
 }
 
+// saveChannels records the channels the puppet is in (or rejoining after a reconnect)
+// in its login, when they changed. It runs when the server confirms a JOIN or the
+// puppet leaves a channel, so the record follows what IRC shows.
+func (p *puppet) saveChannels(ctx context.Context) {
+	p.n.mu.Lock()
+	current := p.n.puppets[p.login.ID] == p
+	p.n.mu.Unlock()
+	if !current {
+		return // replaced by a new login (its metadata is newer), or logged out
+	}
+	p.mu.Lock()
+	list := make([]string, 0, len(p.channels))
+	for _, name := range p.channels {
+		list = append(list, name)
+	}
+	slices.Sort(list)
+	joined := strings.Join(list, " ")
+	if joined == p.savedChannels {
+		p.mu.Unlock()
+		return
+	}
+	p.savedChannels = joined
+	p.meta.Channels = list
+	data, err := json.Marshal(p.meta)
+	p.mu.Unlock()
+	if err == nil {
+		err = p.n.c.host.UpdateLoginMetadata(ctx, p.login.ID, data)
+	}
+	if err != nil {
+		// Only a restart loses anything: the puppet would wait for its user to speak.
+		p.n.log.Warn().Err(err).Str("login_id", p.login.ID).Msg("Saving the puppet's channels failed")
+	}
+}
+
 func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.Message) {
 	if conn == nil {
 		return
 	}
 	if p.labeledOutcome(msg) {
+		p.saveChannels(ctx) // a refused JOIN
 		return
 	}
 	nick := msg.Nick()
@@ -344,6 +389,7 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 			delete(p.joinWaits, folded)
 		}
 		p.mu.Unlock()
+		p.saveChannels(ctx)
 	case "TOPIC", "KICK":
 		if conn.IsMe(nick) && len(msg.Params) > 0 {
 			p.settleReply(msg.Command, msg.Params[0], "")
@@ -358,12 +404,14 @@ func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.
 		// NOSUCHCHANNEL, TOOMANYCHANNELS, SECUREONLYCHAN: a JOIN was refused.
 		if len(msg.Params) >= 2 {
 			p.joinRefused(msg.Params[1], msgParam(msg, 2))
+			p.saveChannels(ctx)
 		}
 	case "PART":
 		if len(msg.Params) > 0 && conn.IsMe(nick) {
 			p.mu.Lock()
 			delete(p.channels, p.n.fold(msg.Params[0]))
 			p.mu.Unlock()
+			p.saveChannels(ctx)
 		}
 	case "PRIVMSG", "NOTICE":
 		if conn.IsMe(nick) {
@@ -402,6 +450,7 @@ func (p *puppet) kicked(ctx context.Context, channel, by, reason string) {
 	p.mu.Lock()
 	delete(p.channels, p.n.fold(channel))
 	p.mu.Unlock()
+	p.saveChannels(ctx)
 	text := fmt.Sprintf("You were kicked from %s on %s by %s", channel, p.n.cfg.Name, by)
 	if reason != "" {
 		text += ": " + reason
@@ -631,6 +680,7 @@ func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership)
 		if !in {
 			return nil
 		}
+		p.saveChannels(ctx)
 		return conn.Send(ctx, "PART", name, "left the Matrix room")
 	case !self && m.TargetRemote != "" && m.Membership == event.MembershipLeave:
 		conn, err := p.ready(ctx)

@@ -86,10 +86,19 @@ func (c *Connector) Start(ctx context.Context) error {
 		c.lobbies[a.Name] = lobby
 		c.mu.Unlock()
 	}
-	c.finishSetUps(ctx)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
-	c.wg.Add(1)
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		// Set-ups cut short are finished once the relay accounts' sessions are loaded:
+		// their greeting goes out through them.
+		select {
+		case <-c.rooms.Started():
+			c.finishSetUps(runCtx)
+		case <-runCtx.Done():
+		}
+	}()
 	go func() {
 		defer c.wg.Done()
 		c.sweep(runCtx)

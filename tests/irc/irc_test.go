@@ -67,6 +67,8 @@ func networks(s *stack) map[string]any {
 			{"name": "idlenet", "address": s.ngircd.Addr, "bot_nick": "idlebot", "idle_timeout": "1s", "puppet_nick": "{{.Localpart}}_idle"},
 			// rotnet's first server refuses connections: the bridge rotates to the fallback.
 			{"name": "rotnet", "address": s.deadAddr, "fallback_addresses": []string{s.ngircd.Addr}, "bot_nick": "rotbot"},
+			// relaynet speaks through its bot only: channels there are relay channels.
+			{"name": "relaynet", "address": s.ngircd.Addr, "bot_nick": "relaybot", "mode": "relay"},
 		}}
 }
 
