@@ -113,6 +113,7 @@ permissions:
 #     bridge_status_broadcast: false # status updates (stories) as a room
 #     max_media_bytes: 67108864      # larger files become a notice
 #     contact_names: false           # ghosts named from your address book (single-user bridges)
+#     sender_retention: 30d          # who sent which message, kept for reactions and receipts
 #   relaybot:                        # every key is described in README.md, "Relay bot"
 #     enabled: false
 #     accounts:

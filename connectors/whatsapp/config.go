@@ -2,8 +2,11 @@ package whatsapp
 
 import (
 	"fmt"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	bridgeconfig "github.com/passerelle/passerelle/bridge/config"
 )
 
 // Config is the connector's block in the bridge config (connectors.whatsapp).
@@ -21,11 +24,17 @@ type Config struct {
 	// MaxMediaBytes caps files bridged in either direction; larger ones become a
 	// notice saying so. Default 64 MiB (WhatsApp's own limit for most media).
 	MaxMediaBytes int `yaml:"max_media_bytes"`
+	// SenderRetention is how long the sender of each bridged message is kept, which
+	// removing a reaction, replying and marking a group chat read need: "30d", "720h".
+	// Default 30 days, the core's default bridge.retention; keep the two alike, as a
+	// sender is of no use once the core has forgotten its message.
+	SenderRetention bridgeconfig.Duration `yaml:"sender_retention"`
 }
 
 const (
-	defaultHistoryCount  = 50
-	defaultMaxMediaBytes = 64 << 20
+	defaultHistoryCount    = 50
+	defaultMaxMediaBytes   = 64 << 20
+	defaultSenderRetention = 30 * 24 * time.Hour
 )
 
 // parseConfig decodes connectors.whatsapp, filling in defaults.
@@ -46,6 +55,11 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 		cfg.MaxMediaBytes = defaultMaxMediaBytes
 	} else if cfg.MaxMediaBytes < 0 {
 		return nil, fmt.Errorf("connectors.whatsapp.max_media_bytes: must be positive, got %d", cfg.MaxMediaBytes)
+	}
+	if cfg.SenderRetention == 0 {
+		cfg.SenderRetention = bridgeconfig.Duration(defaultSenderRetention)
+	} else if cfg.SenderRetention < 0 {
+		return nil, fmt.Errorf("connectors.whatsapp.sender_retention: must be positive, got %s", cfg.SenderRetention)
 	}
 	return &cfg, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"go.mau.fi/util/dbutil"
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 	waLog "go.mau.fi/whatsmeow/util/log"
@@ -24,7 +25,12 @@ type Connector struct {
 	cfg       *Config
 	store     *sqlstore.Container
 	newClient ClientFactory
-	timers    *disappearing
+	// db is the connector's own handle on the bridge database, opened once at Init and
+	// shared by the stores below: it versions the connector's tables in
+	// whatsapp_version (see openConnectorDB).
+	db      *dbutil.Database
+	timers  *disappearing
+	senders *senderStore
 
 	runCtx context.Context
 	cancel context.CancelFunc
@@ -77,9 +83,12 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	if c.store, err = openContainer(ctx, host.Database(), *host.Log()); err != nil {
 		return err
 	}
-	if c.timers, err = newDisappearing(ctx, host); err != nil {
+	log := dbutil.ZeroLogger(host.Log().With().Str("db_section", connectorName).Logger())
+	if c.db, err = openConnectorDB(ctx, host.Database(), log); err != nil {
 		return err
 	}
+	c.timers = newDisappearing(host, c.db)
+	c.senders = &senderStore{db: c.db, retention: cfg.SenderRetention.Std()}
 	return nil
 }
 
@@ -90,6 +99,11 @@ func (c *Connector) Start(ctx context.Context) error {
 	go func() {
 		defer c.wg.Done()
 		c.timers.run(c.runCtx)
+	}()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.senders.run(c.runCtx, c.host)
 	}()
 	return nil
 }

@@ -22,15 +22,10 @@ type disappearing struct {
 	wake chan struct{}
 }
 
-// newDisappearing opens the connector's tables (bringing them up to date) for the
-// timers and deadlines.
-func newDisappearing(ctx context.Context, host bridge.Host) (*disappearing, error) {
-	log := dbutil.ZeroLogger(host.Log().With().Str("db_section", connectorName).Logger())
-	db, err := openConnectorDB(ctx, host.Database(), log)
-	if err != nil {
-		return nil, err
-	}
-	return &disappearing{host: host, db: db, wake: make(chan struct{}, 1)}, nil
+// newDisappearing keeps the timers and deadlines in the connector's tables, on db as
+// openConnectorDB returned it.
+func newDisappearing(host bridge.Host, db *dbutil.Database) *disappearing {
+	return &disappearing{host: host, db: db, wake: make(chan struct{}, 1)}
 }
 
 // chatKeyText is a portal key as one column.

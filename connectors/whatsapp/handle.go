@@ -139,7 +139,13 @@ func (s *session) handleMessage(ctx context.Context, q *queuer, evt *events.Mess
 	if isOnlyKeyDistribution(msg) {
 		return
 	}
-	s.rememberSender(info.ID, info.Sender)
+	if err := s.rememberSender(ctx, key.ChatID, info.ID, info.Sender); err != nil {
+		// Left unacknowledged, WhatsApp delivers the message again and the sender is
+		// stored then (the core skips the second copy); the message is bridged now all
+		// the same. Logged without the portal: a DM's chat ID is a phone number.
+		s.log.Error().Err(err).Str("remote_id", info.ID).Msg("Storing the message's sender failed")
+		q.failed = true
+	}
 	base.Type = bridge.RemoteMessage
 	base.ID = info.ID
 	base.Content = s.contentFromWA(ctx, msg)

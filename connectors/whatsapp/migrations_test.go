@@ -31,8 +31,9 @@ CREATE TABLE IF NOT EXISTS whatsapp_chat_timer (
 );`
 
 // TestConnectorMigrations checks the connector's own tables on both backends: a new
-// database gets them and a version row, and one whose tables the old unversioned code
-// made upgrades in place without losing rows.
+// database gets them and a version row, one at v1 upgrades to the latest version and
+// stays usable by v1, and one whose tables the old unversioned code made upgrades in
+// place without losing rows.
 func TestConnectorMigrations(t *testing.T) {
 	backends := []struct {
 		name string
@@ -51,7 +52,7 @@ func TestConnectorMigrations(t *testing.T) {
 				if err != nil {
 					t.Fatalf("openConnectorDB: %v", err)
 				}
-				for _, table := range []string{"whatsapp_disappearing", "whatsapp_chat_timer"} {
+				for _, table := range []string{"whatsapp_disappearing", "whatsapp_chat_timer", "whatsapp_message_sender"} {
 					if exists, err := db.TableExists(ctx, table); err != nil || !exists {
 						t.Errorf("table %s exists = %v, %v", table, exists, err)
 					}
@@ -68,6 +69,34 @@ func TestConnectorMigrations(t *testing.T) {
 				checkVersion(t, db)
 				if got := (&disappearing{db: db}).chatTimer(ctx, key); got != 86400 {
 					t.Errorf("chat timer after restart = %d, want 86400", got)
+				}
+			})
+			t.Run("from v1", func(t *testing.T) {
+				// A database the first versioned release made: only 01-initial ran.
+				ctx := context.Background()
+				core := openCore(t, b.name, b.uri(t))
+				if err := core.Child(connectorVersionTable, connectorUpgrades()[:1], nil).Upgrade(ctx); err != nil {
+					t.Fatalf("upgrading to v1: %v", err)
+				}
+				v1 := &disappearing{db: core.Child(connectorVersionTable, connectorUpgrades()[:1], nil)}
+				if err := v1.setChatTimer(ctx, key, 3600); err != nil {
+					t.Fatalf("setChatTimer at v1: %v", err)
+				}
+				db, err := openConnectorDB(ctx, core.Database, nil)
+				if err != nil {
+					t.Fatalf("upgrading from v1: %v", err)
+				}
+				checkVersion(t, db)
+				if got := (&disappearing{db: db}).chatTimer(ctx, key); got != 3600 {
+					t.Errorf("chat timer after upgrade = %d, want 3600", got)
+				}
+				if exists, err := db.TableExists(ctx, "whatsapp_message_sender"); err != nil || !exists {
+					t.Errorf("whatsapp_message_sender exists after upgrade = %v, %v", exists, err)
+				}
+				// The previous release still starts on the upgraded database (v2 is
+				// compatible with v1), in case the bridge is rolled back.
+				if err = core.Child(connectorVersionTable, connectorUpgrades()[:1], nil).Upgrade(ctx); err != nil {
+					t.Errorf("the v1 connector refuses the v2 database: %v", err)
 				}
 			})
 			t.Run("legacy tables", func(t *testing.T) {

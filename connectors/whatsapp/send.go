@@ -53,15 +53,24 @@ func messageID(txnID string) types.MessageID {
 
 // send sends a message and returns what WhatsApp assigned.
 func (s *session) send(ctx context.Context, chat types.JID, msg *waE2E.Message, txnID string) (*bridge.SendResult, error) {
+	resp, err := s.sendWA(ctx, chat, msg, txnID)
+	if err != nil {
+		return nil, err
+	}
+	return &bridge.SendResult{RemoteIDs: []string{resp.ID}, Timestamp: resp.Timestamp}, nil
+}
+
+// sendWA sends a message and returns whatsmeow's answer.
+func (s *session) sendWA(ctx context.Context, chat types.JID, msg *waE2E.Message, txnID string) (whatsmeow.SendResponse, error) {
 	var extra whatsmeow.SendRequestExtra
 	if txnID != "" {
 		extra.ID = messageID(txnID)
 	}
 	resp, err := s.client.SendMessage(ctx, chat, msg, extra)
 	if err != nil {
-		return nil, fmt.Errorf("whatsapp: sending: %w", err)
+		return resp, fmt.Errorf("whatsapp: sending: %w", err)
 	}
-	return &bridge.SendResult{RemoteIDs: []string{resp.ID}, Timestamp: resp.Timestamp}, nil
+	return resp, nil
 }
 
 // SendMessage implements bridge.Session.
@@ -77,9 +86,21 @@ func (s *session) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.send(ctx, chat, wa, msg.TxnID)
+	resp, err := s.sendWA(ctx, chat, wa, msg.TxnID)
 	if err != nil {
 		return nil, err
+	}
+	res := &bridge.SendResult{RemoteIDs: []string{resp.ID}, Timestamp: resp.Timestamp}
+	// The account's own identity as the message went out (its hidden ID in a
+	// LID-addressed group), so a reply to it later quotes the form WhatsApp uses.
+	sender := resp.Sender
+	if sender.IsEmpty() {
+		sender = s.ownJID()
+	}
+	if err = s.rememberSender(ctx, msg.Chat.ChatID, resp.ID, sender); err != nil {
+		// The message is out: failing would make the core send it again. Without the
+		// record, replies to it fall back on the account's phone-number JID.
+		s.log.Warn().Err(err).Msg("Storing the sent message's sender failed")
 	}
 	if exp := s.c.timers.chatTimer(ctx, msg.Chat); exp > 0 {
 		s.c.timers.schedule(ctx, msg.Chat, res.RemoteIDs[0], time.Now().Add(time.Duration(exp)*time.Second))
@@ -97,7 +118,7 @@ func (s *session) waMessage(ctx context.Context, msg *bridge.MatrixMessage, chat
 	if msg.ReplyTo != "" {
 		ci.StanzaID = proto.String(msg.ReplyTo)
 		participant := s.participantOf(msg.ReplyToSender)
-		if from, ok := s.senderOf(msg.ReplyTo); ok {
+		if from, ok := s.senderOf(ctx, msg.Chat.ChatID, msg.ReplyTo); ok {
 			participant = from // as WhatsApp knows it (a hidden ID in some groups)
 		}
 		ci.Participant = proto.String(participant.String())
@@ -287,8 +308,10 @@ func (s *session) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) 
 		if r.ReactionTarget == "" {
 			return nil
 		}
+		// Not recorded (bridged before senders were stored, or past retention): the
+		// reaction is most likely to the user's own message, as a guess.
 		sender := s.ownJID()
-		if from, ok := s.senderOf(r.ReactionTarget); ok {
+		if from, ok := s.senderOf(ctx, r.Chat.ChatID, r.ReactionTarget); ok {
 			sender = from
 		}
 		_, err = s.send(ctx, chat, s.client.BuildReaction(chat, sender, r.ReactionTarget, ""), "")
@@ -313,7 +336,7 @@ func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (s
 		return "", err
 	}
 	sender := s.participantOf(r.TargetSender)
-	if from, ok := s.senderOf(r.TargetID); ok {
+	if from, ok := s.senderOf(ctx, r.Chat.ChatID, r.TargetID); ok {
 		sender = from // as WhatsApp knows it (a hidden ID in some groups)
 	}
 	res, err := s.send(ctx, chat, s.client.BuildReaction(chat, sender, r.TargetID, r.Emoji), r.TxnID)
@@ -351,8 +374,14 @@ func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo s
 	sender := jid
 	if !isDMChat(jid) {
 		var ok bool
-		if sender, ok = s.senderOf(upTo); !ok {
-			return nil // WhatsApp needs the sender for group receipts; not known after a restart
+		if sender, ok = s.senderOf(ctx, chat.ChatID, upTo); !ok {
+			// WhatsApp needs the sender for group receipts; not recorded (bridged before
+			// senders were stored, or past retention).
+			return nil
+		}
+		if s.isOwn(ctx, sender) {
+			// The user's own message: there is nothing of theirs to mark read.
+			return nil
 		}
 	}
 	return s.client.MarkRead(ctx, []types.MessageID{upTo}, time.Now(), jid, sender)

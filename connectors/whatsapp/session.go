@@ -25,24 +25,30 @@ type session struct {
 	client    Client
 	log       zerolog.Logger
 
-	mu        sync.Mutex
-	handler   uint32
-	stopped   bool
-	gone      bool // logged out or replaced: never reconnect
-	groups    map[types.JID]*bridge.ChatInfo
-	senders   map[string]types.JID // message ID → sender, for group read receipts
-	senderIDs []string
-	backfill  map[types.JID]int // history messages bridged per chat this run
+	mu      sync.Mutex
+	handler uint32
+	stopped bool
+	gone    bool // logged out or replaced: never reconnect
+	groups  map[types.JID]*bridge.ChatInfo
+	// senders caches the latest message senders in front of the connector's
+	// senderStore, which is their record; senderKeys is their order, oldest first.
+	senders    map[senderKey]types.JID
+	senderKeys []senderKey
+	backfill   map[types.JID]int // history messages bridged per chat this run
 }
 
-// maxRememberedSenders bounds the message-sender memory used for read receipts.
-const maxRememberedSenders = 4096
+// senderKey names a message within a login: its portal's chat ID and its message ID.
+type senderKey struct{ chatID, msgID string }
+
+// maxCachedSenders bounds the in-memory cache of message senders; older ones are read
+// from the database.
+const maxCachedSenders = 4096
 
 func newSession(c *Connector, login *bridge.Login, deviceJID types.JID, client Client) *session {
 	return &session{
 		c: c, login: login, deviceJID: deviceJID, client: client,
 		log:    c.host.Log().With().Str("login_id", login.ID).Str("user_id", login.UserMXID.String()).Logger(),
-		groups: map[types.JID]*bridge.ChatInfo{}, senders: map[string]types.JID{}, backfill: map[types.JID]int{},
+		groups: map[types.JID]*bridge.ChatInfo{}, senders: map[senderKey]types.JID{}, backfill: map[types.JID]int{},
 	}
 }
 
@@ -104,6 +110,12 @@ func (s *session) Logout(ctx context.Context) error {
 	s.mu.Unlock()
 	defer s.c.forget(s)
 	defer s.c.timers.forgetReceiver(ctx, s.login.ID)
+	defer func() {
+		// What a login's messages were is no one's business once it is gone.
+		if err := s.c.senders.forgetLogin(ctx, s.login.ID); err != nil {
+			s.log.Warn().Err(err).Msg("Forgetting the logged-out login's message senders failed")
+		}
+	}()
 	if s.client.IsLoggedIn() {
 		if err := s.client.Logout(ctx); err == nil {
 			return nil
@@ -219,24 +231,52 @@ func (s *session) fetchAvatar(ctx context.Context, jid types.JID) *bridge.Media 
 	return &bridge.Media{Data: data, MimeType: http.DetectContentType(data), FileName: "avatar.jpg"}
 }
 
-// rememberSender keeps who sent a message, so a Matrix read receipt on it can name
-// the sender WhatsApp wants for group receipts.
-func (s *session) rememberSender(msgID string, sender types.JID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.senders[msgID]; !ok {
-		s.senderIDs = append(s.senderIDs, msgID)
-		if len(s.senderIDs) > maxRememberedSenders {
-			delete(s.senders, s.senderIDs[0])
-			s.senderIDs = s.senderIDs[1:]
-		}
+// rememberSender records who sent a message, as WhatsApp named them, so removing a
+// reaction to it, quoting it and marking it read (which WhatsApp needs the sender for in
+// groups) still name the right person after a restart. The record is written before
+// the message reaches the core, so a Matrix user can never act on a message whose
+// sender is not stored yet.
+func (s *session) rememberSender(ctx context.Context, chatID, msgID string, sender types.JID) error {
+	if err := s.c.senders.put(ctx, s.login.ID, chatID, msgID, sender); err != nil {
+		return err
 	}
-	s.senders[msgID] = sender
+	s.cacheSender(senderKey{chatID, msgID}, sender)
+	return nil
 }
 
-func (s *session) senderOf(msgID string) (types.JID, bool) {
+// cacheSender keeps a sender in the session's bounded cache.
+func (s *session) cacheSender(key senderKey, sender types.JID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	j, ok := s.senders[msgID]
-	return j, ok
+	if _, ok := s.senders[key]; !ok {
+		s.senderKeys = append(s.senderKeys, key)
+		if len(s.senderKeys) > maxCachedSenders {
+			delete(s.senders, s.senderKeys[0])
+			s.senderKeys = s.senderKeys[1:]
+		}
+	}
+	s.senders[key] = sender
+}
+
+// senderOf returns who sent a message of a chat, from the cache or the database; ok is
+// false when it is not recorded (bridged before senders were stored, or past
+// retention) or cannot be read, and the caller then falls back on a guess.
+func (s *session) senderOf(ctx context.Context, chatID, msgID string) (types.JID, bool) {
+	key := senderKey{chatID, msgID}
+	s.mu.Lock()
+	sender, ok := s.senders[key]
+	s.mu.Unlock()
+	if ok {
+		return sender, true
+	}
+	sender, ok, err := s.c.senders.get(ctx, s.login.ID, chatID, msgID)
+	if err != nil {
+		// No chat ID: a DM's is the contact's phone number.
+		s.log.Warn().Err(err).Str("remote_id", msgID).Msg("Looking up a message's sender failed")
+		return types.EmptyJID, false
+	}
+	if ok {
+		s.cacheSender(key, sender)
+	}
+	return sender, ok
 }
