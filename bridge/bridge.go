@@ -35,11 +35,13 @@ type Bridge struct {
 
 	connectors map[string]*connectorHost
 	order      []string
-	queue      *Queue
-	perms      *Permissions
-	relay      *RelayFormatter
-	loops      *LoopGuard
-	commands   *CommandProcessor
+	// plugins add policy without a network of their own, in config order.
+	plugins  []*pluginHost
+	queue    *Queue
+	perms    *Permissions
+	relay    *RelayFormatter
+	loops    *LoopGuard
+	commands *CommandProcessor
 
 	sessionsLock sync.RWMutex
 	sessions     map[loginKey]Session
@@ -67,9 +69,10 @@ type Bridge struct {
 
 type loginKey struct{ connector, id string }
 
-// New prepares a bridge from its config, registration and the compiled-in connectors
-// enabled in the config. It opens the database (running migrations) but starts nothing.
-func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, conns []Connector, log zerolog.Logger) (*Bridge, error) {
+// New prepares a bridge from its config, registration and the compiled-in networks and
+// plugins enabled in the config. It opens the database (running migrations) but starts
+// nothing.
+func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, networks []Network, plugins []Plugin, log zerolog.Logger) (*Bridge, error) {
 	br := &Bridge{
 		Config:       cfg,
 		Log:          log,
@@ -121,7 +124,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.commands = newCommandProcessor(br)
 	br.queue = NewQueue(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
 
-	for _, c := range conns {
+	for _, c := range networks {
 		info := c.Info()
 		common, err := cfg.ConnectorCommon(info.Name)
 		if err != nil {
@@ -140,11 +143,20 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 		if err = ch.conn.Init(ctx, ch, &node); err != nil {
 			return nil, fmt.Errorf("initialising connector %s: %w", name, err)
 		}
-		if cmds, ok := ch.conn.(CommandProvider); ok {
-			if err = br.commands.addConnectorCommands(name, cmds.Commands()); err != nil {
+	}
+	for _, p := range plugins {
+		info := p.Info()
+		ph := &pluginHost{br: br, plugin: p, info: info, log: log.With().Str("plugin", info.Name).Logger()}
+		node := cfg.Connectors[info.Name]
+		if err = p.Init(ctx, ph, &node); err != nil {
+			return nil, fmt.Errorf("initialising plugin %s: %w", info.Name, err)
+		}
+		if cmds, ok := p.(CommandPlugin); ok {
+			if err = br.commands.addConnectorCommands(info.Name, cmds.Commands()); err != nil {
 				return nil, err
 			}
 		}
+		br.plugins = append(br.plugins, ph)
 	}
 	return br, nil
 }
@@ -182,6 +194,11 @@ func (br *Bridge) Start(ctx context.Context) error {
 			return fmt.Errorf("starting connector %s: %w", name, err)
 		}
 	}
+	for _, ph := range br.plugins {
+		if err = ph.plugin.Start(ctx); err != nil {
+			return fmt.Errorf("starting plugin %s: %w", ph.info.Name, err)
+		}
+	}
 	if err = br.loadLogins(ctx); err != nil {
 		return err
 	}
@@ -196,7 +213,7 @@ func (br *Bridge) Start(ctx context.Context) error {
 	go func() {
 		defer br.bgWG.Done()
 		// What the previous run was doing when it stopped: the users of interrupted
-		// login flows are told, policy connectors hear of portals made just before.
+		// login flows are told, plugins hear of portals made just before.
 		br.resumeLoginFlows(bgCtx)
 		br.resumePortalWatches(bgCtx)
 	}()
@@ -227,6 +244,9 @@ func (br *Bridge) Stop(ctx context.Context) {
 			s.Disconnect()
 		}
 		br.sessionsLock.Unlock()
+		for _, ph := range br.plugins {
+			ph.plugin.Stop(ctx)
+		}
 		for _, name := range br.order {
 			br.connectors[name].conn.Stop(ctx)
 		}

@@ -165,7 +165,7 @@ func cmdJoin(ctx context.Context, ce *CommandEvent) error {
 	if len(ce.Args) < 2 {
 		return errUsage
 	}
-	resolver, ok := ch.conn.(ChatResolver)
+	resolver, ok := ch.conn.(ChatResolvingNetwork)
 	if !ok {
 		return userErrorf("%s chats cannot be joined by name", ch.info.DisplayName)
 	}
@@ -204,7 +204,7 @@ func cmdPM(ctx context.Context, ce *CommandEvent) error {
 		return errUsage
 	}
 	remoteUser := strings.Join(ce.Args[1:], " ")
-	resolver, ok := ch.conn.(DMResolver)
+	resolver, ok := ch.conn.(DMNetwork)
 	if !ok {
 		return userErrorf("%s does not support direct chats", ch.info.DisplayName)
 	}

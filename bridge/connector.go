@@ -1,12 +1,16 @@
 package bridge
 
-// This file is the whole connector contract: what a network connector must provide,
-// what it may optionally provide (detected at run time with type assertions), and what
-// the core offers back. Everything else in bridge/ is the core's own business.
+// This file is the whole connector contract, in two levels: what a network must provide
+// (Network per process, Session per login), what it may optionally provide (the
+// <Capability>Network and <Capability>Session interfaces, found at run time with type
+// assertions), what a plugin provides (Plugin and its <Capability>Plugin interfaces),
+// and what the core offers back (Host, PluginHost). connectors/loopback is the worked
+// example: read it first. Everything else in bridge/ is the core's own business.
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,47 +20,22 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// PuppetMode is one way a connector represents Matrix users on its network.
-type PuppetMode string
-
-const (
-	// DoublePuppet: the user's own remote account; their remote actions appear as their
-	// real Matrix account.
-	DoublePuppet PuppetMode = "double_puppet"
-	// SinglePuppet: each Matrix user gets their own remote identity.
-	SinglePuppet PuppetMode = "single_puppet"
-	// RelayBot: one shared remote account speaks for everyone, with name prefixes.
-	RelayBot PuppetMode = "relay_bot"
-)
-
-// Capabilities says what a network can carry. The core uses it to refuse or degrade
-// Matrix events visibly instead of silently.
-type Capabilities struct {
-	Edits, Reactions, Replies, Redactions, Media, Typing, Receipts, Formatting bool
-	// MaxMessageLength in bytes; 0 means unlimited. Connectors split longer messages
-	// themselves (and return several remote IDs); the core only uses it for notices.
-	MaxMessageLength int
-	// PerMessageSender is true when one account can send a message attributed to
-	// another name (IRCv3 draft/relaymsg); relay formatting is then not applied.
-	PerMessageSender bool
-}
-
-// ConnectorInfo identifies a connector.
-type ConnectorInfo struct {
+// NetworkInfo identifies a network connector.
+type NetworkInfo struct {
 	// Name is the config key and the command argument ("irc", "whatsapp").
 	Name string
 	// DisplayName is shown to users ("IRC", "WhatsApp").
 	DisplayName string
-	// Modes lists the puppeting modes the connector supports.
-	Modes        []PuppetMode
-	Capabilities Capabilities
 	// ProtocolID is the `m.bridge` protocol id (e.g. "irc", "whatsapp").
 	ProtocolID string
 }
 
-// Connector is the one interface every network implements.
-type Connector interface {
-	Info() ConnectorInfo
+// Network is the one interface every network connector implements: the process-level
+// half of the contract. What a network can do beyond sending messages is said by the
+// optional <Capability>Network and <Capability>Session interfaces below, found at run
+// time with type assertions.
+type Network interface {
+	Info() NetworkInfo
 	// Init is called once with the connector's own config block and the core's host
 	// handle. It must not connect to the network yet.
 	Init(ctx context.Context, host Host, cfg *yaml.Node) error
@@ -185,118 +164,167 @@ type SendResult struct {
 	Timestamp time.Time
 }
 
-// Optional Session capabilities. The core checks for them with type assertions; an event
-// the session cannot carry gets a visible status back to the sender.
+// Optional Session capabilities: each embeds Session and is named for what it adds.
+// An event the session cannot carry gets a visible status back to its sender.
 
-// EditSender sends edits.
-type EditSender interface {
+// EditingSession sends edits.
+type EditingSession interface {
+	Session
 	SendEdit(ctx context.Context, edit *MatrixEdit) (*SendResult, error)
 }
 
-// RedactionSender deletes messages (or reactions) on the network.
-type RedactionSender interface {
+// RedactingSession deletes messages (or reactions) on the network.
+type RedactingSession interface {
+	Session
 	SendRedaction(ctx context.Context, r *MatrixRedaction) error
 }
 
-// ReactionSender sends reactions.
-type ReactionSender interface {
+// ReactingSession sends reactions.
+type ReactingSession interface {
+	Session
 	SendReaction(ctx context.Context, r *MatrixReaction) (remoteID string, err error)
 }
 
-// TypingSender sends typing notifications.
-type TypingSender interface {
+// TypingSession sends typing notifications.
+type TypingSession interface {
+	Session
 	SendTyping(ctx context.Context, chat PortalKey, typing bool) error
 }
 
-// ReceiptSender sends read markers.
-type ReceiptSender interface {
+// ReceiptSession sends read markers.
+type ReceiptSession interface {
+	Session
 	SendReceipt(ctx context.Context, chat PortalKey, upTo string) error
 }
 
-// MembershipSender mirrors Matrix membership changes (join, leave, kick) to the network.
-type MembershipSender interface {
+// MembershipSession mirrors Matrix membership changes (join, leave, kick) to the network.
+type MembershipSession interface {
+	Session
 	SendMembership(ctx context.Context, m *MatrixMembership) error
 }
 
-// RoomMetaSender mirrors a room name or topic change.
-type RoomMetaSender interface {
+// RoomMetaSession mirrors a room name or topic change.
+type RoomMetaSession interface {
+	Session
 	SendRoomMeta(ctx context.Context, chat PortalKey, name, topic *string) error
 }
 
-// ChatFilter lets a session say which chats it can reach (an IRC login only reaches
-// its own network). Sessions without it reach every chat whose receiver is empty or
-// equal to their login ID.
-type ChatFilter interface {
+// ChatFilteringSession says which chats the session can reach (an IRC login only
+// reaches its own network). Sessions without it reach every chat whose receiver is
+// empty or equal to their login ID.
+type ChatFilteringSession interface {
+	Session
 	CanReach(chat PortalKey) bool
 }
 
-// Optional Connector capabilities.
+// Optional Network capabilities: each embeds Network and is named for what it adds.
 
-// ChatResolver turns what a user typed into a chat and its info ("join", "open DM").
-type ChatResolver interface {
+// ChatResolvingNetwork turns what a user typed into a chat and its info ("join",
+// "plumb").
+type ChatResolvingNetwork interface {
+	Network
 	ResolveChat(ctx context.Context, login *Login, args []string) (*ChatInfo, error)
 }
 
-// DMResolver opens a direct chat with a remote user ("pm" command, or a Matrix user
+// DMNetwork opens a direct chat with a remote user ("pm" command, or a Matrix user
 // inviting a ghost to a new room).
-type DMResolver interface {
+type DMNetwork interface {
+	Network
 	DMChat(ctx context.Context, login *Login, remoteUser string) (*ChatInfo, error)
 }
 
-// AliasResolver maps a room alias localpart (after the alias template's prefix was
+// AliasNetwork maps a room alias localpart (after the alias template's prefix was
 // stripped and unescaped) to a chat, so joining `#irc_libera_#go:example.org` works.
 // Returning a nil ChatInfo and nil error means "no such chat".
-type AliasResolver interface {
+type AliasNetwork interface {
+	Network
 	ChatForAlias(ctx context.Context, alias string) (*ChatInfo, error)
 	// AliasFor returns the alias localpart remainder for a chat ("" for none).
 	AliasFor(chat PortalKey) string
 }
 
-// GhostResolver answers the homeserver's user queries and fetches profiles.
-type GhostResolver interface {
+// GhostProfileNetwork answers the homeserver's user queries and fetches profiles.
+type GhostProfileNetwork interface {
+	Network
 	// GhostInfo returns the profile of a remote user, or nil if they do not exist.
 	GhostInfo(ctx context.Context, remoteID string) (*GhostInfo, error)
 }
 
-// GhostAvatarer supplies a remote user's picture when their ghost is first made (events
-// name senders but do not carry pictures). RemoteProfile events with Sender.Avatar
-// update it later.
-type GhostAvatarer interface {
+// GhostAvatarNetwork supplies a remote user's picture when their ghost is first made
+// (events name senders but do not carry pictures). RemoteProfile events with
+// Sender.Avatar update it later.
+type GhostAvatarNetwork interface {
+	Network
 	GhostAvatar(ctx context.Context, remoteID string) *Media
 }
 
-// AutoLoginer opens a login on demand for a Matrix user who has none (single-puppet IRC
-// connects users when they first speak). It returns nil when not possible.
-type AutoLoginer interface {
+// AutoLoginNetwork opens a login on demand for a Matrix user who has none
+// (single-puppet IRC connects users when they first speak). It returns nil when not
+// possible.
+type AutoLoginNetwork interface {
+	Network
 	AutoLogin(ctx context.Context, user id.UserID, chat PortalKey) (*NewLogin, error)
 }
 
-// DefaultRelayer supplies a network-wide relay (an IRC network's bot connection) for
+// RelayingNetwork supplies a network-wide relay (an IRC network's bot connection) for
 // Matrix users without a login of their own, in rooms that have no relay login set.
 // Messages through it are relay-formatted like any relay.
-type DefaultRelayer interface {
+type RelayingNetwork interface {
+	Network
 	RelaySession(ctx context.Context, chat PortalKey) Session
 }
 
-// PlumbChecker validates a plumb request (network etiquette, channel consent).
-type PlumbChecker interface {
+// PlumbCheckingNetwork validates a plumb request (network etiquette, channel consent).
+type PlumbCheckingNetwork interface {
+	Network
 	CheckPlumb(ctx context.Context, chat PortalKey, user id.UserID) error
 }
 
-// Relay policy. A policy connector (relaybot) speaks no network of its own: it acts on
-// the portals other connectors' logins get, through RoomHost.
+// Plugins. A plugin speaks no network of its own and claims no ghosts or aliases: it
+// adds policy (the relay bot acts on the portals other connectors' logins get) through
+// the PluginHost.
 
-// PortalWatcher is told about every portal room the core creates, whichever connector
-// it belongs to.
-type PortalWatcher interface {
+// PluginInfo identifies a plugin.
+type PluginInfo struct {
+	// Name is the config key ("relaybot").
+	Name string
+	// DisplayName is shown to users ("Relay bot").
+	DisplayName string
+}
+
+// Plugin is the one interface every plugin implements; like networks, plugins add
+// optional <Capability>Plugin interfaces.
+type Plugin interface {
+	Info() PluginInfo
+	// Init is called once with the plugin's own config block.
+	Init(ctx context.Context, host PluginHost, cfg *yaml.Node) error
+	// Start starts the plugin's work, after every network started.
+	Start(ctx context.Context) error
+	// Stop ends it; called on shutdown.
+	Stop(ctx context.Context)
+}
+
+// PortalWatchingPlugin is told about every portal room the core creates, whichever
+// network it belongs to. A portal made just before a crash is told about at the next
+// start, so the call may come twice for one room.
+type PortalWatchingPlugin interface {
+	Plugin
 	PortalCreated(ctx context.Context, p *NewPortal)
 }
 
-// PortalFilter may keep the core from creating a portal for a remote event (a relay
-// account wants rooms for contacts who write, not for its backfilled or own chats).
-// The event is then dropped.
-type PortalFilter interface {
+// PortalFilteringPlugin may keep the core from creating a portal for a remote event (a
+// relay account wants rooms for contacts who write, not for its backfilled or own
+// chats). The event is then dropped.
+type PortalFilteringPlugin interface {
+	Plugin
 	AllowPortal(ctx context.Context, p *NewPortal) bool
+}
+
+// CommandPlugin adds commands to the bridge bot. They run for users of level relay or
+// above; anything stricter is the plugin's to check.
+type CommandPlugin interface {
+	Plugin
+	Commands() []ConnectorCommand
 }
 
 // PortalTrigger says what made a portal.
@@ -314,7 +342,7 @@ const (
 )
 
 // NewPortal is a portal room the core creates (RoomID is empty when asking a
-// PortalFilter).
+// PortalFilteringPlugin).
 type NewPortal struct {
 	Key    PortalKey
 	RoomID id.RoomID
@@ -325,19 +353,13 @@ type NewPortal struct {
 	Trigger    PortalTrigger
 }
 
-// CommandProvider adds commands to the bridge bot. They run for users of level relay
-// or above; anything stricter is the connector's to check.
-type CommandProvider interface {
-	Commands() []ConnectorCommand
-}
-
-// ConnectorCommand is one command a connector adds.
+// ConnectorCommand is one command a plugin adds.
 type ConnectorCommand struct {
 	Name, Usage, Help string
 	Fn                func(ctx context.Context, call *CommandCall) error
 }
 
-// CommandCall is one invocation of a connector's command. An error made with
+// CommandCall is one invocation of a plugin's command. An error made with
 // NewUserError is shown as is; Reply sends a notice to the room.
 type CommandCall struct {
 	Sender id.UserID
@@ -361,9 +383,14 @@ type RelayOptions struct {
 	ReactionsAsText bool `json:"reactions_as_text,omitempty"`
 }
 
-// RoomHost is what the core offers policy connectors, on top of Host (the Host a
-// connector gets implements it).
-type RoomHost interface {
+// PluginHost is what the core offers a plugin: its logger and database, and room
+// operations on linked rooms.
+type PluginHost interface {
+	// Database is the bridge's database, for the plugin's own tables (under their own
+	// versioned migrations).
+	Database() *dbutil.Database
+	// Log is the plugin's logger.
+	Log() *zerolog.Logger
 	// SetRoomRelay makes a linked room speak through a login, with its own options.
 	SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error
 	// InviteUser invites a user and gives them a power level (negative: leave it).
@@ -391,6 +418,10 @@ type RoomHost interface {
 	// what needs a session (a greeting) can wait for it.
 	Started() <-chan struct{}
 }
+
+// ErrRoomNotLinked is returned by PluginHost.CloseRoom for a room no chat is linked to
+// (already closed).
+var ErrRoomNotLinked = errors.New("the room is not linked to a chat")
 
 // PortalKey identifies one remote chat. Receiver is set for chats that only exist in
 // one login's view (a WhatsApp DM); empty for chats shared by everyone (an IRC channel).

@@ -25,8 +25,8 @@ var errNoSuchGhost = errors.New("no such remote user")
 // escaping of the remote ID.
 type connectorHost struct {
 	br          *Bridge
-	conn        Connector
-	info        ConnectorInfo
+	conn        Network
+	info        NetworkInfo
 	log         zerolog.Logger
 	ghostPrefix string
 	ghostSuffix string
@@ -36,7 +36,7 @@ type connectorHost struct {
 	ghostLocks  keyedMutex
 }
 
-func newConnectorHost(br *Bridge, c Connector, common config.ConnectorCommon) (*connectorHost, error) {
+func newConnectorHost(br *Bridge, c Network, common config.ConnectorCommon) (*connectorHost, error) {
 	info := c.Info()
 	ch := &connectorHost{br: br, conn: c, info: info, log: br.Log.With().Str("connector", info.Name).Logger()}
 	var ok bool
@@ -196,7 +196,7 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 	if row == nil {
 		row = &database.GhostRow{Connector: ch.info.Name, RemoteID: remoteID, MXID: mxid.String()}
 		if info == nil {
-			if resolver, ok := ch.conn.(GhostResolver); ok {
+			if resolver, ok := ch.conn.(GhostProfileNetwork); ok {
 				info, err = resolver.GhostInfo(ctx, remoteID)
 				if err != nil {
 					return fmt.Errorf("looking up remote user: %w", err)
@@ -205,7 +205,7 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 				}
 			}
 		}
-		if avatarer, ok := ch.conn.(GhostAvatarer); ok && (info == nil || info.Avatar == nil) {
+		if avatarer, ok := ch.conn.(GhostAvatarNetwork); ok && (info == nil || info.Avatar == nil) {
 			if avatar := avatarer.GhostAvatar(ctx, remoteID); avatar != nil {
 				withAvatar := GhostInfo{Avatar: avatar}
 				if info != nil {
@@ -283,7 +283,7 @@ func (ch *connectorHost) renderDisplayname(g ghostName) string {
 
 // aliasFor builds the full alias of a chat, or "" when the connector has none.
 func (ch *connectorHost) aliasFor(chat PortalKey) id.RoomAlias {
-	ar, ok := ch.conn.(AliasResolver)
+	ar, ok := ch.conn.(AliasNetwork)
 	if !ok {
 		return ""
 	}

@@ -14,12 +14,12 @@ import (
 	"github.com/passerelle/passerelle/bridge/config"
 )
 
-// fakeConnector is the smallest Connector, plus an AliasResolver whose alias remainder is
+// fakeConnector is the smallest Connector, plus an AliasNetwork whose alias remainder is
 // the chat ID.
 type fakeConnector struct{ name string }
 
-func (f *fakeConnector) Info() ConnectorInfo {
-	return ConnectorInfo{Name: f.name, DisplayName: strings.ToUpper(f.name), Modes: []PuppetMode{SinglePuppet}, ProtocolID: f.name}
+func (f *fakeConnector) Info() NetworkInfo {
+	return NetworkInfo{Name: f.name, DisplayName: strings.ToUpper(f.name), ProtocolID: f.name}
 }
 func (f *fakeConnector) Init(context.Context, Host, *yaml.Node) error { return nil }
 func (f *fakeConnector) Start(context.Context) error                  { return nil }
@@ -36,7 +36,7 @@ func (f *fakeConnector) ChatForAlias(_ context.Context, alias string) (*ChatInfo
 }
 func (f *fakeConnector) AliasFor(chat PortalKey) string { return chat.ChatID }
 
-var _ AliasResolver = (*fakeConnector)(nil)
+var _ AliasNetwork = (*fakeConnector)(nil)
 
 const testDomain = "example.org"
 

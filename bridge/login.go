@@ -72,7 +72,7 @@ func (br *Bridge) sessionReaches(sess Session, loginID string, chat PortalKey) b
 	if sess == nil {
 		return false
 	}
-	if cf, ok := sess.(ChatFilter); ok {
+	if cf, ok := sess.(ChatFilteringSession); ok {
 		return cf.CanReach(chat)
 	}
 	return chat.Receiver == "" || chat.Receiver == loginID
@@ -111,7 +111,7 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 		}
 		// A chat only one login sees (a relay account's DM) cannot be reached by a new
 		// login of this user: opening one would only add a useless connection.
-		if al, ok := rc.ch.conn.(AutoLoginer); ok && rc.key.Receiver == "" {
+		if al, ok := rc.ch.conn.(AutoLoginNetwork); ok && rc.key.Receiver == "" {
 			sess, loginID, err := br.autoLogin(ctx, rc, al, user)
 			if err != nil || sess != nil {
 				return sess, loginID, false, err
@@ -124,7 +124,7 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 		}
 		return nil, "", false, userErrorf("the relay account of this room is not connected")
 	}
-	if dr, ok := rc.ch.conn.(DefaultRelayer); ok {
+	if dr, ok := rc.ch.conn.(RelayingNetwork); ok {
 		if sess := dr.RelaySession(ctx, rc.key); sess != nil {
 			return sess, defaultRelayLogin, true, nil
 		}
@@ -135,7 +135,7 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 
 // autoLogin opens a login on demand, once per user and connector even when the user
 // speaks in several rooms at the same moment.
-func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginer, user id.UserID) (Session, string, error) {
+func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginNetwork, user id.UserID) (Session, string, error) {
 	unlock := br.chatLocks.Lock("autologin|" + rc.key.Connector + "|" + user.String())
 	defer unlock()
 	nl, err := al.AutoLogin(ctx, user, rc.key)

@@ -186,7 +186,7 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if content.RelatesTo != nil && content.RelatesTo.GetReplaceID() != "" {
 		return br.handleMatrixEdit(ctx, rc, evt, content, sess, msg)
 	}
-	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
+	if relayed {
 		original := msg.Content
 		msg.Original = &original
 		rf, prefix, err := br.roomRelay(ctx, rc)
@@ -235,8 +235,8 @@ func (br *Bridge) recordSent(ctx context.Context, rc *roomContext, evt *event.Ev
 }
 
 func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *event.Event, content *event.MessageEventContent, sess Session, msg MatrixMessage) error {
-	editor, ok := sess.(EditSender)
-	if !ok || !rc.ch.info.Capabilities.Edits {
+	editor, ok := sess.(EditingSession)
+	if !ok {
 		return userErrorf("%s does not support edits", rc.ch.info.DisplayName)
 	}
 	targets, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, content.RelatesTo.GetReplaceID().String())
@@ -258,7 +258,7 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 		return err
 	}
 	msg.Content = *neutral
-	if msg.Relayed && !rc.ch.info.Capabilities.PerMessageSender {
+	if msg.Relayed {
 		rf, prefix, err := br.roomRelay(ctx, rc)
 		if err != nil {
 			return err
@@ -302,13 +302,13 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 	if err != nil {
 		return err
 	}
-	if relayed && !rc.ch.info.Capabilities.PerMessageSender {
+	if relayed {
 		// A shared account cannot react on someone's behalf: relay policy drops it, or
 		// says it in words where the room asks for that.
 		return br.relayReactionText(ctx, rc, evt, sess, targets[0].RemoteID)
 	}
-	reactor, ok := sess.(ReactionSender)
-	if !ok || !rc.ch.info.Capabilities.Reactions {
+	reactor, ok := sess.(ReactingSession)
+	if !ok {
 		return userErrorf("%s does not support reactions", rc.ch.info.DisplayName)
 	}
 	remoteID, err := reactor.SendReaction(ctx, &MatrixReaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID,
@@ -346,8 +346,8 @@ func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) e
 	if relayed && rows[0].SenderMXID != evt.Sender.String() {
 		return userErrorf("a relayed message can only be deleted by its sender")
 	}
-	redactor, ok := sess.(RedactionSender)
-	if !ok || !rc.ch.info.Capabilities.Redactions {
+	redactor, ok := sess.(RedactingSession)
+	if !ok {
 		return userErrorf("%s does not support deleting messages", rc.ch.info.DisplayName)
 	}
 	r := &MatrixRedaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender)}
@@ -372,7 +372,7 @@ func (br *Bridge) handleMatrixRoomMeta(ctx context.Context, evt *event.Event) er
 	if err != nil || relayed {
 		return nil
 	}
-	meta, ok := sess.(RoomMetaSender)
+	meta, ok := sess.(RoomMetaSession)
 	if !ok {
 		return nil
 	}
@@ -401,7 +401,7 @@ func (br *Bridge) handleMatrixTyping(ctx context.Context, evt *event.Event) erro
 	// Only users with their own login can show as typing; relay typing is dropped.
 	for _, l := range logins {
 		sess := br.session(l.Connector, l.LoginID)
-		ts, ok := sess.(TypingSender)
+		ts, ok := sess.(TypingSession)
 		if !ok || !br.sessionReaches(sess, l.LoginID, rc.key) {
 			continue
 		}
@@ -434,7 +434,7 @@ func (br *Bridge) handleMatrixReceipt(ctx context.Context, evt *event.Event) err
 					continue
 				}
 				sess := br.session(l.Connector, l.LoginID)
-				if rs, ok := sess.(ReceiptSender); ok && br.sessionReaches(sess, l.LoginID, rc.key) {
+				if rs, ok := sess.(ReceiptSession); ok && br.sessionReaches(sess, l.LoginID, rc.key) {
 					_ = rs.SendReceipt(ctx, rc.key, rows[len(rows)-1].RemoteID)
 				}
 			}

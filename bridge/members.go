@@ -66,7 +66,7 @@ func (br *Bridge) mirrorMembership(ctx context.Context, evt *event.Event, target
 	if err != nil || relayed {
 		return nil // nobody to speak for them; membership is not relayed
 	}
-	ms, ok := sess.(MembershipSender)
+	ms, ok := sess.(MembershipSession)
 	if !ok {
 		return nil
 	}
@@ -168,7 +168,7 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 	if br.perms.Level(evt.Sender) < LevelUser {
 		return reject("You are not allowed to use this bridge")
 	}
-	resolver, ok := ch.conn.(DMResolver)
+	resolver, ok := ch.conn.(DMNetwork)
 	if !ok {
 		return reject(ch.info.DisplayName + " does not support direct chats")
 	}

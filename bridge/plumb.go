@@ -44,7 +44,7 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 	} else if !ok {
 		return userErrorf("you need power to change this room's state to plumb it")
 	}
-	resolver, ok := ch.conn.(ChatResolver)
+	resolver, ok := ch.conn.(ChatResolvingNetwork)
 	if !ok {
 		return userErrorf("%s chats cannot be plumbed", ch.info.DisplayName)
 	}
@@ -59,7 +59,7 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 		return userErrorf("no such chat")
 	}
 	info.Key.Connector = ch.info.Name
-	if pc, ok := ch.conn.(PlumbChecker); ok {
+	if pc, ok := ch.conn.(PlumbCheckingNetwork); ok {
 		if err = pc.CheckPlumb(ctx, info.Key, ce.Sender); err != nil {
 			return userErrorf("%v", err)
 		}

@@ -27,7 +27,7 @@ func (br *Bridge) portalForAlias(ctx context.Context, alias id.RoomAlias) (id.Ro
 		if !ok {
 			continue
 		}
-		ar, ok := ch.conn.(AliasResolver)
+		ar, ok := ch.conn.(AliasNetwork)
 		if !ok {
 			return "", nil
 		}

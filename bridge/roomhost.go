@@ -1,34 +1,44 @@
 package bridge
 
-// RoomHost: what policy connectors (relaybot) may do to rooms.
+// The plugin host: what plugins (relaybot) may do, mostly to linked rooms.
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
-var _ RoomHost = (*connectorHost)(nil)
+// pluginHost is the core's per-plugin state and the PluginHost handed to the plugin.
+type pluginHost struct {
+	br     *Bridge
+	plugin Plugin
+	info   PluginInfo
+	log    zerolog.Logger
+}
 
-// ErrRoomNotLinked is returned by RoomHost.CloseRoom for a room no chat is linked to
-// (already closed).
-var ErrRoomNotLinked = errors.New("the room is not linked to a chat")
+var _ PluginHost = (*pluginHost)(nil)
 
-// Started implements RoomHost.
-func (ch *connectorHost) Started() <-chan struct{} { return ch.br.ready }
+// Database implements PluginHost.
+func (ph *pluginHost) Database() *dbutil.Database { return ph.br.DB.Database }
 
-// SetRoomRelay implements RoomHost.
-func (ch *connectorHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error {
-	room, err := ch.br.DB.GetRoom(ctx, roomID.String())
+// Log implements PluginHost.
+func (ph *pluginHost) Log() *zerolog.Logger { return &ph.log }
+
+// Started implements PluginHost.
+func (ph *pluginHost) Started() <-chan struct{} { return ph.br.ready }
+
+// SetRoomRelay implements PluginHost.
+func (ph *pluginHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error {
+	room, err := ph.br.DB.GetRoom(ctx, roomID.String())
 	if err != nil {
 		return err
 	} else if room == nil || room.Connector != connector {
@@ -42,12 +52,12 @@ func (ch *connectorHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, con
 		}
 		options = string(data)
 	}
-	return ch.br.DB.SetRoomRelay(ctx, roomID.String(), loginID, options)
+	return ph.br.DB.SetRoomRelay(ctx, roomID.String(), loginID, options)
 }
 
-// InviteUser implements RoomHost.
-func (ch *connectorHost) InviteUser(ctx context.Context, roomID id.RoomID, user id.UserID, powerLevel int) error {
-	bot := ch.br.AS.BotIntent()
+// InviteUser implements PluginHost.
+func (ph *pluginHost) InviteUser(ctx context.Context, roomID id.RoomID, user id.UserID, powerLevel int) error {
+	bot := ph.br.AS.BotIntent()
 	if powerLevel >= 0 {
 		// Power first: an assignee who joins at once already has it.
 		if _, err := bot.SetPowerLevel(ctx, roomID, user, powerLevel); err != nil {
@@ -60,9 +70,9 @@ func (ch *connectorHost) InviteUser(ctx context.Context, roomID id.RoomID, user 
 	return nil
 }
 
-// RestrictInvites implements RoomHost.
-func (ch *connectorHost) RestrictInvites(ctx context.Context, roomID id.RoomID, level int) error {
-	bot := ch.br.AS.BotIntent()
+// RestrictInvites implements PluginHost.
+func (ph *pluginHost) RestrictInvites(ctx context.Context, roomID id.RoomID, level int) error {
+	bot := ph.br.AS.BotIntent()
 	pl, err := bot.PowerLevels(ctx, roomID)
 	if err != nil {
 		return fmt.Errorf("reading power levels: %w", err)
@@ -77,27 +87,27 @@ func (ch *connectorHost) RestrictInvites(ctx context.Context, roomID id.RoomID, 
 	return nil
 }
 
-// RemoveUser implements RoomHost.
-func (ch *connectorHost) RemoveUser(ctx context.Context, roomID id.RoomID, user id.UserID, reason string) error {
-	if _, err := ch.br.AS.BotIntent().KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: user, Reason: reason}); err != nil {
+// RemoveUser implements PluginHost.
+func (ph *pluginHost) RemoveUser(ctx context.Context, roomID id.RoomID, user id.UserID, reason string) error {
+	if _, err := ph.br.AS.BotIntent().KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: user, Reason: reason}); err != nil {
 		return fmt.Errorf("removing %s: %w", user, err)
 	}
 	return nil
 }
 
-// RoomNotice implements RoomHost.
-func (ch *connectorHost) RoomNotice(ctx context.Context, roomID id.RoomID, text, html string) error {
+// RoomNotice implements PluginHost.
+func (ph *pluginHost) RoomNotice(ctx context.Context, roomID id.RoomID, text, html string) error {
 	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
 	if html != "" {
 		content.Format, content.FormattedBody = event.FormatHTML, html
 	}
-	_, err := ch.br.AS.BotIntent().SendMessageEvent(ctx, roomID, event.EventMessage, content)
+	_, err := ph.br.AS.BotIntent().SendMessageEvent(ctx, roomID, event.EventMessage, content)
 	return err
 }
 
-// SendToRemote implements RoomHost.
-func (ch *connectorHost) SendToRemote(ctx context.Context, chat PortalKey, loginID, text string) error {
-	sess := ch.br.session(chat.Connector, loginID)
+// SendToRemote implements PluginHost.
+func (ph *pluginHost) SendToRemote(ctx context.Context, chat PortalKey, loginID, text string) error {
+	sess := ph.br.session(chat.Connector, loginID)
 	if sess == nil {
 		return fmt.Errorf("the %s login %s is not running", chat.Connector, loginID)
 	}
@@ -108,27 +118,27 @@ func (ch *connectorHost) SendToRemote(ctx context.Context, chat PortalKey, login
 	return err
 }
 
-// JoinRoom implements RoomHost.
-func (ch *connectorHost) JoinRoom(ctx context.Context, roomIDOrAlias string) (id.RoomID, error) {
-	resp, err := ch.br.AS.BotIntent().JoinRoom(ctx, roomIDOrAlias, nil)
+// JoinRoom implements PluginHost.
+func (ph *pluginHost) JoinRoom(ctx context.Context, roomIDOrAlias string) (id.RoomID, error) {
+	resp, err := ph.br.AS.BotIntent().JoinRoom(ctx, roomIDOrAlias, nil)
 	if err != nil {
 		return "", fmt.Errorf("joining %s: %w", roomIDOrAlias, err)
 	}
 	return resp.RoomID, nil
 }
 
-// JoinedUsers implements RoomHost.
-func (ch *connectorHost) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
-	members, err := ch.br.AS.BotIntent().JoinedMembers(ctx, roomID)
+// JoinedUsers implements PluginHost.
+func (ph *pluginHost) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
+	members, err := ph.br.AS.BotIntent().JoinedMembers(ctx, roomID)
 	if err != nil {
 		return nil, fmt.Errorf("listing members of %s: %w", roomID, err)
 	}
 	var users []id.UserID
 	for user := range members.Joined {
-		if user == ch.br.BotMXID() {
+		if user == ph.br.BotMXID() {
 			continue
 		}
-		if _, _, ghost := ch.br.ghostConnector(user); ghost {
+		if _, _, ghost := ph.br.ghostConnector(user); ghost {
 			continue
 		}
 		users = append(users, user)
@@ -136,9 +146,9 @@ func (ch *connectorHost) JoinedUsers(ctx context.Context, roomID id.RoomID) ([]i
 	return users, nil
 }
 
-// CreateRoom implements RoomHost.
-func (ch *connectorHost) CreateRoom(ctx context.Context, name, topic string, invite []id.UserID) (id.RoomID, error) {
-	resp, err := ch.br.AS.BotIntent().CreateRoom(ctx, &mautrix.ReqCreateRoom{Visibility: "private", Preset: "private_chat",
+// CreateRoom implements PluginHost.
+func (ph *pluginHost) CreateRoom(ctx context.Context, name, topic string, invite []id.UserID) (id.RoomID, error) {
+	resp, err := ph.br.AS.BotIntent().CreateRoom(ctx, &mautrix.ReqCreateRoom{Visibility: "private", Preset: "private_chat",
 		Name: name, Topic: topic, Invite: invite})
 	if err != nil {
 		return "", fmt.Errorf("creating room %q: %w", name, err)
@@ -146,50 +156,50 @@ func (ch *connectorHost) CreateRoom(ctx context.Context, name, topic string, inv
 	return resp.RoomID, nil
 }
 
-// CloseRoom implements RoomHost.
-func (ch *connectorHost) CloseRoom(ctx context.Context, roomID id.RoomID, reason string) error {
-	room, err := ch.br.DB.GetRoom(ctx, roomID.String())
+// CloseRoom implements PluginHost.
+func (ph *pluginHost) CloseRoom(ctx context.Context, roomID id.RoomID, reason string) error {
+	room, err := ph.br.DB.GetRoom(ctx, roomID.String())
 	if err != nil {
 		return err
 	} else if room == nil {
 		return ErrRoomNotLinked
 	}
-	target := ch.br.connector(room.Connector)
+	target := ph.br.connector(room.Connector)
 	rc := &roomContext{room: room, ch: target, key: PortalKey{Connector: room.Connector, ChatID: room.ChatID, Receiver: room.Receiver}}
 	// The chat's lane must not post into the room while it is being unlinked.
-	unlock := ch.br.chatLocks.Lock(rc.key.String())
-	err = ch.br.unlinkRoom(ctx, rc, true)
+	unlock := ph.br.chatLocks.Lock(rc.key.String())
+	err = ph.br.unlinkRoom(ctx, rc, true)
 	unlock()
 	if err != nil {
 		return err
 	}
-	if _, err = ch.br.AS.BotIntent().LeaveRoom(ctx, roomID, &mautrix.ReqLeave{Reason: reason}); err != nil {
+	if _, err = ph.br.AS.BotIntent().LeaveRoom(ctx, roomID, &mautrix.ReqLeave{Reason: reason}); err != nil {
 		return fmt.Errorf("leaving the closed room: %w", err)
 	}
 	return nil
 }
 
-// LastActivity implements RoomHost.
-func (ch *connectorHost) LastActivity(ctx context.Context, roomID id.RoomID) (time.Time, error) {
-	return ch.br.DB.LastActivity(ctx, roomID.String())
+// LastActivity implements PluginHost.
+func (ph *pluginHost) LastActivity(ctx context.Context, roomID id.RoomID) (time.Time, error) {
+	return ph.br.DB.LastActivity(ctx, roomID.String())
 }
 
-// portalAllowed asks policy connectors whether a remote event may create a portal.
+// portalAllowed asks plugins whether a remote event may create a portal.
 func (br *Bridge) portalAllowed(ctx context.Context, p *NewPortal) bool {
-	for _, name := range br.order {
-		if f, ok := br.connectors[name].conn.(PortalFilter); ok && !f.AllowPortal(ctx, p) {
+	for _, ph := range br.plugins {
+		if f, ok := ph.plugin.(PortalFilteringPlugin); ok && !f.AllowPortal(ctx, p) {
 			return false
 		}
 	}
 	return true
 }
 
-// notifyPortalWatchers tells policy connectors about a new portal room, then clears
+// notifyPortalWatchers tells plugins about a new portal room, then clears
 // the room's pending mark.
 func (br *Bridge) notifyPortalWatchers(ctx context.Context, p *NewPortal) {
 	watched := false
-	for _, name := range br.order {
-		if w, ok := br.connectors[name].conn.(PortalWatcher); ok {
+	for _, ph := range br.plugins {
+		if w, ok := ph.plugin.(PortalWatchingPlugin); ok {
 			w.PortalCreated(ctx, p)
 			watched = true
 		}
@@ -201,13 +211,13 @@ func (br *Bridge) notifyPortalWatchers(ctx context.Context, p *NewPortal) {
 	}
 }
 
-// pendingWatch is what a new portal's room row keeps until policy connectors were told
+// pendingWatch is what a new portal's room row keeps until plugins were told
 // about it ("" when no connector watches portals). The chat picture's bytes are left
 // out: watchers do not need them.
 func (br *Bridge) pendingWatch(p *NewPortal) string {
 	watched := false
-	for _, name := range br.order {
-		if _, ok := br.connectors[name].conn.(PortalWatcher); ok {
+	for _, ph := range br.plugins {
+		if _, ok := ph.plugin.(PortalWatchingPlugin); ok {
 			watched = true
 		}
 	}
@@ -227,7 +237,7 @@ func (br *Bridge) pendingWatch(p *NewPortal) string {
 	return string(data)
 }
 
-// resumePortalWatches tells policy connectors about the new portals a crash kept them
+// resumePortalWatches tells plugins about the new portals a crash kept them
 // from hearing of (the room was made, the telling never happened).
 func (br *Bridge) resumePortalWatches(ctx context.Context) {
 	pending, err := br.DB.PendingWatches(ctx)
@@ -242,7 +252,7 @@ func (br *Bridge) resumePortalWatches(ctx context.Context) {
 			_ = br.DB.ClearPendingWatch(ctx, roomID)
 			continue
 		}
-		br.Log.Info().Str("room_id", roomID).Object("portal", p.Key).Msg("Telling policy connectors about a portal made before a crash")
+		br.Log.Info().Str("room_id", roomID).Object("portal", p.Key).Msg("Telling plugins about a portal made before a crash")
 		br.notifyPortalWatchers(ctx, &p)
 	}
 }

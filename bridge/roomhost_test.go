@@ -5,29 +5,32 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/bridge/database"
 )
 
-// watchingConnector records the portals it is told about.
-type watchingConnector struct {
-	fakeConnector
-	seen []*NewPortal
-}
+// watchingPlugin records the portals it is told about.
+type watchingPlugin struct{ seen []*NewPortal }
 
-func (w *watchingConnector) PortalCreated(_ context.Context, p *NewPortal) {
-	w.seen = append(w.seen, p)
-}
+func (w *watchingPlugin) Info() PluginInfo                                   { return PluginInfo{Name: "watcher"} }
+func (w *watchingPlugin) Init(context.Context, PluginHost, *yaml.Node) error { return nil }
+func (w *watchingPlugin) Start(context.Context) error                        { return nil }
+func (w *watchingPlugin) Stop(context.Context)                               {}
+func (w *watchingPlugin) PortalCreated(_ context.Context, p *NewPortal)      { w.seen = append(w.seen, p) }
 
-// TestPendingPortalWatch: a portal made just before a crash, whose policy connectors
+var _ PortalWatchingPlugin = (*watchingPlugin)(nil)
+
+// TestPendingPortalWatch: a portal made just before a crash, whose plugins
 // were never told, is told about at the next start, once.
 func TestPendingPortalWatch(t *testing.T) {
 	ctx := context.Background()
 	db := openTestDB(t)
-	w := &watchingConnector{fakeConnector: fakeConnector{name: "net"}}
+	w := &watchingPlugin{}
 	br := &Bridge{DB: db, Log: zerolog.Nop(), order: []string{"net"},
-		connectors: map[string]*connectorHost{"net": {conn: w}}}
+		connectors: map[string]*connectorHost{"net": {conn: &fakeConnector{name: "net"}}}}
+	br.plugins = []*pluginHost{{br: br, plugin: w}}
 	key := PortalKey{Connector: "net", ChatID: "chat", Receiver: "login"}
 	p := &NewPortal{Key: key, RoomID: "!room:example.org", LoginOwner: "@owner:example.org", Trigger: TriggerIncoming,
 		Info: &ChatInfo{Key: key, Name: "Contact", Avatar: &Media{Data: []byte("big picture")}, Members: []ChatMember{{RemoteID: "x"}}}}

@@ -42,10 +42,11 @@ func randomToken() string {
 }
 
 // Build makes the registration for cfg: the bot's user namespace plus, for each enabled
-// connector, one exclusive user namespace from its username_template and one exclusive
-// alias namespace from its alias_template. Namespaces are sorted. The config's tokens
-// must already be set.
-func Build(cfg *config.Config) (*appservice.Registration, error) {
+// network, one exclusive user namespace from its username_template and one exclusive
+// alias namespace from its alias_template. Plugins (named in plugins) have no ghosts or
+// aliases and claim nothing. Namespaces are sorted. The config's tokens must already be
+// set.
+func Build(cfg *config.Config, plugins ...string) (*appservice.Registration, error) {
 	if cfg.AppService.ASToken == "" || cfg.AppService.HSToken == "" {
 		return nil, errors.New("appservice.as_token and appservice.hs_token are empty (run generate-registration)")
 	}
@@ -57,6 +58,9 @@ func Build(cfg *config.Config) (*appservice.Registration, error) {
 		return nil, fmt.Errorf("building the registration: %w", err)
 	}
 	for _, name := range names {
+		if slices.Contains(plugins, name) {
+			continue
+		}
 		cc, err := cfg.ConnectorCommon(name)
 		if err != nil {
 			return nil, fmt.Errorf("building the registration: %w", err)
@@ -119,11 +123,28 @@ func (e *MismatchError) Error() string {
 }
 
 // Check compares reg with the registration cfg implies and returns a *MismatchError
-// naming every difference, or nil when they agree.
-func Check(cfg *config.Config, reg *appservice.Registration) error {
-	want, err := Build(cfg)
+// naming every difference, or nil when they agree. Registrations written before plugins
+// stopped claiming namespaces still claim theirs: those are tolerated (they reserve IDs
+// nobody uses), so an upgrade does not stop the bridge.
+func Check(cfg *config.Config, reg *appservice.Registration, plugins ...string) error {
+	want, err := Build(cfg, plugins...)
 	if err != nil {
 		return err
+	}
+	legacy := map[string]bool{}
+	names, err := cfg.EnabledConnectors()
+	if err != nil {
+		return err
+	}
+	domain := regexp.QuoteMeta(cfg.Homeserver.Domain)
+	for _, name := range names {
+		if !slices.Contains(plugins, name) {
+			continue
+		}
+		if cc, err := cfg.ConnectorCommon(name); err == nil {
+			legacy[templateRegex("@", cc.UsernameTemplate, domain)] = true
+			legacy[templateRegex("#", cc.AliasTemplate, domain)] = true
+		}
 	}
 	var diffs []string
 	differs := func(key string, ok bool) {
@@ -142,8 +163,8 @@ func Check(cfg *config.Config, reg *appservice.Registration) error {
 	if !reg.EphemeralEvents && !reg.SoruEphemeralEvents {
 		diffs = append(diffs, "receive_ephemeral is not true")
 	}
-	diffs = append(diffs, compareNamespaces("user", reg.Namespaces.UserIDs, want.Namespaces.UserIDs)...)
-	diffs = append(diffs, compareNamespaces("alias", reg.Namespaces.RoomAliases, want.Namespaces.RoomAliases)...)
+	diffs = append(diffs, compareNamespaces("user", reg.Namespaces.UserIDs, want.Namespaces.UserIDs, legacy)...)
+	diffs = append(diffs, compareNamespaces("alias", reg.Namespaces.RoomAliases, want.Namespaces.RoomAliases, legacy)...)
 	for _, ns := range reg.Namespaces.RoomIDs {
 		diffs = append(diffs, fmt.Sprintf("room namespace %q not in the config", ns.Regex))
 	}
@@ -153,7 +174,7 @@ func Check(cfg *config.Config, reg *appservice.Registration) error {
 	return nil
 }
 
-func compareNamespaces(kind string, got, want appservice.NamespaceList) []string {
+func compareNamespaces(kind string, got, want appservice.NamespaceList, tolerated map[string]bool) []string {
 	var diffs []string
 	have := map[string]bool{}
 	for _, ns := range got {
@@ -171,7 +192,7 @@ func compareNamespaces(kind string, got, want appservice.NamespaceList) []string
 		}
 	}
 	for _, ns := range got {
-		if !wanted[ns.Regex] {
+		if !wanted[ns.Regex] && !tolerated[ns.Regex] {
 			diffs = append(diffs, fmt.Sprintf("%s namespace %q not in the config", kind, ns.Regex))
 		}
 	}

@@ -213,3 +213,32 @@ func TestGenerateTokens(t *testing.T) {
 		t.Error("tokens repeat")
 	}
 }
+
+// TestPluginsClaimNothing: a plugin (the relay bot) has no ghosts or aliases, so the
+// registration claims no namespace for it; a registration written when it still did
+// is accepted, so upgrading does not stop the bridge.
+func TestPluginsClaimNothing(t *testing.T) {
+	cfg := loadCfg(t, strings.Replace(cfgYAML, "relaybot:\n    enabled: false", "relaybot: {}", 1))
+	reg, err := Build(cfg, "relaybot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range append(reg.Namespaces.UserIDs, reg.Namespaces.RoomAliases...) {
+		if strings.Contains(ns.Regex, "relaybot") {
+			t.Fatalf("the plugin claims %q", ns.Regex)
+		}
+	}
+	if err = Check(cfg, reg, "relaybot"); err != nil {
+		t.Fatalf("a fresh registration does not pass: %v", err)
+	}
+	legacy, err := Build(cfg) // as before: every connector claimed its namespaces
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(legacy.Namespaces.UserIDs) != len(reg.Namespaces.UserIDs)+1 {
+		t.Fatalf("legacy registration has %d user namespaces, want %d", len(legacy.Namespaces.UserIDs), len(reg.Namespaces.UserIDs)+1)
+	}
+	if err = Check(cfg, legacy, "relaybot"); err != nil {
+		t.Fatalf("an older registration claiming the plugin's namespaces is refused: %v", err)
+	}
+}

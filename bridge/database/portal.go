@@ -175,7 +175,7 @@ func (db *Database) InsertRoom(ctx context.Context, r *RoomRow) error {
 	return nil
 }
 
-// PendingWatches returns the new portals policy connectors were not told about yet, by
+// PendingWatches returns the new portals plugins were not told about yet, by
 // room ID (a crash came between the room's creation and the telling).
 func (db *Database) PendingWatches(ctx context.Context) (map[string]string, error) {
 	rows, err := db.Query(ctx, `SELECT room_id, pending_watch FROM room WHERE pending_watch<>''`)
@@ -194,7 +194,7 @@ func (db *Database) PendingWatches(ctx context.Context) (map[string]string, erro
 	return out, rows.Err()
 }
 
-// ClearPendingWatch records that policy connectors were told about a new portal.
+// ClearPendingWatch records that plugins were told about a new portal.
 func (db *Database) ClearPendingWatch(ctx context.Context, roomID string) error {
 	if _, err := db.Exec(ctx, `UPDATE room SET pending_watch='' WHERE room_id=$1`, roomID); err != nil {
 		return fmt.Errorf("clearing pending portal notification: %w", err)

@@ -4,5 +4,5 @@ package main
 
 import "github.com/passerelle/passerelle/bridge"
 
-// addTestConnectors adds nothing to production builds.
-func addTestConnectors(map[string]func() bridge.Connector) {}
+// addTestNetworks adds nothing to production builds.
+func addTestNetworks(map[string]func() bridge.Network) {}

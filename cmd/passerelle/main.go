@@ -165,7 +165,7 @@ func generateRegistration(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.AppService.ASToken, cfg.AppService.HSToken = as, hs
 	}
-	reg, err := registration.Build(cfg)
+	reg, err := registration.Build(cfg, available().pluginNames()...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *cfgPath, err)
 	}
@@ -217,7 +217,7 @@ func loadAndCheck(cfgPath, regPath string) (*config.Config, *appservice.Registra
 		}
 		return nil, nil, fmt.Errorf("%s: %s", regPath, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if err := registration.Check(cfg, reg); err != nil {
+	if err := registration.Check(cfg, reg, available().pluginNames()...); err != nil {
 		var me *registration.MismatchError
 		if errors.As(err, &me) {
 			me.File = regPath

@@ -25,11 +25,11 @@ func runBridge(ctx context.Context, cfg *config.Config, reg *appservice.Registra
 		return err
 	}
 	ctx = log.WithContext(ctx)
-	conns, err := enabledConnectors(cfg)
+	networks, plugins, err := enabledConnectors(cfg)
 	if err != nil {
 		return err
 	}
-	br, err := bridge.New(ctx, cfg, reg, conns, log)
+	br, err := bridge.New(ctx, cfg, reg, networks, plugins, log)
 	if err != nil {
 		return err
 	}
@@ -47,22 +47,26 @@ func runBridge(ctx context.Context, cfg *config.Config, reg *appservice.Registra
 	return nil
 }
 
-// enabledConnectors instantiates the compiled-in connectors the config enables.
-func enabledConnectors(cfg *config.Config) ([]bridge.Connector, error) {
+// enabledConnectors instantiates the compiled-in networks and plugins the config
+// enables.
+func enabledConnectors(cfg *config.Config) ([]bridge.Network, []bridge.Plugin, error) {
 	names, err := cfg.EnabledConnectors()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	available := availableConnectors()
-	var out []bridge.Connector
+	cat := available()
+	var networks []bridge.Network
+	var plugins []bridge.Plugin
 	for _, name := range names {
-		factory, ok := available[name]
-		if !ok {
-			return nil, fmt.Errorf("connectors.%s: no such connector in this build", name)
+		if factory, ok := cat.networks[name]; ok {
+			networks = append(networks, factory())
+		} else if factory, ok := cat.plugins[name]; ok {
+			plugins = append(plugins, factory())
+		} else {
+			return nil, nil, fmt.Errorf("connectors.%s: no such connector in this build", name)
 		}
-		out = append(out, factory())
 	}
-	return out, nil
+	return networks, plugins, nil
 }
 
 func newLogger(cfg config.LoggingConfig) (zerolog.Logger, error) {

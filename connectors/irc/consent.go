@@ -15,7 +15,7 @@ import (
 // consentTimeout is how long channel operators have to answer a plumb request.
 const consentTimeout = 2 * time.Minute
 
-// CheckPlumb implements bridge.PlumbChecker: on networks configured so, the channel's
+// CheckPlumb implements bridge.PlumbCheckingNetwork: on networks configured so, the channel's
 // operators are asked on IRC before a Matrix room is linked to their channel.
 func (c *Connector) CheckPlumb(ctx context.Context, chat bridge.PortalKey, user id.UserID) error {
 	pc, err := parseChatID(chat.ChatID)

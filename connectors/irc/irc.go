@@ -37,17 +37,35 @@ type Connector struct {
 // New returns an unconfigured connector.
 func New() *Connector { return &Connector{networks: map[string]*network{}} }
 
-// Info implements bridge.Connector.
-func (c *Connector) Info() bridge.ConnectorInfo {
-	return bridge.ConnectorInfo{
+// What IRC offers beyond the required contract.
+var (
+	_ bridge.Network              = (*Connector)(nil)
+	_ bridge.AliasNetwork         = (*Connector)(nil)
+	_ bridge.ChatResolvingNetwork = (*Connector)(nil)
+	_ bridge.DMNetwork            = (*Connector)(nil)
+	_ bridge.GhostProfileNetwork  = (*Connector)(nil)
+	_ bridge.AutoLoginNetwork     = (*Connector)(nil)
+	_ bridge.RelayingNetwork      = (*Connector)(nil)
+	_ bridge.PlumbCheckingNetwork = (*Connector)(nil)
+
+	_ bridge.Session              = (*puppet)(nil)
+	_ bridge.EditingSession       = (*puppet)(nil)
+	_ bridge.RedactingSession     = (*puppet)(nil)
+	_ bridge.ReactingSession      = (*puppet)(nil)
+	_ bridge.MembershipSession    = (*puppet)(nil)
+	_ bridge.RoomMetaSession      = (*puppet)(nil)
+	_ bridge.ChatFilteringSession = (*puppet)(nil)
+	_ bridge.Session              = (*botSession)(nil)
+)
+
+// Info implements bridge.Network.
+func (c *Connector) Info() bridge.NetworkInfo {
+	return bridge.NetworkInfo{
 		Name: connectorName, DisplayName: "IRC", ProtocolID: "irc",
-		Modes: []bridge.PuppetMode{bridge.SinglePuppet, bridge.RelayBot},
-		Capabilities: bridge.Capabilities{Edits: true, Replies: true, Media: true, Formatting: true, Redactions: true, Reactions: true,
-			MaxMessageLength: 400},
 	}
 }
 
-// Init implements bridge.Connector.
+// Init implements bridge.Network.
 func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node) error {
 	cfg, err := parseConfig(node)
 	if err != nil {
@@ -62,7 +80,7 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	return nil
 }
 
-// Start implements bridge.Connector: bot connections come up and join their channels:
+// Start implements bridge.Network: bot connections come up and join their channels:
 // those in the config and those bridged since.
 func (c *Connector) Start(ctx context.Context) error {
 	// The bot must be in every channel that has a room, whichever way it was bridged
@@ -86,7 +104,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements bridge.Connector.
+// Stop implements bridge.Network.
 func (c *Connector) Stop(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, n := range c.networks {
@@ -114,7 +132,7 @@ func (c *Connector) network(name string) (*network, error) {
 	return n, nil
 }
 
-// ChatForAlias implements bridge.AliasResolver: "libera_#go-nuts" is #go-nuts on libera.
+// ChatForAlias implements bridge.AliasNetwork: "libera_#go-nuts" is #go-nuts on libera.
 func (c *Connector) ChatForAlias(ctx context.Context, alias string) (*bridge.ChatInfo, error) {
 	netName, channel, ok := strings.Cut(alias, "_")
 	if !ok || !isChannel(channel) {
@@ -127,7 +145,7 @@ func (c *Connector) ChatForAlias(ctx context.Context, alias string) (*bridge.Cha
 	return n.channelInfo(ctx, channel)
 }
 
-// AliasFor implements bridge.AliasResolver.
+// AliasFor implements bridge.AliasNetwork.
 func (c *Connector) AliasFor(chat bridge.PortalKey) string {
 	p, err := parseChatID(chat.ChatID)
 	if err != nil || p.channel == "" {
@@ -136,7 +154,7 @@ func (c *Connector) AliasFor(chat bridge.PortalKey) string {
 	return p.network + "_" + p.channel
 }
 
-// ResolveChat implements bridge.ChatResolver: "join irc <network> <#channel>".
+// ResolveChat implements bridge.ChatResolvingNetwork: "join irc <network> <#channel>".
 func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args []string) (*bridge.ChatInfo, error) {
 	if len(args) != 2 || !isChannel(args[1]) {
 		return nil, fmt.Errorf("give a network and a channel, e.g. `libera #go-nuts`")
@@ -148,7 +166,7 @@ func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args [
 	return n.channelInfo(ctx, args[1])
 }
 
-// DMChat implements bridge.DMResolver.
+// DMChat implements bridge.DMNetwork.
 func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser string) (*bridge.ChatInfo, error) {
 	// "libera bob", "libera/bob", or a ghost's remote ID "libera.bob".
 	remoteUser = strings.TrimSpace(remoteUser)
@@ -176,7 +194,7 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 	return &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: n.userID(nick)}, nil
 }
 
-// GhostInfo implements bridge.GhostResolver.
+// GhostInfo implements bridge.GhostProfileNetwork.
 func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
 	netName, nick, ok := splitRemoteUser(remoteID)
 	if !ok || c.networks[netName] == nil {
@@ -185,7 +203,7 @@ func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.Gho
 	return &bridge.GhostInfo{Name: c.networks[netName].displayNick(nick)}, nil
 }
 
-// AutoLogin implements bridge.AutoLoginer: a Matrix user's puppet is opened when they
+// AutoLogin implements bridge.AutoLoginNetwork: a Matrix user's puppet is opened when they
 // first need it (joining a portal, sending).
 func (c *Connector) AutoLogin(ctx context.Context, user id.UserID, chat bridge.PortalKey) (*bridge.NewLogin, error) {
 	p, err := parseChatID(chat.ChatID)
@@ -207,7 +225,7 @@ func (c *Connector) AutoLogin(ctx context.Context, user id.UserID, chat bridge.P
 	return n.newPuppetLogin(user, "", nil), nil
 }
 
-// LoadLogin implements bridge.Connector.
+// LoadLogin implements bridge.Network.
 func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.Session, error) {
 	netName, _, ok := strings.Cut(login.ID, "/")
 	if !ok {

@@ -11,14 +11,14 @@ import (
 	"github.com/passerelle/passerelle/bridge"
 )
 
-// LoginFlows implements bridge.Connector. Puppets connect on demand without a login;
+// LoginFlows implements bridge.Network. Puppets connect on demand without a login;
 // this flow sets the nick and the SASL identity a user wants their puppet to use.
 func (c *Connector) LoginFlows() []bridge.LoginFlow {
 	return []bridge.LoginFlow{{ID: "identity", Name: "Nick and SASL account",
 		Description: "choose your nick and identify with SASL: login irc <network>"}}
 }
 
-// StartLogin implements bridge.Connector.
+// StartLogin implements bridge.Network.
 func (c *Connector) StartLogin(ctx context.Context, user id.UserID, flowID string, args []string) (bridge.LoginProcess, error) {
 	if flowID != "identity" {
 		return nil, fmt.Errorf("unknown login flow %q", flowID)

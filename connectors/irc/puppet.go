@@ -154,7 +154,7 @@ func (p *puppet) Logout(ctx context.Context) error {
 	return nil
 }
 
-// CanReach implements bridge.ChatFilter: a puppet reaches its own network's channels and
+// CanReach implements bridge.ChatFilteringSession: a puppet reaches its own network's channels and
 // its own private chats.
 func (p *puppet) CanReach(chat bridge.PortalKey) bool {
 	pc, err := parseChatID(chat.ChatID)
@@ -639,7 +639,7 @@ func mediaText(c bridge.MessageContent) string {
 	return fmt.Sprintf("%ssent %s (%s, %d bytes; no public link is configured)", caption, name, m.MimeType, m.Size)
 }
 
-// SendEdit implements bridge.EditSender: IRC has no edits, so the new text is sent as
+// SendEdit implements bridge.EditingSession: IRC has no edits, so the new text is sent as
 // a correction line.
 func (p *puppet) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridge.SendResult, error) {
 	edit.MatrixMessage.Content.Body = "* " + edit.MatrixMessage.Content.Body
@@ -652,7 +652,7 @@ func (p *puppet) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridge
 	return nil, err
 }
 
-// SendMembership implements bridge.MembershipSender: the user's joins and leaves of a
+// SendMembership implements bridge.MembershipSession: the user's joins and leaves of a
 // portal become JOIN/PART; kicking a ghost becomes KICK (when the puppet has ops).
 func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership) error {
 	pc, err := parseChatID(m.Chat.ChatID)
@@ -698,7 +698,7 @@ func (p *puppet) SendMembership(ctx context.Context, m *bridge.MatrixMembership)
 	return nil
 }
 
-// SendRoomMeta implements bridge.RoomMetaSender: a topic change becomes TOPIC.
+// SendRoomMeta implements bridge.RoomMetaSession: a topic change becomes TOPIC.
 func (p *puppet) SendRoomMeta(ctx context.Context, chat bridge.PortalKey, name, topic *string) error {
 	pc, err := parseChatID(chat.ChatID)
 	if err != nil || pc.channel == "" || topic == nil {
@@ -772,7 +772,7 @@ func (n *network) wantChannelName(folded string) string {
 	return n.wantChannelLocked(folded).name
 }
 
-// SendRedaction implements bridge.RedactionSender. IRC cannot delete a line: with a
+// SendRedaction implements bridge.RedactingSession. IRC cannot delete a line: with a
 // redaction_notice configured, a short notice says a message was deleted; without one
 // the sender is told it stays on IRC.
 func (p *puppet) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) error {
@@ -801,7 +801,7 @@ func (p *puppet) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) e
 	return conn.Send(ctx, "NOTICE", target, sb.String())
 }
 
-// SendReaction implements bridge.ReactionSender. IRC has no reactions, so they are
+// SendReaction implements bridge.ReactingSession. IRC has no reactions, so they are
 // shown the way people write them there: an action line ("* alice reacted 👍 to bob").
 func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (string, error) {
 	conn, err := p.ready(ctx)

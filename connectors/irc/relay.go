@@ -9,7 +9,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/irc/ircformat"
 )
 
-// RelaySession implements bridge.DefaultRelayer: in channels, Matrix users without a
+// RelaySession implements bridge.RelayingNetwork: in channels, Matrix users without a
 // puppet of their own (a network in relay mode, or users only allowed to relay) speak
 // through the network's bot, with the core's relay format naming them.
 func (c *Connector) RelaySession(ctx context.Context, chat bridge.PortalKey) bridge.Session {

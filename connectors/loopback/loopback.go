@@ -50,17 +50,33 @@ func New() *Connector {
 	return &Connector{client: &http.Client{Timeout: 30 * time.Second}, logins: map[string]bool{}}
 }
 
-// Info implements bridge.Connector.
-func (c *Connector) Info() bridge.ConnectorInfo {
-	return bridge.ConnectorInfo{
+// What loopback offers beyond the required contract: the capabilities most networks
+// have, so each shows at work in a few lines.
+var (
+	_ bridge.Network              = (*Connector)(nil)
+	_ bridge.ChatResolvingNetwork = (*Connector)(nil)
+	_ bridge.DMNetwork            = (*Connector)(nil)
+	_ bridge.AliasNetwork         = (*Connector)(nil)
+	_ bridge.GhostProfileNetwork  = (*Connector)(nil)
+
+	_ bridge.Session           = (*session)(nil)
+	_ bridge.EditingSession    = (*session)(nil)
+	_ bridge.RedactingSession  = (*session)(nil)
+	_ bridge.ReactingSession   = (*session)(nil)
+	_ bridge.TypingSession     = (*session)(nil)
+	_ bridge.ReceiptSession    = (*session)(nil)
+	_ bridge.MembershipSession = (*session)(nil)
+	_ bridge.RoomMetaSession   = (*session)(nil)
+)
+
+// Info implements bridge.Network.
+func (c *Connector) Info() bridge.NetworkInfo {
+	return bridge.NetworkInfo{
 		Name: "loopback", DisplayName: "Loopback", ProtocolID: "loopback",
-		Modes: []bridge.PuppetMode{bridge.DoublePuppet, bridge.RelayBot},
-		Capabilities: bridge.Capabilities{Edits: true, Reactions: true, Replies: true, Redactions: true,
-			Media: true, Typing: true, Receipts: true, Formatting: true},
 	}
 }
 
-// Init implements bridge.Connector.
+// Init implements bridge.Network.
 func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node) error {
 	c.host = host
 	if node != nil && node.Kind != 0 {
@@ -79,7 +95,7 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	return nil
 }
 
-// Start implements bridge.Connector: it follows the network's event stream.
+// Start implements bridge.Network: it follows the network's event stream.
 func (c *Connector) Start(ctx context.Context) error {
 	logins, err := c.host.Logins(ctx)
 	if err != nil {
@@ -98,7 +114,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements bridge.Connector.
+// Stop implements bridge.Network.
 func (c *Connector) Stop(ctx context.Context) {
 	if c.cancel != nil {
 		c.cancel()
@@ -286,7 +302,7 @@ func (c *Connector) send(ctx context.Context, account string, e loopnet.Event) (
 	return out.ID, nil
 }
 
-// LoginFlows implements bridge.Connector.
+// LoginFlows implements bridge.Network.
 func (c *Connector) LoginFlows() []bridge.LoginFlow {
 	return []bridge.LoginFlow{
 		{ID: "qr", Name: "QR code", Description: "scan a code from your loopnet device"},
@@ -294,7 +310,7 @@ func (c *Connector) LoginFlows() []bridge.LoginFlow {
 	}
 }
 
-// StartLogin implements bridge.Connector.
+// StartLogin implements bridge.Network.
 func (c *Connector) StartLogin(ctx context.Context, user id.UserID, flowID string, args []string) (bridge.LoginProcess, error) {
 	switch flowID {
 	case "qr":
@@ -305,13 +321,13 @@ func (c *Connector) StartLogin(ctx context.Context, user id.UserID, flowID strin
 	return nil, fmt.Errorf("unknown login flow %q", flowID)
 }
 
-// LoadLogin implements bridge.Connector.
+// LoadLogin implements bridge.Network.
 func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.Session, error) {
 	c.setLogin(login.ID, true)
 	return &session{c: c, login: login}, nil
 }
 
-// ResolveChat implements bridge.ChatResolver: "#name" is a channel.
+// ResolveChat implements bridge.ChatResolvingNetwork: "#name" is a channel.
 func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args []string) (*bridge.ChatInfo, error) {
 	if len(args) != 1 || !strings.HasPrefix(args[0], "#") || len(args[0]) < 2 {
 		return nil, errors.New("give a channel name starting with #")
@@ -319,7 +335,7 @@ func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args [
 	return &bridge.ChatInfo{Key: bridge.PortalKey{Connector: "loopback", ChatID: args[0]}, Name: args[0]}, nil
 }
 
-// DMChat implements bridge.DMResolver.
+// DMChat implements bridge.DMNetwork.
 func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser string) (*bridge.ChatInfo, error) {
 	if remoteUser == "" || strings.ContainsAny(remoteUser, " #") {
 		return nil, fmt.Errorf("%q is not a loopnet user", remoteUser)
@@ -328,7 +344,7 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 	return &bridge.ChatInfo{Key: key, Name: remoteUser, IsDM: true, OtherUser: remoteUser}, nil
 }
 
-// ChatForAlias implements bridge.AliasResolver: #loopback_lobby is channel #lobby.
+// ChatForAlias implements bridge.AliasNetwork: #loopback_lobby is channel #lobby.
 func (c *Connector) ChatForAlias(ctx context.Context, alias string) (*bridge.ChatInfo, error) {
 	if alias == "" || strings.ContainsAny(alias, ":#") {
 		return nil, nil
@@ -336,7 +352,7 @@ func (c *Connector) ChatForAlias(ctx context.Context, alias string) (*bridge.Cha
 	return &bridge.ChatInfo{Key: bridge.PortalKey{Connector: "loopback", ChatID: "#" + alias}, Name: "#" + alias}, nil
 }
 
-// AliasFor implements bridge.AliasResolver.
+// AliasFor implements bridge.AliasNetwork.
 func (c *Connector) AliasFor(chat bridge.PortalKey) string {
 	if chat.Receiver != "" || !strings.HasPrefix(chat.ChatID, "#") {
 		return ""
@@ -344,7 +360,7 @@ func (c *Connector) AliasFor(chat bridge.PortalKey) string {
 	return strings.TrimPrefix(chat.ChatID, "#")
 }
 
-// GhostInfo implements bridge.GhostResolver: every loopnet user exists.
+// GhostInfo implements bridge.GhostProfileNetwork: every loopnet user exists.
 func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
 	return &bridge.GhostInfo{Name: remoteID}, nil
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/passerelle/passerelle/bridge"
 )
 
-// Commands implements bridge.CommandProvider.
-func (c *Connector) Commands() []bridge.ConnectorCommand {
+// Commands implements bridge.CommandPlugin.
+func (c *Plugin) Commands() []bridge.ConnectorCommand {
 	return []bridge.ConnectorCommand{
 		{Name: "assign", Usage: "assign [room] <user>", Help: "add a Matrix user to a relay conversation", Fn: c.cmdAssign},
 		{Name: "unassign", Usage: "unassign [room] <user>", Help: "take a Matrix user out of a relay conversation", Fn: c.cmdUnassign},
@@ -24,7 +24,7 @@ func (c *Connector) Commands() []bridge.ConnectorCommand {
 }
 
 // accountByName returns a configured account.
-func (c *Connector) accountByName(name string) *AccountConfig {
+func (c *Plugin) accountByName(name string) *AccountConfig {
 	for i := range c.cfg.Accounts {
 		if c.cfg.Accounts[i].Name == name {
 			return &c.cfg.Accounts[i]
@@ -49,7 +49,7 @@ func administers(call *bridge.CommandCall, a *AccountConfig) bool {
 // target finds the conversation a command names: a room ID or matrix.to link given as
 // the first argument, or the room the command was sent in. It returns the remaining
 // arguments.
-func (c *Connector) target(ctx context.Context, call *bridge.CommandCall, wantArgs int) (*conversation, *AccountConfig, []string, error) {
+func (c *Plugin) target(ctx context.Context, call *bridge.CommandCall, wantArgs int) (*conversation, *AccountConfig, []string, error) {
 	args := call.Args
 	room := call.RoomID
 	if len(args) > wantArgs {
@@ -85,7 +85,7 @@ func parseUser(arg string) (id.UserID, error) {
 	return user, nil
 }
 
-func (c *Connector) cmdAssign(ctx context.Context, call *bridge.CommandCall) error {
+func (c *Plugin) cmdAssign(ctx context.Context, call *bridge.CommandCall) error {
 	if len(call.Args) < 1 || len(call.Args) > 2 {
 		return bridge.NewUserError("Usage: `assign [room] <user>`")
 	}
@@ -97,7 +97,7 @@ func (c *Connector) cmdAssign(ctx context.Context, call *bridge.CommandCall) err
 	if err != nil {
 		return err
 	}
-	if err = c.rooms.InviteUser(ctx, conv.RoomID, user, a.powerLevel); err != nil {
+	if err = c.host.InviteUser(ctx, conv.RoomID, user, a.powerLevel); err != nil {
 		return err
 	}
 	if err = c.store.addAssignee(ctx, conv.RoomID, user); err != nil {
@@ -107,7 +107,7 @@ func (c *Connector) cmdAssign(ctx context.Context, call *bridge.CommandCall) err
 	return nil
 }
 
-func (c *Connector) cmdUnassign(ctx context.Context, call *bridge.CommandCall) error {
+func (c *Plugin) cmdUnassign(ctx context.Context, call *bridge.CommandCall) error {
 	if len(call.Args) < 1 || len(call.Args) > 2 {
 		return bridge.NewUserError("Usage: `unassign [room] <user>`")
 	}
@@ -126,14 +126,14 @@ func (c *Connector) cmdUnassign(ctx context.Context, call *bridge.CommandCall) e
 	if !removed {
 		return bridge.NewUserError("%s is not assigned to the conversation with %s", user, conv.Contact)
 	}
-	if err = c.rooms.RemoveUser(ctx, conv.RoomID, user, "unassigned"); err != nil {
+	if err = c.host.RemoveUser(ctx, conv.RoomID, user, "unassigned"); err != nil {
 		return err
 	}
 	call.Reply(ctx, fmt.Sprintf("Unassigned %s from the conversation with %s.", user, conv.Contact))
 	return nil
 }
 
-func (c *Connector) cmdClose(ctx context.Context, call *bridge.CommandCall) error {
+func (c *Plugin) cmdClose(ctx context.Context, call *bridge.CommandCall) error {
 	if len(call.Args) > 1 {
 		return bridge.NewUserError("Usage: `close [room]`")
 	}
@@ -141,9 +141,9 @@ func (c *Connector) cmdClose(ctx context.Context, call *bridge.CommandCall) erro
 	if err != nil {
 		return err
 	}
-	_ = c.rooms.RoomNotice(ctx, conv.RoomID, fmt.Sprintf("%s closed this conversation. The contact's next message opens a new one.", call.Sender), "")
+	_ = c.host.RoomNotice(ctx, conv.RoomID, fmt.Sprintf("%s closed this conversation. The contact's next message opens a new one.", call.Sender), "")
 	// A room already unlinked (a close cut short) is closed all the same.
-	if err = c.rooms.CloseRoom(ctx, conv.RoomID, "conversation closed"); err != nil && !errors.Is(err, bridge.ErrRoomNotLinked) {
+	if err = c.host.CloseRoom(ctx, conv.RoomID, "conversation closed"); err != nil && !errors.Is(err, bridge.ErrRoomNotLinked) {
 		return err
 	}
 	if err = c.store.close(ctx, conv.RoomID, a.retention); err != nil {
@@ -155,7 +155,7 @@ func (c *Connector) cmdClose(ctx context.Context, call *bridge.CommandCall) erro
 	return nil
 }
 
-func (c *Connector) cmdContacts(ctx context.Context, call *bridge.CommandCall) error {
+func (c *Plugin) cmdContacts(ctx context.Context, call *bridge.CommandCall) error {
 	var b strings.Builder
 	found := false
 	for i := range c.cfg.Accounts {
@@ -170,7 +170,7 @@ func (c *Connector) cmdContacts(ctx context.Context, call *bridge.CommandCall) e
 		}
 		fmt.Fprintf(&b, "%s: %d open conversation(s)\n", a.Name, len(convs))
 		for _, conv := range convs {
-			last, err := c.rooms.LastActivity(ctx, conv.RoomID)
+			last, err := c.host.LastActivity(ctx, conv.RoomID)
 			if err != nil {
 				return err
 			}

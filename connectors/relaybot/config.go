@@ -78,7 +78,7 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 			return nil, fmt.Errorf("%s.name: %q is used twice", key, a.Name)
 		}
 		seen[a.Name] = true
-		if a.Network == "" || a.Network == connectorName {
+		if a.Network == "" || a.Network == pluginName {
 			return nil, fmt.Errorf("%s.network: name the connector of the relay login (irc, whatsapp)", key)
 		}
 		if _, _, err := a.Owner.Parse(); err != nil || !strings.HasPrefix(string(a.Owner), "@") {

@@ -63,7 +63,7 @@ accounts:
 }
 
 func TestAccountMatching(t *testing.T) {
-	c := &Connector{cfg: &Config{Accounts: []AccountConfig{
+	c := &Plugin{cfg: &Config{Accounts: []AccountConfig{
 		{Name: "libera", Network: "irc", Owner: "@support:x", Login: "libera/@support:x"},
 		{Name: "any", Network: "irc", Owner: "@other:x"},
 		{Name: "wa", Network: "whatsapp", Owner: "@support:x"},

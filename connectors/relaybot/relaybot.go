@@ -11,7 +11,6 @@ package relaybot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,12 +21,11 @@ import (
 	"github.com/passerelle/passerelle/bridge"
 )
 
-const connectorName = "relaybot"
+const pluginName = "relaybot"
 
-// Connector is the relay-room policy.
-type Connector struct {
-	host  bridge.Host
-	rooms bridge.RoomHost
+// Plugin is the relay-room policy.
+type Plugin struct {
+	host  bridge.PluginHost
 	cfg   *Config
 	store *store
 
@@ -39,42 +37,37 @@ type Connector struct {
 	lobbies map[string]id.RoomID
 }
 
-// New returns an unconfigured connector.
-func New() *Connector { return &Connector{lobbies: map[string]id.RoomID{}} }
+// New returns an unconfigured plugin.
+func New() *Plugin { return &Plugin{lobbies: map[string]id.RoomID{}} }
 
 var (
-	_ bridge.Connector       = (*Connector)(nil)
-	_ bridge.PortalWatcher   = (*Connector)(nil)
-	_ bridge.PortalFilter    = (*Connector)(nil)
-	_ bridge.CommandProvider = (*Connector)(nil)
+	_ bridge.Plugin                = (*Plugin)(nil)
+	_ bridge.PortalWatchingPlugin  = (*Plugin)(nil)
+	_ bridge.PortalFilteringPlugin = (*Plugin)(nil)
+	_ bridge.CommandPlugin         = (*Plugin)(nil)
 )
 
-// Info implements bridge.Connector.
-func (c *Connector) Info() bridge.ConnectorInfo {
-	return bridge.ConnectorInfo{Name: connectorName, DisplayName: "Relay bot", ProtocolID: connectorName,
-		Modes: []bridge.PuppetMode{bridge.RelayBot}}
+// Info implements bridge.Plugin.
+func (c *Plugin) Info() bridge.PluginInfo {
+	return bridge.PluginInfo{Name: pluginName, DisplayName: "Relay bot"}
 }
 
-// Init implements bridge.Connector.
-func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node) error {
+// Init implements bridge.Plugin.
+func (c *Plugin) Init(ctx context.Context, host bridge.PluginHost, node *yaml.Node) error {
 	cfg, err := parseConfig(node)
 	if err != nil {
 		return err
 	}
-	rooms, ok := host.(bridge.RoomHost)
-	if !ok {
-		return errors.New("relaybot: the bridge core does not offer room operations")
-	}
-	c.host, c.rooms, c.cfg = host, rooms, cfg
+	c.host, c.cfg = host, cfg
 	if c.store, err = newStore(ctx, host.Database()); err != nil {
 		return err
 	}
 	return nil
 }
 
-// Start implements bridge.Connector: the lobby rooms are joined (or made) and closed
+// Start implements bridge.Plugin: the lobby rooms are joined (or made) and closed
 // conversations are forgotten after their retention.
-func (c *Connector) Start(ctx context.Context) error {
+func (c *Plugin) Start(ctx context.Context) error {
 	for i := range c.cfg.Accounts {
 		a := &c.cfg.Accounts[i]
 		lobby, err := c.lobbyRoom(ctx, a)
@@ -94,7 +87,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		// Set-ups cut short are finished once the relay accounts' sessions are loaded:
 		// their greeting goes out through them.
 		select {
-		case <-c.rooms.Started():
+		case <-c.host.Started():
 			c.finishSetUps(runCtx)
 		case <-runCtx.Done():
 		}
@@ -106,41 +99,28 @@ func (c *Connector) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements bridge.Connector.
-func (c *Connector) Stop(context.Context) {
+// Stop implements bridge.Plugin.
+func (c *Plugin) Stop(context.Context) {
 	if c.cancel != nil {
 		c.cancel()
 	}
 	c.wg.Wait()
 }
 
-// LoginFlows implements bridge.Connector: relay accounts log in on their own network.
-func (c *Connector) LoginFlows() []bridge.LoginFlow { return nil }
-
-// StartLogin implements bridge.Connector.
-func (c *Connector) StartLogin(context.Context, id.UserID, string, []string) (bridge.LoginProcess, error) {
-	return nil, bridge.NewUserError("relay accounts log in on their own network (`login irc …`, `login whatsapp`), then are named in connectors.relaybot")
-}
-
-// LoadLogin implements bridge.Connector.
-func (c *Connector) LoadLogin(context.Context, *bridge.Login) (bridge.Session, error) {
-	return nil, errors.New("relaybot has no logins")
-}
-
 // lobbyRoom finds or makes an account's lobby.
-func (c *Connector) lobbyRoom(ctx context.Context, a *AccountConfig) (id.RoomID, error) {
+func (c *Plugin) lobbyRoom(ctx context.Context, a *AccountConfig) (id.RoomID, error) {
 	target := a.LobbyRoom
 	if target == "" {
 		target = a.TeamRoom
 	}
 	if target != "" {
-		return c.rooms.JoinRoom(ctx, target)
+		return c.host.JoinRoom(ctx, target)
 	}
 	if room, err := c.store.lobby(ctx, a.Name); err != nil || room != "" {
 		return room, err
 	}
 	invite := append(append([]id.UserID{}, a.Admins...), a.Assignees...)
-	room, err := c.rooms.CreateRoom(ctx, "Relay lobby: "+a.Name,
+	room, err := c.host.CreateRoom(ctx, "Relay lobby: "+a.Name,
 		"New conversations with the "+a.Name+" relay account are listed here.", dedupe(invite))
 	if err != nil {
 		return "", err
@@ -149,7 +129,7 @@ func (c *Connector) lobbyRoom(ctx context.Context, a *AccountConfig) (id.RoomID,
 }
 
 // account finds the relay account a new portal belongs to.
-func (c *Connector) account(p *bridge.NewPortal) *AccountConfig {
+func (c *Plugin) account(p *bridge.NewPortal) *AccountConfig {
 	if p.Key.Receiver == "" {
 		return nil
 	}
@@ -165,20 +145,20 @@ func (c *Connector) account(p *bridge.NewPortal) *AccountConfig {
 	return nil
 }
 
-// AllowPortal implements bridge.PortalFilter: a relay account gets rooms for contacts
+// AllowPortal implements bridge.PortalFilteringPlugin: a relay account gets rooms for contacts
 // who write to it (or chats its owner opens from Matrix), never for the history synced
 // at login or for what the account itself sends from elsewhere — that would invite the
 // team to every old chat and greet long-gone contacts.
-func (c *Connector) AllowPortal(_ context.Context, p *bridge.NewPortal) bool {
+func (c *Plugin) AllowPortal(_ context.Context, p *bridge.NewPortal) bool {
 	if c.account(p) == nil {
 		return true
 	}
 	return p.Trigger == bridge.TriggerIncoming || p.Trigger == bridge.TriggerMatrix
 }
 
-// PortalCreated implements bridge.PortalWatcher: a relay account's new conversation
+// PortalCreated implements bridge.PortalWatchingPlugin: a relay account's new conversation
 // becomes a relay room.
-func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
+func (c *Plugin) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
 	a := c.account(p)
 	if a == nil {
 		return
@@ -196,20 +176,20 @@ func (c *Connector) PortalCreated(ctx context.Context, p *bridge.NewPortal) {
 // setUp makes a conversation's room a relay room: relay on, the team invited at its
 // power level, the greeting to a contact who wrote first, the lobby entry. Every step
 // may run twice (invites and power are idempotent, the greeting goes once per contact).
-func (c *Connector) setUp(ctx context.Context, a *AccountConfig, conv *conversation) {
+func (c *Plugin) setUp(ctx context.Context, a *AccountConfig, conv *conversation) {
 	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", conv.RoomID).Object("portal", conv.Chat).Logger()
 	opts := &bridge.RelayOptions{Formats: a.Formats, NoPrefixWhenAlone: a.SingleHandlerNoPrefix, ReactionsAsText: a.Reactions == "text"}
-	if err := c.rooms.SetRoomRelay(ctx, conv.RoomID, conv.Chat.Connector, conv.Chat.Receiver, opts); err != nil {
+	if err := c.host.SetRoomRelay(ctx, conv.RoomID, conv.Chat.Connector, conv.Chat.Receiver, opts); err != nil {
 		log.Error().Err(err).Msg("Turning relay on for a new conversation failed; retried at the next start")
 		return
 	}
 	// Whoever is in the room speaks as the organisation: only the account's admins
 	// (through the bot) bring people in, not assignees.
-	if err := c.rooms.RestrictInvites(ctx, conv.RoomID, 100); err != nil {
+	if err := c.host.RestrictInvites(ctx, conv.RoomID, 100); err != nil {
 		log.Warn().Err(err).Msg("Restricting invites failed")
 	}
 	for _, user := range c.teamOf(ctx, a, conv.LoginOwner) {
-		if err := c.rooms.InviteUser(ctx, conv.RoomID, user, a.powerLevel); err != nil {
+		if err := c.host.InviteUser(ctx, conv.RoomID, user, a.powerLevel); err != nil {
 			log.Warn().Err(err).Stringer("assignee", user).Msg("Inviting an assignee failed")
 			continue
 		}
@@ -224,7 +204,7 @@ func (c *Connector) setUp(ctx context.Context, a *AccountConfig, conv *conversat
 		link := conv.RoomID.URI().MatrixToURL()
 		text := fmt.Sprintf("New conversation with %s on %s: %s", conv.Contact, a.Name, link)
 		html := fmt.Sprintf(`New conversation with <b>%s</b> on %s: <a href="%s">open it</a>`, escape(conv.Contact), escape(a.Name), escape(link))
-		if err := c.rooms.RoomNotice(ctx, lobby, text, html); err != nil {
+		if err := c.host.RoomNotice(ctx, lobby, text, html); err != nil {
 			log.Warn().Err(err).Msg("Posting the lobby entry failed")
 		}
 	}
@@ -235,7 +215,7 @@ func (c *Connector) setUp(ctx context.Context, a *AccountConfig, conv *conversat
 }
 
 // finishSetUps completes conversations whose set-up was cut short.
-func (c *Connector) finishSetUps(ctx context.Context) {
+func (c *Plugin) finishSetUps(ctx context.Context) {
 	convs, err := c.store.unready(ctx)
 	if err != nil {
 		c.host.Log().Warn().Err(err).Msg("Reading unfinished relay conversations failed")
@@ -250,7 +230,7 @@ func (c *Connector) finishSetUps(ctx context.Context) {
 }
 
 // lobby returns an account's lobby room, finding or making it when Start could not.
-func (c *Connector) lobby(ctx context.Context, a *AccountConfig) id.RoomID {
+func (c *Plugin) lobby(ctx context.Context, a *AccountConfig) id.RoomID {
 	c.mu.Lock()
 	room := c.lobbies[a.Name]
 	c.mu.Unlock()
@@ -269,7 +249,7 @@ func (c *Connector) lobby(ctx context.Context, a *AccountConfig) id.RoomID {
 }
 
 // greet sends the greeting once per contact, and shows the team it went out.
-func (c *Connector) greet(ctx context.Context, a *AccountConfig, p *conversation) {
+func (c *Plugin) greet(ctx context.Context, a *AccountConfig, p *conversation) {
 	log := c.host.Log().With().Str("account", a.Name).Stringer("room_id", p.RoomID).Logger()
 	first, err := c.store.markGreeted(ctx, a.Name, p.Chat)
 	if err != nil || !first {
@@ -278,24 +258,24 @@ func (c *Connector) greet(ctx context.Context, a *AccountConfig, p *conversation
 		}
 		return
 	}
-	if err = c.rooms.SendToRemote(ctx, p.Chat, p.Chat.Receiver, a.Greeting); err != nil {
+	if err = c.host.SendToRemote(ctx, p.Chat, p.Chat.Receiver, a.Greeting); err != nil {
 		log.Warn().Err(err).Msg("Sending the greeting failed")
 		_ = c.store.unmarkGreeted(ctx, a.Name, p.Chat)
-		_ = c.rooms.RoomNotice(ctx, p.RoomID, "The greeting could not be sent to the contact: "+err.Error(), "")
+		_ = c.host.RoomNotice(ctx, p.RoomID, "The greeting could not be sent to the contact: "+err.Error(), "")
 		return
 	}
-	_ = c.rooms.RoomNotice(ctx, p.RoomID, "Greeting sent to the contact: "+a.Greeting, "")
+	_ = c.host.RoomNotice(ctx, p.RoomID, "Greeting sent to the contact: "+a.Greeting, "")
 }
 
 // teamOf lists who handles an account's conversations: its assignees and the members
 // of its team room, without the relay account's owner.
-func (c *Connector) teamOf(ctx context.Context, a *AccountConfig, owner id.UserID) []id.UserID {
+func (c *Plugin) teamOf(ctx context.Context, a *AccountConfig, owner id.UserID) []id.UserID {
 	team := append([]id.UserID{}, a.Assignees...)
 	if a.TeamRoom != "" {
-		room, err := c.rooms.JoinRoom(ctx, a.TeamRoom)
+		room, err := c.host.JoinRoom(ctx, a.TeamRoom)
 		if err == nil {
 			var members []id.UserID
-			if members, err = c.rooms.JoinedUsers(ctx, room); err == nil {
+			if members, err = c.host.JoinedUsers(ctx, room); err == nil {
 				team = append(team, members...)
 			}
 		}
@@ -336,7 +316,7 @@ func dedupe(users []id.UserID) []id.UserID {
 }
 
 // sweep forgets closed conversations once their retention has passed.
-func (c *Connector) sweep(ctx context.Context) {
+func (c *Plugin) sweep(ctx context.Context) {
 	for {
 		for i := range c.cfg.Accounts {
 			a := &c.cfg.Accounts[i]

@@ -62,17 +62,14 @@ func New(opts ...Option) *Connector {
 	return c
 }
 
-// Info implements bridge.Connector.
-func (c *Connector) Info() bridge.ConnectorInfo {
-	return bridge.ConnectorInfo{
+// Info implements bridge.Network.
+func (c *Connector) Info() bridge.NetworkInfo {
+	return bridge.NetworkInfo{
 		Name: connectorName, DisplayName: "WhatsApp", ProtocolID: "whatsapp",
-		Modes: []bridge.PuppetMode{bridge.DoublePuppet, bridge.RelayBot},
-		Capabilities: bridge.Capabilities{Edits: true, Reactions: true, Replies: true, Redactions: true,
-			Media: true, Typing: true, Receipts: true, Formatting: true, MaxMessageLength: 65536},
 	}
 }
 
-// Init implements bridge.Connector: it opens whatsmeow's session store on the bridge's
+// Init implements bridge.Network: it opens whatsmeow's session store on the bridge's
 // database and the connector's own tables.
 func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node) error {
 	cfg, err := parseConfig(node)
@@ -92,7 +89,7 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	return nil
 }
 
-// Start implements bridge.Connector.
+// Start implements bridge.Network.
 func (c *Connector) Start(ctx context.Context) error {
 	c.runCtx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.wg.Add(1)
@@ -108,7 +105,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements bridge.Connector.
+// Stop implements bridge.Network.
 func (c *Connector) Stop(ctx context.Context) {
 	c.mu.Lock()
 	sessions := make([]*session, 0, len(c.sessions))
@@ -130,7 +127,7 @@ func (c *Connector) Stop(ctx context.Context) {
 	c.wg.Wait()
 }
 
-// LoginFlows implements bridge.Connector.
+// LoginFlows implements bridge.Network.
 func (c *Connector) LoginFlows() []bridge.LoginFlow {
 	return []bridge.LoginFlow{
 		{ID: "qr", Name: "QR code", Description: "`login whatsapp`: scan a QR code with WhatsApp on your phone"},
@@ -138,7 +135,7 @@ func (c *Connector) LoginFlows() []bridge.LoginFlow {
 	}
 }
 
-// StartLogin implements bridge.Connector. A phone number picks the pairing-code flow.
+// StartLogin implements bridge.Network. A phone number picks the pairing-code flow.
 func (c *Connector) StartLogin(ctx context.Context, user id.UserID, flowID string, args []string) (bridge.LoginProcess, error) {
 	if flowID == "" || flowID == "qr" {
 		if len(args) > 0 {
@@ -213,7 +210,7 @@ func (c *Connector) unlinkOldDevice(ctx context.Context, l *bridge.Login, newDev
 	}
 }
 
-// LoadLogin implements bridge.Connector.
+// LoadLogin implements bridge.Network.
 func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.Session, error) {
 	var meta loginMetadata
 	if len(login.Metadata) > 0 {
@@ -291,7 +288,7 @@ func (c *Connector) waLogger(user string) waLog.Logger {
 	return waLog.Zerolog(log)
 }
 
-// DMChat implements bridge.DMResolver: `pm whatsapp +33612345678`, or inviting a ghost.
+// DMChat implements bridge.DMNetwork: `pm whatsapp +33612345678`, or inviting a ghost.
 func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser string) (*bridge.ChatInfo, error) {
 	s := c.sessionFor(login.ID)
 	if s == nil {
@@ -318,7 +315,7 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 	return info, nil
 }
 
-// GhostInfo implements bridge.GhostResolver: the contact's name and profile picture as
+// GhostInfo implements bridge.GhostProfileNetwork: the contact's name and profile picture as
 // the first connected login sees them.
 func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
 	jid, err := parseGhostID(remoteID)
@@ -334,7 +331,7 @@ func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.Gho
 	return info, nil
 }
 
-// GhostAvatar implements bridge.GhostAvatarer: a new contact's profile picture.
+// GhostAvatar implements bridge.GhostAvatarNetwork: a new contact's profile picture.
 func (c *Connector) GhostAvatar(ctx context.Context, remoteID string) *bridge.Media {
 	jid, err := parseGhostID(remoteID)
 	if err != nil {
@@ -359,16 +356,16 @@ func (c *Connector) outdated(ctx context.Context) {
 	}
 }
 
-// CheckPlumb implements bridge.PlumbChecker: WhatsApp chats belong to one login and
+// CheckPlumb implements bridge.PlumbCheckingNetwork: WhatsApp chats belong to one login and
 // are never plumbed into other rooms.
 func (c *Connector) CheckPlumb(ctx context.Context, chat bridge.PortalKey, user id.UserID) error {
 	return bridge.NewUserError("WhatsApp chats cannot be plumbed into existing rooms; their portals are created for you")
 }
 
 var (
-	_ bridge.Connector     = (*Connector)(nil)
-	_ bridge.DMResolver    = (*Connector)(nil)
-	_ bridge.GhostResolver = (*Connector)(nil)
-	_ bridge.PlumbChecker  = (*Connector)(nil)
-	_ bridge.GhostAvatarer = (*Connector)(nil)
+	_ bridge.Network              = (*Connector)(nil)
+	_ bridge.DMNetwork            = (*Connector)(nil)
+	_ bridge.GhostProfileNetwork  = (*Connector)(nil)
+	_ bridge.PlumbCheckingNetwork = (*Connector)(nil)
+	_ bridge.GhostAvatarNetwork   = (*Connector)(nil)
 )

@@ -268,7 +268,7 @@ func parseGeoURI(uri string) (float64, float64, error) {
 	return lat, long, nil
 }
 
-// SendEdit implements bridge.EditSender.
+// SendEdit implements bridge.EditingSession.
 func (s *session) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridge.SendResult, error) {
 	if err := s.ready(); err != nil {
 		return nil, err
@@ -294,7 +294,7 @@ func (s *session) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridg
 	return &bridge.SendResult{RemoteIDs: edit.TargetIDs[:1], Timestamp: res.Timestamp}, nil
 }
 
-// SendRedaction implements bridge.RedactionSender: a revoke ("deleted for everyone"),
+// SendRedaction implements bridge.RedactingSession: a revoke ("deleted for everyone"),
 // or the removal of a reaction.
 func (s *session) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) error {
 	if err := s.ready(); err != nil {
@@ -325,7 +325,7 @@ func (s *session) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) 
 	return nil
 }
 
-// SendReaction implements bridge.ReactionSender. WhatsApp keeps one reaction per
+// SendReaction implements bridge.ReactingSession. WhatsApp keeps one reaction per
 // person and message, so a second one replaces the first there.
 func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (string, error) {
 	if err := s.ready(); err != nil {
@@ -346,7 +346,7 @@ func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (s
 	return res.RemoteIDs[0], nil
 }
 
-// SendTyping implements bridge.TypingSender.
+// SendTyping implements bridge.TypingSession.
 func (s *session) SendTyping(ctx context.Context, chat bridge.PortalKey, typing bool) error {
 	jid, err := s.chatJID(chat)
 	if err != nil || !s.client.IsConnected() {
@@ -364,7 +364,7 @@ func (s *session) SendTyping(ctx context.Context, chat bridge.PortalKey, typing 
 	return s.client.SendChatPresence(ctx, jid, state, types.ChatPresenceMediaText)
 }
 
-// SendReceipt implements bridge.ReceiptSender: reading on Matrix marks the chat read
+// SendReceipt implements bridge.ReceiptSession: reading on Matrix marks the chat read
 // on the phone too.
 func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo string) error {
 	jid, err := s.chatJID(chat)

@@ -53,12 +53,12 @@ func newSession(c *Connector, login *bridge.Login, deviceJID types.JID, client C
 }
 
 var (
-	_ bridge.Session         = (*session)(nil)
-	_ bridge.EditSender      = (*session)(nil)
-	_ bridge.RedactionSender = (*session)(nil)
-	_ bridge.ReactionSender  = (*session)(nil)
-	_ bridge.TypingSender    = (*session)(nil)
-	_ bridge.ReceiptSender   = (*session)(nil)
+	_ bridge.Session          = (*session)(nil)
+	_ bridge.EditingSession   = (*session)(nil)
+	_ bridge.RedactingSession = (*session)(nil)
+	_ bridge.ReactingSession  = (*session)(nil)
+	_ bridge.TypingSession    = (*session)(nil)
+	_ bridge.ReceiptSession   = (*session)(nil)
 )
 
 // ownJID is the account's own phone JID.

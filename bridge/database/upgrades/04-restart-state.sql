@@ -1,5 +1,5 @@
 -- v3 -> v4: What a restart must not forget: new portals whose policy connectors were not told yet, and login flows in progress
--- The NewPortal (JSON) that policy connectors (relaybot) must still be told about;
+-- The NewPortal (JSON) that plugins (relaybot) must still be told about;
 -- empty once they were. Written with the room row, so a crash in between loses nothing.
 ALTER TABLE room ADD COLUMN pending_watch TEXT NOT NULL DEFAULT '';
 -- A user's running login flow. It cannot outlive the process (its remote half is a live

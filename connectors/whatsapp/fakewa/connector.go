@@ -22,7 +22,7 @@ type Connector struct {
 }
 
 // NewConnector returns the test build's "whatsapp" connector.
-func NewConnector() bridge.Connector {
+func NewConnector() bridge.Network {
 	c := &Connector{}
 	c.Connector = whatsapp.New(whatsapp.WithClientFactory(NewFactory(func() string {
 		c.mu.Lock()
