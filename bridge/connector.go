@@ -696,8 +696,12 @@ type MatrixMembership struct {
 
 // Host is what the core offers a connector.
 type Host interface {
-	// QueueRemoteEvent stores the event durably and queues it for its portal. When it
-	// returns nil, the connector may acknowledge the event to the network.
+	// QueueRemoteEvent stores the event durably and queues it for its portal: the one
+	// call a connector makes for everything it receives. It retries storage failures
+	// itself until it succeeds or ctx ends, so a connector never loops around it. When
+	// it returns nil, the connector may acknowledge the event to the network; an error
+	// means it was not stored (ctx ended, or the event is malformed) and must not be
+	// acknowledged.
 	QueueRemoteEvent(ctx context.Context, evt *RemoteEvent) error
 	// ReportState records and reports a session's state to its user.
 	ReportState(ctx context.Context, loginID string, state SessionState, message string)

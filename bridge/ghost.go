@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
@@ -66,12 +67,23 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	if err != nil {
 		return fmt.Errorf("encoding remote event: %w", err)
 	}
-	item, err := ch.br.DB.Enqueue(ctx, remoteQueueKey(evt.Chat), kindRemote, payload)
-	if err != nil {
-		return err
+	// Storing fails only while the database is away: retried here, with a capped
+	// backoff, for as long as the caller's context allows.
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		item, err := ch.br.DB.Enqueue(ctx, remoteQueueKey(evt.Chat), kindRemote, payload)
+		if err == nil {
+			ch.br.queue.Push(item)
+			return nil
+		}
+		ch.log.Warn().Err(err).Int("attempt", attempt).Str("remote_event", string(evt.Type)).Msg("Storing a remote event failed, retrying")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("storing remote event: %w (gave up: %w)", err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
 	}
-	ch.br.queue.Push(item)
-	return nil
 }
 
 // ReportState implements Host.

@@ -320,22 +320,12 @@ func (n *network) powerFor(prefixes string) *int {
 	return &level
 }
 
-// queue hands a remote event to the core; only a stopping bridge makes it fail.
+// queue hands a remote event to the core, which retries storing it for as long as the
+// bridge runs: only a stopping bridge makes it fail.
 func (n *network) queue(ctx context.Context, evt *bridge.RemoteEvent) {
 	evt.Chat.Connector = connectorName
-	for attempt := 0; ; attempt++ {
-		err := n.c.host.QueueRemoteEvent(ctx, evt)
-		if err == nil || ctx.Err() != nil {
-			if err != nil {
-				n.log.Warn().Err(err).Msg("Dropping IRC event: bridge stopping")
-			}
-			return
-		}
-		n.log.Warn().Err(err).Int("attempt", attempt).Msg("Queueing IRC event failed, retrying")
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+	if err := n.c.host.QueueRemoteEvent(ctx, evt); err != nil {
+		n.log.Warn().Err(err).Str("remote_event", string(evt.Type)).Msg("IRC event not stored: the bridge is stopping")
 	}
 }
 

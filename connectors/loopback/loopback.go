@@ -172,12 +172,10 @@ func (c *Connector) follow(ctx context.Context) {
 		}
 		for _, e := range events {
 			for _, re := range c.convert(e) {
-				for ctx.Err() == nil {
-					if err = c.host.QueueRemoteEvent(ctx, re); err == nil {
-						break
-					}
-					log.Warn().Err(err).Msg("Queueing remote event failed, retrying")
-					time.Sleep(time.Second)
+				// The core retries until stored; an error means the bridge is stopping,
+				// and the cursor then stays before this event.
+				if err = c.host.QueueRemoteEvent(ctx, re); err != nil {
+					return
 				}
 			}
 			if ctx.Err() != nil {

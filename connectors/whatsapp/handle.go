@@ -43,6 +43,9 @@ func (s *session) handleEvent(evt any) bool {
 	return !q.failed
 }
 
+// queueTimeout bounds how long one WhatsApp event waits to be stored.
+const queueTimeout = 30 * time.Second
+
 // queuer hands one whatsmeow event's remote events to the core and remembers whether
 // all of them were stored.
 type queuer struct {
@@ -54,7 +57,11 @@ type queuer struct {
 func (q *queuer) queue(ctx context.Context, evt *bridge.RemoteEvent) {
 	evt.Chat.Connector = connectorName
 	evt.Sender.Login = q.s.login.ID
-	if err := q.s.c.host.QueueRemoteEvent(ctx, evt); err != nil {
+	// Not stored within the bound, the event is left unacknowledged: WhatsApp delivers
+	// it again, rather than whatsmeow's handler waiting on a database that is away.
+	storeCtx, cancel := context.WithTimeout(ctx, queueTimeout)
+	defer cancel()
+	if err := q.s.c.host.QueueRemoteEvent(storeCtx, evt); err != nil {
 		q.failed = true
 		q.s.log.Error().Err(err).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Msg("Queueing WhatsApp event failed")
 	}
