@@ -33,8 +33,7 @@ func (ce *CommandEvent) Reply(ctx context.Context, format string, args ...any) {
 	if len(args) > 0 {
 		text = fmt.Sprintf(format, args...)
 	}
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
-	if _, err := ce.Bridge.AS.BotIntent().SendMessageEvent(ctx, ce.RoomID, event.EventMessage, content); err != nil {
+	if _, err := ce.Bridge.botNotice(ctx, ce.RoomID, text); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending command reply failed")
 	}
 }

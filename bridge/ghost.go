@@ -167,6 +167,7 @@ func (ch *connectorHost) PublicTextLink(ctx context.Context, text, fileName stri
 	if ch.br.Config.AppService.PublicAddress == "" {
 		return "", nil
 	}
+	// A paste is served to the network by link, outside any room.
 	resp, err := ch.br.AS.BotIntent().UploadBytesWithName(ctx, []byte(text), "text/plain; charset=utf-8", fileName)
 	if err != nil {
 		return "", fmt.Errorf("uploading paste: %w", err)
@@ -261,6 +262,7 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 		}
 	}
 	if info != nil && info.Avatar != nil && len(info.Avatar.Data) > 0 {
+		// Profile pictures are public, never room content: uploaded as they are.
 		resp, err := ch.br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
 		if err == nil && resp.ContentURI.String() != row.AvatarURL {
 			if err = intent.SetAvatarURL(ctx, resp.ContentURI); err == nil {

@@ -78,17 +78,26 @@ func (br *Bridge) sessionReaches(sess Session, loginID string, chat PortalKey) b
 	return chat.Receiver == "" || chat.Receiver == loginID
 }
 
-// senderSession picks the session a Matrix user's event leaves through: their own login
+// outRoute is how a Matrix user's event leaves for the network.
+type outRoute struct {
+	sess    Session
+	loginID string
+	// relayed: through someone else's account (the room's relay login or the
+	// network's bot), so the text carries the sender's name.
+	relayed bool
+}
+
+// senderSession picks the route a Matrix user's event leaves through: their own login
 // that reaches the chat, one opened on demand, or the room's relay.
-func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.UserID) (Session, string, bool, error) {
+func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.UserID) (outRoute, error) {
 	level := br.perms.Level(user)
 	if level < LevelRelay {
-		return nil, "", false, userErrorf("you are not allowed to use this bridge")
+		return outRoute{}, userErrorf("you are not allowed to use this bridge")
 	}
 	if level >= LevelUser {
 		logins, err := br.DB.LoginsOfUser(ctx, user.String())
 		if err != nil {
-			return nil, "", false, err
+			return outRoute{}, err
 		}
 		unloaded := false
 		for _, l := range logins {
@@ -99,14 +108,14 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 			if sess == nil {
 				unloaded = true
 			} else if br.sessionReaches(sess, l.LoginID, rc.key) {
-				return sess, l.LoginID, false, nil
+				return outRoute{sess: sess, loginID: l.LoginID}, nil
 			}
 		}
 		if unloaded {
 			// Sessions are loaded before any event is handled, so a stored login without
 			// one failed to load (the user was told). Never open a new login over it:
 			// that would lose its settings.
-			return nil, "", false, userErrorf("your %s login could not be loaded; log in again with `login %s`",
+			return outRoute{}, userErrorf("your %s login could not be loaded; log in again with `login %s`",
 				rc.ch.info.DisplayName, rc.ch.info.Name)
 		}
 		// A chat only one login sees (a relay account's DM) cannot be reached by a new
@@ -114,22 +123,22 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 		if al, ok := rc.ch.conn.(AutoLoginNetwork); ok && rc.key.Receiver == "" {
 			sess, loginID, err := br.autoLogin(ctx, rc, al, user)
 			if err != nil || sess != nil {
-				return sess, loginID, false, err
+				return outRoute{sess: sess, loginID: loginID}, err
 			}
 		}
 	}
 	if rc.room.RelayLogin != "" {
 		if sess := br.session(rc.key.Connector, rc.room.RelayLogin); sess != nil {
-			return sess, rc.room.RelayLogin, true, nil
+			return outRoute{sess: sess, loginID: rc.room.RelayLogin, relayed: true}, nil
 		}
-		return nil, "", false, userErrorf("the relay account of this room is not connected")
+		return outRoute{}, userErrorf("the relay account of this room is not connected")
 	}
 	if dr, ok := rc.ch.conn.(RelayingNetwork); ok {
 		if sess := dr.RelaySession(ctx, rc.key); sess != nil {
-			return sess, defaultRelayLogin, true, nil
+			return outRoute{sess: sess, loginID: defaultRelayLogin, relayed: true}, nil
 		}
 	}
-	return nil, "", false, userErrorf("you are not logged in to %s in this room (send `login %s` to %s, or ask an admin to set a relay)",
+	return outRoute{}, userErrorf("you are not logged in to %s in this room (send `login %s` to %s, or ask an admin to set a relay)",
 		rc.ch.info.DisplayName, rc.ch.info.Name, br.BotMXID())
 }
 
@@ -281,7 +290,7 @@ func (br *Bridge) notifyUser(ctx context.Context, user id.UserID, text string) {
 		br.Log.Warn().Err(err).Stringer("user_id", user).Msg("No management room to notify user")
 		return
 	}
-	if _, err = br.AS.BotIntent().SendNotice(ctx, roomID, text); err != nil {
+	if _, err = br.botNotice(ctx, roomID, text); err != nil {
 		br.Log.Warn().Err(err).Stringer("user_id", user).Msg("Notifying user failed")
 	}
 }
@@ -458,7 +467,7 @@ func (br *Bridge) endLoginFlow(st *loginFlowState) {
 }
 
 func (br *Bridge) loginNotice(ctx context.Context, st *loginFlowState, text string) {
-	if _, err := br.AS.BotIntent().SendNotice(context.WithoutCancel(ctx), st.roomID, text); err != nil {
+	if _, err := br.botNotice(context.WithoutCancel(ctx), st.roomID, text); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending login notice failed")
 	}
 }
@@ -472,36 +481,36 @@ func (br *Bridge) renderDisplay(ctx context.Context, st *loginFlowState, step *L
 		if text == "" {
 			text = "Enter this code on your device:"
 		}
-		_, err := bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, &event.MessageEventContent{
+		_, err := br.sendEvent(ctx, bot, st.roomID, event.EventMessage, &event.MessageEventContent{
 			MsgType: event.MsgNotice, Body: text + " " + step.Data,
 			Format: event.FormatHTML, FormattedBody: text + " <code>" + step.Data + "</code>",
-		})
+		}, "", time.Time{})
 		return err
 	}
 	png, err := qrcode.Encode(step.Data, qrcode.Medium, 512)
 	if err != nil {
 		return fmt.Errorf("rendering QR code: %w", err)
 	}
-	upload, err := bot.UploadBytesWithName(ctx, png, "image/png", "login-qr.png")
+	uri, err := br.upload(ctx, bot, png, "image/png", "login-qr.png")
 	if err != nil {
-		return fmt.Errorf("uploading QR code: %w", err)
+		return err
 	}
 	body := step.Instructions
 	if body == "" {
 		body = "Scan this QR code to log in"
 	}
 	content := &event.MessageEventContent{MsgType: event.MsgImage, Body: body, FileName: "login-qr.png",
-		URL: upload.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 512, Height: 512}}
+		URL: uri.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 512, Height: 512}}
 	if st.qrEvent == "" {
-		resp, err := bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, content)
+		eventID, err := br.sendEvent(ctx, bot, st.roomID, event.EventMessage, content, "", time.Time{})
 		if err != nil {
-			return fmt.Errorf("sending QR code: %w", err)
+			return err
 		}
-		st.qrEvent = resp.EventID
+		st.qrEvent = eventID
 		return nil
 	}
 	content.SetEdit(st.qrEvent)
-	_, err = bot.SendMessageEvent(ctx, st.roomID, event.EventMessage, content)
+	_, err = br.sendEvent(ctx, bot, st.roomID, event.EventMessage, content, "", time.Time{})
 	return err
 }
 
@@ -548,7 +557,7 @@ func (br *Bridge) redactSecret(ctx context.Context, user id.UserID, roomID id.Ro
 		}
 	}
 	zerolog.Ctx(ctx).Warn().Err(err).Msg("Could not redact secret login input")
-	if _, err = br.AS.BotIntent().SendNotice(ctx, roomID, "I could not delete the message with your secret: please delete it yourself."); err != nil {
+	if _, err = br.botNotice(ctx, roomID, "I could not delete the message with your secret: please delete it yourself."); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending notice failed")
 	}
 }

@@ -97,7 +97,7 @@ func (br *Bridge) resumeLoginFlows(ctx context.Context) {
 				name = ch.info.DisplayName
 			}
 			text := fmt.Sprintf("The bridge restarted, so your %s login was stopped. Send `login %s` to start again.", name, f.Connector)
-			if _, err = br.AS.BotIntent().SendNotice(ctx, id.RoomID(f.RoomID), text); err != nil {
+			if _, err = br.botNotice(ctx, id.RoomID(f.RoomID), text); err != nil {
 				br.Log.Warn().Err(err).Str("user_id", f.MXID).Msg("Telling a user their login was stopped failed")
 			}
 		}
@@ -136,7 +136,7 @@ func (br *Bridge) answerAfterSecretQuestion(ctx context.Context, user id.UserID,
 	}
 	br.redactSecret(ctx, user, roomID, eventID)
 	text := fmt.Sprintf("Your login question is no longer open (it timed out or the bridge restarted), so that message was deleted without being read. Send `login %s` to start again.", f.Connector)
-	if _, err = br.AS.BotIntent().SendNotice(ctx, roomID, text); err != nil {
+	if _, err = br.botNotice(ctx, roomID, text); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending notice failed")
 	}
 	return true

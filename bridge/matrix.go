@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -90,7 +91,7 @@ func (br *Bridge) sendStatusNotice(ctx context.Context, roomID id.RoomID, eventI
 	if eventID != "" {
 		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(eventID)
 	}
-	if _, err := br.AS.BotIntent().SendMessageEvent(ctx, roomID, event.EventMessage, content); err != nil {
+	if _, err := br.sendEvent(ctx, br.AS.BotIntent(), roomID, event.EventMessage, content, "", time.Time{}); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending failure notice failed")
 	}
 }
@@ -163,10 +164,11 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	} else if len(existing) > 0 {
 		return nil // already sent before a restart
 	}
-	sess, login, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	rt, err := br.senderSession(ctx, rc, evt.Sender)
 	if err != nil {
 		return err
 	}
+	sess, relayed := rt.sess, rt.relayed
 	sender := br.matrixSender(ctx, evt.RoomID, evt.Sender)
 	neutral, err := br.neutralContent(ctx, content)
 	if err != nil {
@@ -204,7 +206,7 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 		if res != nil && len(res.RemoteIDs) > 0 {
 			// Part of it went out (some lines of a split message): retrying would repeat
 			// those, so record them and tell the sender instead.
-			if rerr := br.recordSent(context.WithoutCancel(ctx), rc, evt, res, login, relayed, database.KindMessage, "", ""); rerr != nil {
+			if rerr := br.recordSent(context.WithoutCancel(ctx), rc, evt, res, rt, sentMapping{kind: database.KindMessage}); rerr != nil {
 				return rerr
 			}
 			zerolog.Ctx(ctx).Warn().Err(err).Int("parts_sent", len(res.RemoteIDs)).Msg("Message only partly sent")
@@ -212,16 +214,25 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 		}
 		return fmt.Errorf("sending message to %s: %w", rc.ch.info.DisplayName, err)
 	}
-	return br.recordSent(context.WithoutCancel(ctx), rc, evt, res, login, relayed, database.KindMessage, "", "")
+	return br.recordSent(context.WithoutCancel(ctx), rc, evt, res, rt, sentMapping{kind: database.KindMessage})
 }
 
-func (br *Bridge) recordSent(ctx context.Context, rc *roomContext, evt *event.Event, res *SendResult, login string, relayed bool, kind, target, emoji string) error {
+// sentMapping says what a sent Matrix event was, for the message map: a message, or a
+// reaction (with the reacted-to remote message and the emoji).
+type sentMapping struct {
+	kind          string
+	target, emoji string
+}
+
+// recordSent maps a Matrix event to the remote IDs it became.
+func (br *Bridge) recordSent(ctx context.Context, rc *roomContext, evt *event.Event, res *SendResult, rt outRoute, m sentMapping) error {
 	if res == nil || len(res.RemoteIDs) == 0 {
 		return nil
 	}
+	kind, target, emoji := m.kind, m.target, m.emoji
 	relayLogin := ""
-	if relayed {
-		relayLogin = login
+	if rt.relayed {
+		relayLogin = rt.loginID
 	}
 	rows := make([]*database.MessageRow, len(res.RemoteIDs))
 	for i, rid := range res.RemoteIDs {
@@ -278,7 +289,7 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 		return fmt.Errorf("sending edit: %w", err)
 	}
 	if res != nil && len(res.RemoteIDs) > 0 {
-		return br.recordSent(ctx, rc, evt, res, targets[0].RelayLogin, msg.Relayed, database.KindMessage, "", "")
+		return br.recordSent(ctx, rc, evt, res, outRoute{loginID: targets[0].RelayLogin, relayed: msg.Relayed}, sentMapping{kind: database.KindMessage})
 	}
 	return nil
 }
@@ -298,11 +309,12 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 	} else if len(targets) == 0 {
 		return userErrorf("the message you reacted to is not known to the bridge")
 	}
-	sess, login, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	rt, err := br.senderSession(ctx, rc, evt.Sender)
 	if err != nil {
 		return err
 	}
-	if relayed {
+	sess := rt.sess
+	if rt.relayed {
 		// A shared account cannot react on someone's behalf: relay policy drops it, or
 		// says it in words where the room asks for that.
 		return br.relayReactionText(ctx, rc, evt, sess, targets[0].RemoteID)
@@ -320,8 +332,8 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 	if remoteID == "" {
 		remoteID = "reaction:" + evt.ID.String()
 	}
-	return br.recordSent(ctx, rc, evt, &SendResult{RemoteIDs: []string{remoteID}}, login, relayed,
-		database.KindReaction, targets[0].RemoteID, content.RelatesTo.Key)
+	return br.recordSent(ctx, rc, evt, &SendResult{RemoteIDs: []string{remoteID}}, rt,
+		sentMapping{kind: database.KindReaction, target: targets[0].RemoteID, emoji: content.RelatesTo.Key})
 }
 
 func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) error {
@@ -339,11 +351,12 @@ func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) e
 	} else if len(rows) == 0 {
 		return nil // not a bridged event: nothing to do on the network
 	}
-	sess, _, relayed, err := br.senderSession(ctx, rc, evt.Sender)
+	rt, err := br.senderSession(ctx, rc, evt.Sender)
 	if err != nil {
 		return err
 	}
-	if relayed && rows[0].SenderMXID != evt.Sender.String() {
+	sess := rt.sess
+	if rt.relayed && rows[0].SenderMXID != evt.Sender.String() {
 		return userErrorf("a relayed message can only be deleted by its sender")
 	}
 	redactor, ok := sess.(RedactingSession)
@@ -368,11 +381,11 @@ func (br *Bridge) handleMatrixRoomMeta(ctx context.Context, evt *event.Event) er
 	if err != nil || rc == nil || rc.room.Kind != database.RoomPortal {
 		return err
 	}
-	sess, _, relayed, err := br.senderSession(ctx, rc, evt.Sender)
-	if err != nil || relayed {
+	rt, err := br.senderSession(ctx, rc, evt.Sender)
+	if err != nil || rt.relayed {
 		return nil
 	}
-	meta, ok := sess.(RoomMetaSession)
+	meta, ok := rt.sess.(RoomMetaSession)
 	if !ok {
 		return nil
 	}

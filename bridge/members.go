@@ -62,11 +62,11 @@ func (br *Bridge) mirrorMembership(ctx context.Context, evt *event.Event, target
 		return err
 	}
 	actor := evt.Sender
-	sess, _, relayed, err := br.senderSession(ctx, rc, actor)
-	if err != nil || relayed {
+	rt, err := br.senderSession(ctx, rc, actor)
+	if err != nil || rt.relayed {
 		return nil // nobody to speak for them; membership is not relayed
 	}
-	ms, ok := sess.(MembershipSession)
+	ms, ok := rt.sess.(MembershipSession)
 	if !ok {
 		return nil
 	}
@@ -105,11 +105,11 @@ func (br *Bridge) handleBotMembership(ctx context.Context, evt *event.Event, con
 			if err = br.DB.SetManagementRoom(ctx, evt.Sender.String(), evt.RoomID.String()); err != nil {
 				return err
 			}
-			_, err = bot.SendNotice(ctx, evt.RoomID, fmt.Sprintf("Hello! This is your management room for %s: commands here need no prefix. Send `help` to see what you can do.",
+			_, err = br.noticeAs(ctx, bot, evt.RoomID, fmt.Sprintf("Hello! This is your management room for %s: commands here need no prefix. Send `help` to see what you can do.",
 				br.Config.AppService.Bot.Displayname))
 			return err
 		}
-		_, err = bot.SendNotice(ctx, evt.RoomID, fmt.Sprintf("Hello! To link this room to a remote chat, someone with power here can send `%s plumb <network> <chat>`.", br.Config.Bridge.CommandPrefix))
+		_, err = br.noticeAs(ctx, bot, evt.RoomID, fmt.Sprintf("Hello! To link this room to a remote chat, someone with power here can send `%s plumb <network> <chat>`.", br.Config.Bridge.CommandPrefix))
 		return err
 	case event.MembershipLeave, event.MembershipBan:
 		if owner, err := br.DB.IsManagementRoom(ctx, evt.RoomID.String()); err == nil && owner != "" {
@@ -190,7 +190,7 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 	if !tried {
 		if err = ghost.EnsureRegistered(ctx); err == nil {
 			if _, err = ghost.JoinRoomByID(ctx, evt.RoomID); err == nil {
-				_, _ = ghost.SendNotice(ctx, evt.RoomID, fmt.Sprintf("You are not logged in to %s; send `login %s` to %s first.", ch.info.DisplayName, ch.info.Name, br.BotMXID()))
+				_, _ = br.noticeAs(ctx, ghost, evt.RoomID, fmt.Sprintf("You are not logged in to %s; send `login %s` to %s first.", ch.info.DisplayName, ch.info.Name, br.BotMXID()))
 			}
 		}
 		return reject("not logged in")
@@ -213,7 +213,7 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 	}
 	for _, r := range rooms {
 		if r.Kind == database.RoomPortal {
-			_, _ = ghost.SendNotice(ctx, evt.RoomID, fmt.Sprintf("You already have a chat with me: https://matrix.to/#/%s", r.RoomID))
+			_, _ = br.noticeAs(ctx, ghost, evt.RoomID, fmt.Sprintf("You already have a chat with me: https://matrix.to/#/%s", r.RoomID))
 			return reject("duplicate chat")
 		}
 	}

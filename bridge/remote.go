@@ -154,18 +154,8 @@ func remoteTxnID(evt *RemoteEvent, roomID id.RoomID, seq int64) string {
 func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *RemoteEvent, room *database.RoomRow, intent *appservice.IntentAPI, seq int64) error {
 	roomID := id.RoomID(room.RoomID)
 	key := evt.Chat
-	ts := evt.Timestamp.UnixMilli()
-	if evt.Timestamp.IsZero() {
-		ts = 0
-	}
 	send := func(evtType event.Type, content *event.Content) (id.EventID, error) {
-		resp, err := intent.SendMessageEvent(ctx, roomID, evtType, content, mautrix.ReqSendEvent{
-			TransactionID: remoteTxnID(evt, roomID, seq), Timestamp: ts,
-		})
-		if err != nil {
-			return "", fmt.Errorf("sending %s: %w", evtType.Type, err)
-		}
-		return resp.EventID, nil
+		return br.sendEvent(ctx, intent, roomID, evtType, content, remoteTxnID(evt, roomID, seq), evt.Timestamp)
 	}
 	targetEvent := func(remoteID string) (*database.MessageRow, error) {
 		if remoteID == "" {
@@ -415,6 +405,7 @@ func (br *Bridge) uploadChatAvatar(ctx context.Context, info *ChatInfo) error {
 	if info == nil || info.Avatar == nil || len(info.Avatar.Data) == 0 || !info.AvatarURL.IsEmpty() {
 		return nil
 	}
+	// Room pictures are public state, never room content: uploaded as they are.
 	resp, err := br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
 	if err != nil {
 		return fmt.Errorf("uploading chat avatar: %w", err)
@@ -477,11 +468,11 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *Mess
 		content.FormattedBody = mc.FormattedBody
 	}
 	if mc.Media != nil && len(mc.Media.Data) > 0 {
-		resp, err := br.AS.BotIntent().UploadBytesWithName(ctx, mc.Media.Data, mc.Media.MimeType, mc.Media.FileName)
+		uri, err := br.upload(ctx, br.AS.BotIntent(), mc.Media.Data, mc.Media.MimeType, mc.Media.FileName)
 		if err != nil {
-			return nil, fmt.Errorf("uploading media: %w", err)
+			return nil, err
 		}
-		content.URL = resp.ContentURI.CUString()
+		content.URL = uri.CUString()
 		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: len(mc.Media.Data),
 			Width: mc.Media.Width, Height: mc.Media.Height, Duration: mc.Media.DurationMS}
 		if mc.Media.Voice {

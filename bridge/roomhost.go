@@ -101,7 +101,7 @@ func (ph *pluginHost) RoomNotice(ctx context.Context, roomID id.RoomID, text, ht
 	if html != "" {
 		content.Format, content.FormattedBody = event.FormatHTML, html
 	}
-	_, err := ph.br.AS.BotIntent().SendMessageEvent(ctx, roomID, event.EventMessage, content)
+	_, err := ph.br.sendEvent(ctx, ph.br.AS.BotIntent(), roomID, event.EventMessage, content, "", time.Time{})
 	return err
 }
 

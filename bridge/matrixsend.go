@@ -1,0 +1,65 @@
+package bridge
+
+// The Matrix send seam: every message-type event the bridge posts — bot replies and
+// notices, ghosts' and double puppets' messages, QR codes — leaves through sendEvent,
+// and every file it uploads through upload. This is where sending into a room gets
+// decided in one place (encryption hooks in here).
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
+)
+
+// sendEvent posts a message-type event into a room as intent. A non-empty txnID makes
+// retries idempotent; a non-zero ts backdates the event (appservices may).
+func (br *Bridge) sendEvent(ctx context.Context, intent *appservice.IntentAPI, roomID id.RoomID, evtType event.Type,
+	content any, txnID string, ts time.Time) (id.EventID, error) {
+	req := mautrix.ReqSendEvent{TransactionID: txnID}
+	if !ts.IsZero() {
+		req.Timestamp = ts.UnixMilli()
+	}
+	resp, err := intent.SendMessageEvent(ctx, roomID, evtType, content, req)
+	if err != nil {
+		return "", fmt.Errorf("sending %s: %w", evtType.Type, err)
+	}
+	return resp.EventID, nil
+}
+
+// markdownNotice renders a bot text written in Markdown (`code` in help texts, links)
+// as a notice with its HTML form; raw HTML in it is escaped, never passed on.
+func markdownNotice(text string) *event.MessageEventContent {
+	rendered := format.RenderMarkdown(text, true, false)
+	// The plain body stays the text as written (Markdown is meant to read well as is);
+	// the HTML form is added only when the Markdown made a difference.
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
+	if rendered.Format == event.FormatHTML {
+		content.Format, content.FormattedBody = event.FormatHTML, rendered.FormattedBody
+	}
+	return content
+}
+
+// noticeAs sends a Markdown notice into a room as intent.
+func (br *Bridge) noticeAs(ctx context.Context, intent *appservice.IntentAPI, roomID id.RoomID, text string) (id.EventID, error) {
+	return br.sendEvent(ctx, intent, roomID, event.EventMessage, markdownNotice(text), "", time.Time{})
+}
+
+// botNotice sends a Markdown notice into a room as the bridge bot.
+func (br *Bridge) botNotice(ctx context.Context, roomID id.RoomID, text string) (id.EventID, error) {
+	return br.noticeAs(ctx, br.AS.BotIntent(), roomID, text)
+}
+
+// upload stores a file on the homeserver as intent and returns its URI.
+func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, data []byte, mimeType, fileName string) (id.ContentURI, error) {
+	resp, err := intent.UploadBytesWithName(ctx, data, mimeType, fileName)
+	if err != nil {
+		return id.ContentURI{}, fmt.Errorf("uploading %s: %w", fileName, err)
+	}
+	return resp.ContentURI, nil
+}
