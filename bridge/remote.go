@@ -151,203 +151,36 @@ func remoteTxnID(evt *RemoteEvent, roomID id.RoomID, seq int64) string {
 	return "pass_" + base64.RawURLEncoding.EncodeToString(h[:18])
 }
 
+// applyRemoteEvent bridges one remote event into one linked room.
 func (br *Bridge) applyRemoteEvent(ctx context.Context, ch *connectorHost, evt *RemoteEvent, room *database.RoomRow, intent *appservice.IntentAPI, seq int64) error {
-	roomID := id.RoomID(room.RoomID)
-	key := evt.Chat
-	send := func(evtType event.Type, content *event.Content) (id.EventID, error) {
-		return br.sendEvent(ctx, intent, roomID, evtType, content, remoteTxnID(evt, roomID, seq), evt.Timestamp)
-	}
-	targetEvent := func(remoteID string) (*database.MessageRow, error) {
-		if remoteID == "" {
-			return nil, nil
-		}
-		return br.DB.MessageByRemote(ctx, room.RoomID, key.Connector, key.ChatID, key.Receiver, remoteID)
-	}
+	a := &remoteApply{br: br, ch: ch, evt: evt, room: room, roomID: id.RoomID(room.RoomID), intent: intent, seq: seq}
 	switch evt.Type {
 	case RemoteMessage:
-		if evt.Content == nil {
-			return fmt.Errorf("%w: message without content", errPermanent)
-		}
-		if existing, err := targetEvent(evt.ID); err != nil {
-			return err
-		} else if existing != nil && evt.ID != "" {
-			return nil // already bridged into this room (a resumed event)
-		}
-		content, err := br.matrixContent(ctx, ch, evt.Content, func(remoteID string) id.EventID {
-			if row, _ := targetEvent(remoteID); row != nil {
-				return id.EventID(row.EventID)
-			}
-			return ""
-		})
-		if err != nil {
-			return err
-		}
-		if evt.ID != "" {
-			content.Raw = map[string]any{remoteIDKey: evt.ID}
-		}
-		evtType := event.EventMessage
-		if parsed := content.Parsed.(*event.MessageEventContent); parsed.MsgType == MsgSticker {
-			evtType, parsed.MsgType = event.EventSticker, ""
-		}
-		eventID, err := send(evtType, content)
-		if err != nil {
-			return err
-		}
-		if evt.ID == "" {
-			return nil
-		}
-		return br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: eventID.String(),
-			Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: evt.ID,
-			SenderMXID: intent.UserID.String(), CreatedAt: nonZeroTime(evt.Timestamp)})
+		return a.message(ctx)
 	case RemoteEdit:
-		target, err := targetEvent(evt.TargetID)
-		if err != nil {
-			return err
-		} else if target == nil || evt.Content == nil {
-			return targetNotYetKnown(ctx, evt)
-		}
-		if !br.ownMessage(ctx, evt, target, intent) {
-			zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping an edit of someone else's message")
-			return nil
-		}
-		newContent, err := br.matrixContent(ctx, ch, evt.Content, nil)
-		if err != nil {
-			return err
-		}
-		edit := newContent.Parsed.(*event.MessageEventContent)
-		edit.SetEdit(id.EventID(target.EventID))
-		_, err = send(event.EventMessage, &event.Content{Parsed: edit})
-		return err
+		return a.edit(ctx)
 	case RemoteRedaction:
-		target, err := targetEvent(evt.TargetID)
-		if err != nil {
-			return err
-		} else if target == nil {
-			return targetNotYetKnown(ctx, evt)
-		}
-		if evt.Sender.RemoteID != "" && !evt.Moderator && !br.ownMessage(ctx, evt, target, intent) {
-			zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping a deletion of someone else's message")
-			return nil
-		}
-		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(target.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID, seq)}); err != nil {
-			// The sender may lack power to redact another's event; the bot has it.
-			if _, err2 := br.AS.BotIntent().RedactEvent(ctx, roomID, id.EventID(target.EventID)); err2 != nil {
-				return fmt.Errorf("redacting: %w", err)
-			}
-		}
-		return br.DB.DeleteMessagesByEvent(ctx, room.RoomID, target.EventID)
+		return a.redaction(ctx)
 	case RemoteReaction:
-		target, err := targetEvent(evt.TargetID)
-		if err != nil {
-			return err
-		} else if target == nil {
-			return targetNotYetKnown(ctx, evt)
-		}
-		senderKey := "remote:" + evt.Sender.RemoteID
-		if existing, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, senderKey, evt.Emoji); err != nil {
-			return err
-		} else if existing != nil {
-			return nil
-		}
-		if evt.ReplaceReactions {
-			if err := br.removeReactions(ctx, room, evt, intent, seq, senderKey); err != nil {
-				return err
-			}
-		}
-		content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation,
-			EventID: id.EventID(target.EventID), Key: evt.Emoji}}
-		eventID, err := send(event.EventReaction, &event.Content{Parsed: content})
-		if err != nil {
-			return err
-		}
-		remoteID := evt.ID
-		if remoteID == "" {
-			remoteID = "reaction:" + evt.TargetID + ":" + evt.Sender.RemoteID + ":" + evt.Emoji
-		}
-		return br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: eventID.String(),
-			Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: remoteID,
-			Kind: database.KindReaction, SenderMXID: senderKey, TargetRemoteID: evt.TargetID, Emoji: evt.Emoji})
+		return a.reaction(ctx)
 	case RemoteUnreaction:
-		if evt.Emoji == "" {
-			return br.removeReactions(ctx, room, evt, intent, seq, "remote:"+evt.Sender.RemoteID)
-		}
-		row, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, "remote:"+evt.Sender.RemoteID, evt.Emoji)
-		if err != nil || row == nil {
-			return err
-		}
-		if _, err = intent.RedactEvent(ctx, roomID, id.EventID(row.EventID), mautrix.ReqRedact{TxnID: remoteTxnID(evt, roomID, seq)}); err != nil {
-			return fmt.Errorf("redacting reaction: %w", err)
-		}
-		return br.DB.DeleteMessagesByEvent(ctx, room.RoomID, row.EventID)
+		return a.unreaction(ctx)
 	case RemoteTyping:
-		_, err := intent.UserTyping(ctx, roomID, evt.Typing, 20*time.Second)
-		return ignoreForbidden(err)
+		return a.typing(ctx)
 	case RemoteReceipt:
-		target, err := targetEvent(evt.TargetID)
-		if err != nil {
-			return err
-		} else if target == nil {
-			return targetNotYetKnown(ctx, evt)
-		}
-		if intent.IsCustomPuppet {
-			// The homeserver will echo this receipt back as the user's own: remember it
-			// so it is not sent to the network again.
-			br.ownReceipts.Add(intent.UserID.String() + "|" + target.EventID)
-		}
-		return ignoreForbidden(intent.MarkRead(ctx, roomID, id.EventID(target.EventID)))
+		return a.receipt(ctx)
 	case RemoteJoin:
-		return intent.EnsureJoined(ctx, roomID)
+		return a.join(ctx)
 	case RemoteLeave:
-		if intent.IsCustomPuppet || intent.UserID == br.BotMXID() {
-			return nil
-		}
-		_, err := intent.LeaveRoom(ctx, roomID, &mautrix.ReqLeave{Reason: evt.Reason})
-		return ignoreForbidden(err)
+		return a.leave(ctx)
 	case RemoteKick:
-		target := ch.GhostMXID(evt.TargetUser)
-		_, err := br.AS.BotIntent().KickUser(ctx, roomID, &mautrix.ReqKickUser{UserID: target, Reason: evt.Reason})
-		return ignoreForbidden(err)
+		return a.kick(ctx)
 	case RemoteChatInfo:
-		if evt.ChatInfo == nil {
-			return nil
-		}
-		// Plumbed rooms belong to their users: the bridge does not rename them.
-		if room.Kind != database.RoomPortal {
-			return nil
-		}
-		bot := br.AS.BotIntent()
-		if !evt.ChatInfo.AvatarURL.IsEmpty() {
-			if _, err := bot.SendStateEvent(ctx, roomID, event.StateRoomAvatar, "",
-				&event.RoomAvatarEventContent{URL: evt.ChatInfo.AvatarURL.CUString()}); err != nil {
-				return fmt.Errorf("setting room avatar: %w", err)
-			}
-		}
-		if evt.ChatInfo.Name != "" {
-			if _, err := bot.SetRoomName(ctx, roomID, evt.ChatInfo.Name); err != nil {
-				return fmt.Errorf("setting room name: %w", err)
-			}
-		}
-		if _, err := bot.SetRoomTopic(ctx, roomID, evt.ChatInfo.Topic); err != nil {
-			return fmt.Errorf("setting room topic: %w", err)
-		}
-		return nil
+		return a.chatInfo(ctx)
 	case RemotePowerLevel:
-		if evt.PowerLevel == nil || (evt.TargetUser == "" && evt.TargetMXID == "") || room.Kind != database.RoomPortal {
-			return nil // plumbed rooms keep their own power levels
-		}
-		target := evt.TargetMXID
-		if target == "" {
-			target = ch.GhostMXID(evt.TargetUser)
-		}
-		if _, err := br.AS.BotIntent().SetPowerLevel(ctx, roomID, target, *evt.PowerLevel); err != nil {
-			return fmt.Errorf("setting power level: %w", err)
-		}
-		return nil
+		return a.powerLevel(ctx)
 	case RemoteProfile:
-		if evt.Sender.RemoteID == "" {
-			return nil
-		}
-		return ch.ensureGhost(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+		return a.profile(ctx)
 	default:
 		return fmt.Errorf("%w: unknown remote event type %q", errPermanent, evt.Type)
 	}
