@@ -1,7 +1,7 @@
-// Package bridge is Passerelle's core: the appservice transaction stream, portals and
-// plumbed rooms, ghosts, logins, relay, commands and permissions. Networks plug in
-// through the contract in connector.go.
 package bridge
+
+// Lifecycle: New wires the core from its config, Start brings it up, Stop takes it down
+// without losing queued work.
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/sqlstatestore"
@@ -318,121 +317,3 @@ func (br *Bridge) isBridgeUser(mxid id.UserID) bool {
 	_, _, ok := br.ghostConnector(mxid)
 	return ok
 }
-
-// retentionLoop prunes old message mappings and transaction IDs once an hour.
-func (br *Bridge) retentionLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Hour)
-	defer tick.Stop()
-	for {
-		br.pruneOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-func (br *Bridge) pruneOnce(ctx context.Context) {
-	retention := time.Duration(br.Config.Bridge.Retention)
-	n, err := br.DB.PruneMessages(ctx, time.Now().Add(-retention))
-	if err != nil {
-		br.Log.Warn().Err(err).Msg("Pruning message map failed")
-	} else if n > 0 {
-		br.Log.Info().Int64("deleted", n).Msg("Pruned message mappings past retention")
-	}
-	// Dendrite retries a failed transaction forever; a week covers any sane outage.
-	if err = br.DB.PruneInboxKeys(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
-		br.Log.Warn().Err(err).Msg("Pruning inbox keys failed")
-	}
-}
-
-// keyedMutex is a set of mutexes by key, created on demand and freed when unused.
-type keyedMutex struct {
-	mu    sync.Mutex
-	locks map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// Lock locks key and returns its unlock function.
-func (k *keyedMutex) Lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = make(map[string]*keyedEntry)
-	}
-	e := k.locks[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.locks[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}
-
-// boundedSet remembers recent keys, forgetting the oldest beyond its size.
-type boundedSet struct {
-	mu    sync.Mutex
-	keys  map[string]struct{}
-	order []string
-}
-
-const boundedSetSize = 4096
-
-// Add remembers key.
-func (s *boundedSet) Add(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.keys == nil {
-		s.keys = make(map[string]struct{})
-	}
-	if _, ok := s.keys[key]; ok {
-		return
-	}
-	s.keys[key] = struct{}{}
-	s.order = append(s.order, key)
-	if len(s.order) > boundedSetSize {
-		delete(s.keys, s.order[0])
-		s.order = s.order[1:]
-	}
-}
-
-// Take reports whether key was remembered, forgetting it.
-func (s *boundedSet) Take(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.keys[key]; !ok {
-		return false
-	}
-	delete(s.keys, key)
-	return true
-}
-
-// isRetryable says whether an error from the homeserver is worth retrying.
-func isRetryable(err error) bool {
-	var httpErr mautrix.HTTPError
-	if errors.As(err, &httpErr) {
-		if httpErr.Response != nil {
-			code := httpErr.Response.StatusCode
-			return code >= 500 || code == http.StatusTooManyRequests
-		}
-		return true
-	}
-	return !errors.Is(err, errPermanent)
-}
-
-// errPermanent marks failures that retrying cannot fix.
-var errPermanent = errors.New("permanent failure")

@@ -1,5 +1,8 @@
 package bridge
 
+// The built-in commands: help, login and logout, logins, ping, join, pm, plumb,
+// unplumb, set-relay, unset-relay, version.
+
 import (
 	"context"
 	"fmt"

@@ -1,25 +1,21 @@
 package bridge
 
+// The network host: the Host each network connector gets, holding the core's
+// per-connector state (ghost and alias templates, logger).
+
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"text/template"
 	"time"
 
+	"github.com/passerelle/passerelle/bridge/config"
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
-	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
-
-	"github.com/passerelle/passerelle/bridge/config"
-	"github.com/passerelle/passerelle/bridge/database"
 )
-
-// errNoSuchGhost is returned when a connector says a remote user does not exist.
-var errNoSuchGhost = errors.New("no such remote user")
 
 // connectorHost is the core's per-connector state and the Host handed to the connector.
 // Ghost MXIDs are built from the connector's username template around a reversible
@@ -178,145 +174,4 @@ func (ch *connectorHost) PublicTextLink(ctx context.Context, text, fileName stri
 // UpdateLoginMetadata implements Host.
 func (ch *connectorHost) UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error {
 	return ch.br.DB.SetLoginMetadata(ctx, ch.info.Name, loginID, metadata)
-}
-
-// ghostIntent returns the intent of a remote user's ghost, registering it and syncing
-// its profile when info is given.
-func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID string, info *GhostInfo) (*appservice.IntentAPI, error) {
-	if info != nil && info.Name == "" && info.Account == "" && info.RealName == "" && info.Avatar == nil {
-		info = nil
-	}
-	if err := ch.ensureGhost(ctx, remoteID, info); err != nil {
-		return nil, err
-	}
-	return ch.br.AS.Intent(ch.GhostMXID(remoteID)), nil
-}
-
-// ensureGhost registers a ghost on first use and keeps its display name and avatar in
-// step with the remote profile. With a nil info and a connector that can look profiles
-// up, it asks the connector (this is how user queries from the homeserver are answered).
-func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info *GhostInfo) error {
-	if remoteID == "" {
-		return fmt.Errorf("%w: empty remote ID", errNoSuchGhost)
-	}
-	unlock := ch.ghostLocks.Lock(remoteID)
-	defer unlock()
-	row, err := ch.br.DB.GetGhost(ctx, ch.info.Name, remoteID)
-	if err != nil {
-		return err
-	}
-	mxid := ch.GhostMXID(remoteID)
-	if row == nil {
-		row = &database.GhostRow{Connector: ch.info.Name, RemoteID: remoteID, MXID: mxid.String()}
-		if info == nil {
-			if resolver, ok := ch.conn.(GhostProfileNetwork); ok {
-				info, err = resolver.GhostInfo(ctx, remoteID)
-				if err != nil {
-					return fmt.Errorf("looking up remote user: %w", err)
-				} else if info == nil {
-					return errNoSuchGhost
-				}
-			}
-		}
-		if avatarer, ok := ch.conn.(GhostAvatarNetwork); ok && (info == nil || info.Avatar == nil) {
-			if avatar := avatarer.GhostAvatar(ctx, remoteID); avatar != nil {
-				withAvatar := GhostInfo{Avatar: avatar}
-				if info != nil {
-					withAvatar = *info
-					withAvatar.Avatar = avatar
-				}
-				info = &withAvatar
-			}
-		}
-	}
-	intent := ch.br.AS.Intent(mxid)
-	if intent == nil {
-		return fmt.Errorf("%w: invalid ghost ID %q", errNoSuchGhost, mxid)
-	}
-	dirty := false
-	if !row.Registered {
-		if err = intent.EnsureRegistered(ctx); err != nil {
-			return fmt.Errorf("registering ghost: %w", err)
-		}
-		row.Registered, dirty = true, true
-	}
-	// Identity details only ever arrive with some events (an IRC JOIN): keep the last
-	// known ones so the display name does not flap between events.
-	if info != nil && info.Account != "" && info.Account != row.Account {
-		row.Account, dirty = info.Account, true
-	}
-	if info != nil && info.RealName != "" && info.RealName != row.RealName {
-		row.RealName, dirty = info.RealName, true
-	}
-	name := row.Name
-	if info != nil && info.Name != "" {
-		name = ch.renderDisplayname(ghostName{Name: info.Name, Account: row.Account, RealName: row.RealName})
-	} else if name == "" {
-		name = ch.renderDisplayname(ghostName{Name: remoteID, Account: row.Account, RealName: row.RealName})
-	}
-	if name != row.Name {
-		if err = intent.SetDisplayName(ctx, name); err != nil {
-			ch.log.Warn().Err(err).Str("ghost", mxid.String()).Msg("Setting ghost display name failed")
-		} else {
-			row.Name, dirty = name, true
-		}
-	}
-	if info != nil && info.Avatar != nil && len(info.Avatar.Data) > 0 {
-		// Profile pictures are public, never room content: uploaded as they are.
-		resp, err := ch.br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
-		if err == nil && resp.ContentURI.String() != row.AvatarURL {
-			if err = intent.SetAvatarURL(ctx, resp.ContentURI); err == nil {
-				row.AvatarURL, dirty = resp.ContentURI.String(), true
-			}
-		}
-		if err != nil {
-			ch.log.Warn().Err(err).Str("ghost", mxid.String()).Msg("Setting ghost avatar failed")
-		}
-	}
-	if !dirty {
-		return nil
-	}
-	return ch.br.DB.UpsertGhost(ctx, row)
-}
-
-// ghostName is what displayname templates see: {{.}} prints the name (String), and
-// {{.Account}} and {{.RealName}} are there when the network gives them.
-type ghostName struct {
-	Name, Account, RealName string
-}
-
-func (g ghostName) String() string { return g.Name }
-
-func (ch *connectorHost) renderDisplayname(g ghostName) string {
-	var sb strings.Builder
-	if err := ch.displayname.Execute(&sb, g); err != nil || sb.Len() == 0 {
-		return g.Name
-	}
-	return sb.String()
-}
-
-// aliasFor builds the full alias of a chat, or "" when the connector has none.
-func (ch *connectorHost) aliasFor(chat PortalKey) id.RoomAlias {
-	ar, ok := ch.conn.(AliasNetwork)
-	if !ok {
-		return ""
-	}
-	rest := ar.AliasFor(chat)
-	if rest == "" {
-		return ""
-	}
-	return id.NewRoomAlias(ch.aliasPrefix+rest+ch.aliasSuffix, ch.br.Config.Homeserver.Domain)
-}
-
-// parseAlias returns the connector-specific part of an alias in its namespace.
-func (ch *connectorHost) parseAlias(alias id.RoomAlias) (string, bool) {
-	localpart, server, ok := strings.Cut(strings.TrimPrefix(alias.String(), "#"), ":")
-	if !ok || server != ch.br.Config.Homeserver.Domain {
-		return "", false
-	}
-	if !strings.HasPrefix(localpart, ch.aliasPrefix) || !strings.HasSuffix(localpart, ch.aliasSuffix) ||
-		len(localpart) <= len(ch.aliasPrefix)+len(ch.aliasSuffix) {
-		return "", false
-	}
-	return localpart[len(ch.aliasPrefix) : len(localpart)-len(ch.aliasSuffix)], true
 }

@@ -1,5 +1,8 @@
 package bridge
 
+// Matrix → network, relay: a sender without a login of their own speaks through the
+// room's relay account, their words rendered through the relay formats.
+
 import (
 	"context"
 	"encoding/json"

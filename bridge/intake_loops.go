@@ -1,5 +1,8 @@
 package bridge
 
+// Intake, loop guard: events our own ghosts, bot and double puppets sent are never
+// bridged back; other bridges' users are bridged only when the config says so.
+
 import (
 	"fmt"
 	"regexp"

@@ -1,5 +1,8 @@
 package bridge
 
+// People, double puppets: a user's own remote actions sent as their real Matrix
+// account (appservice-token login), marked so they are never bridged back.
+
 import (
 	"context"
 	"strings"

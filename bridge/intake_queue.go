@@ -1,5 +1,8 @@
 package bridge
 
+// Intake, the durable queue: one ordered lane per Matrix room and per remote chat,
+// run concurrently, retried with backoff, items deleted only once handled.
+
 import (
 	"context"
 	"errors"

@@ -21,13 +21,6 @@ import (
 	"github.com/passerelle/passerelle/bridge/database"
 )
 
-// Queue kinds stored in event_queue.
-const (
-	kindMatrix    = "matrix"
-	kindEphemeral = "ephemeral"
-	kindRemote    = "remote"
-)
-
 func (br *Bridge) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txnID}", br.putTransaction)

@@ -4,11 +4,9 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -18,83 +16,6 @@ import (
 
 	"github.com/passerelle/passerelle/bridge/database"
 )
-
-// userError is a failure whose text is shown to the Matrix user as is.
-type userError struct{ msg string }
-
-func (e *userError) Error() string { return e.msg }
-func (e *userError) Unwrap() error { return errPermanent }
-
-func userErrorf(format string, args ...any) error {
-	return &userError{msg: fmt.Sprintf(format, args...)}
-}
-
-func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) error {
-	switch item.Kind {
-	case kindRemote:
-		return br.handleRemoteItem(ctx, item)
-	case kindMatrix, kindEphemeral:
-		var evt event.Event
-		if err := json.Unmarshal(item.Payload, &evt); err != nil {
-			return fmt.Errorf("%w: decoding Matrix event: %v", errPermanent, err)
-		}
-		if item.Kind == kindEphemeral {
-			evt.Type.Class = event.EphemeralEventType
-		} else if evt.StateKey != nil {
-			evt.Type.Class = event.StateEventType
-		} else {
-			evt.Type.Class = event.MessageEventType
-		}
-		log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("event_id", evt.ID).
-			Stringer("sender", evt.Sender).Str("event_type", evt.Type.Type).Logger()
-		return br.handleMatrixEvent(log.WithContext(ctx), &evt)
-	default:
-		return fmt.Errorf("%w: unknown queue item kind %q", errPermanent, item.Kind)
-	}
-}
-
-// queueItemFailed tells the sender of a Matrix event that it was not bridged.
-func (br *Bridge) queueItemFailed(ctx context.Context, item database.QueueItem, err error) {
-	if item.Kind == kindRemote {
-		zerolog.Ctx(ctx).Error().Err(err).Msg("A remote event could not be bridged and was given up")
-		return
-	}
-	if item.Kind != kindMatrix {
-		return
-	}
-	var evt event.Event
-	if json.Unmarshal(item.Payload, &evt) != nil || br.isBridgeUser(evt.Sender) {
-		return
-	}
-	switch evt.Type {
-	case event.EventMessage, event.EventSticker, event.EventReaction, event.EventRedaction:
-	case event.StateTopic, event.StateRoomName, event.StateMember:
-		// Room changes are told only when there is something to tell (a refusal).
-		var ue *userError
-		if !errors.As(err, &ue) {
-			return
-		}
-	default:
-		return
-	}
-	br.sendStatusNotice(ctx, evt.RoomID, evt.ID, err)
-}
-
-// sendStatusNotice posts a visible "not bridged" notice replying to the event.
-func (br *Bridge) sendStatusNotice(ctx context.Context, roomID id.RoomID, eventID id.EventID, cause error) {
-	reason := "an internal error occurred"
-	var ue *userError
-	if errors.As(cause, &ue) {
-		reason = ue.msg
-	}
-	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: "⚠️ This was not bridged: " + reason}
-	if eventID != "" {
-		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(eventID)
-	}
-	if _, err := br.sendEvent(ctx, br.AS.BotIntent(), roomID, event.EventMessage, content, "", time.Time{}); err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("Sending failure notice failed")
-	}
-}
 
 func (br *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) error {
 	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {

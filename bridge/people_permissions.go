@@ -1,5 +1,8 @@
 package bridge
 
+// People, permissions: who may use the bridge, and how much (none < relay < user <
+// admin), by user ID, server name or "*".
+
 import (
 	"fmt"
 	"slices"
