@@ -20,6 +20,7 @@ import (
 
 	"github.com/passerelle/passerelle/bridge/config"
 	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/queue"
 )
 
 // Version is the bridge version, reported by the version command and in bridge info.
@@ -36,7 +37,7 @@ type Bridge struct {
 	order      []string
 	// plugins add policy without a network of their own, in config order.
 	plugins  []*pluginHost
-	queue    *Queue
+	queue    *queue.Queue
 	perms    *Permissions
 	relay    *RelayFormatter
 	loops    *LoopGuard
@@ -121,7 +122,8 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 		return nil, err
 	}
 	br.commands = newCommandProcessor(br)
-	br.queue = NewQueue(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
+	br.queue = queue.New(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
+	br.queue.Retryable = isRetryable
 
 	for _, c := range networks {
 		info := c.Info()

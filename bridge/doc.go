@@ -10,7 +10,8 @@
 //
 //	connector.go      the contract (Network, Session, their capabilities; Plugin; Host)
 //	bridge.go         lifecycle; errors.go, util.go, retention.go beside it
-//	intake_*.go       homeserver → durable queue: HTTP, loop guard, lanes, dispatch
+//	intake_*.go       homeserver → durable queue: HTTP, loop guard, dispatch; the
+//	                  queue itself (lanes, retries) is the sub-package bridge/queue
 //	tonetwork_*.go    Matrix → network: events, members, relay, media links
 //	tomatrix_*.go     network → Matrix: remote events, per-room handlers, the send seam
 //	rooms_*.go        portals and plumbed rooms
@@ -23,7 +24,7 @@
 //  1. intake_http.go putTransaction: the homeserver PUTs a transaction; hs_token is
 //     checked, each event is deduplicated by ID and stored in event_queue (one SQL
 //     transaction) before the 200 answer.
-//  2. intake_queue.go Queue: the item joins its room's lane (key "matrix:<room>");
+//  2. bridge/queue: the item joins its room's lane (key "matrix:<room>");
 //     lanes run concurrently, each in order, retried with backoff.
 //  3. intake_dispatch.go handleQueueItem: the item is decoded and goes to
 //     handleMatrixEvent.
@@ -41,7 +42,7 @@
 //  1. A connector calls Host.QueueRemoteEvent (host_network.go): the event is stored in
 //     event_queue under its chat's lane ("remote:<chat>"), retried until stored; only
 //     then may the connector acknowledge it to its network.
-//  2. intake_queue.go runs the lane in order; intake_dispatch.go hands the item to
+//  2. bridge/queue runs the lane in order; intake_dispatch.go hands the item to
 //     handleRemoteItem.
 //  3. tomatrix_remote.go handleRemoteItem: finds the chat's linked rooms (rooms_portal.go
 //     linkedRooms creates the portal when the event asks), applies chat info and member

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/passerelle/passerelle/bridge/queue"
 	"maunium.net/go/mautrix"
 )
 
@@ -35,5 +36,5 @@ func isRetryable(err error) bool {
 	return !errors.Is(err, errPermanent)
 }
 
-// errPermanent marks failures that retrying cannot fix.
-var errPermanent = errors.New("permanent failure")
+// errPermanent marks failures that retrying cannot fix (the queue gives them up).
+var errPermanent = queue.ErrPermanent

@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/database/dbtest"
 )
 
 // watchingPlugin records the portals it is told about.
@@ -26,7 +27,7 @@ var _ PortalWatchingPlugin = (*watchingPlugin)(nil)
 // were never told, is told about at the next start, once.
 func TestPendingPortalWatch(t *testing.T) {
 	ctx := context.Background()
-	db := openTestDB(t)
+	db := dbtest.OpenSQLite(t)
 	w := &watchingPlugin{}
 	br := &Bridge{DB: db, Log: zerolog.Nop(), order: []string{"net"},
 		connectors: map[string]*connectorHost{"net": {conn: &fakeConnector{name: "net"}}}}

@@ -90,3 +90,7 @@ const (
 	kindEphemeral = "ephemeral"
 	kindRemote    = "remote"
 )
+
+func matrixQueueKey(roomID id.RoomID) string { return "matrix:" + roomID.String() }
+
+func remoteQueueKey(k PortalKey) string { return "remote:" + k.String() }

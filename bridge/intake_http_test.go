@@ -9,12 +9,15 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/database/dbtest"
+	"github.com/passerelle/passerelle/bridge/queue"
 )
 
 const testHSToken = "hs-secret-token"
@@ -34,14 +37,19 @@ func newInboxFixture(t *testing.T, maxQueue int, maxBody int64) *inboxFixture {
 	cfg.AppService.HSToken = testHSToken
 	cfg.AppService.MaxBodyBytes = maxBody
 	cfg.Bridge.MaxQueue = maxQueue
-	db := openTestDB(t)
+	db := dbtest.OpenSQLite(t)
 	f := &inboxFixture{db: db, handled: make(chan database.QueueItem, 100)}
 	f.br = &Bridge{Config: cfg, DB: db, Log: zerolog.Nop(), ready: make(chan struct{})}
-	f.br.queue = NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	f.br.queue = queue.New(db, func(ctx context.Context, it database.QueueItem) error {
 		f.handled <- it
 		return nil
-	}, noGiveUp(t), zerolog.Nop())
-	startQueue(t, f.br.queue)
+	}, func(_ context.Context, it database.QueueItem, err error) {
+		t.Errorf("unexpected give-up on item %d: %v", it.Seq, err)
+	}, zerolog.Nop())
+	if err := f.br.queue.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.br.queue.StopGrace = 10 * time.Millisecond
 	t.Cleanup(f.br.queue.Stop)
 	f.srv = httptest.NewServer(f.br.httpHandler())
 	t.Cleanup(f.srv.Close)
@@ -111,7 +119,12 @@ func txnBody(t *testing.T, fields map[string]any) string {
 // handledEvent waits for the next handled item and decodes its event.
 func (f *inboxFixture) next(t *testing.T) (database.QueueItem, *event.Event) {
 	t.Helper()
-	it := recv(t, f.handled, "a handled queue item")
+	var it database.QueueItem
+	select {
+	case it = <-f.handled:
+	case <-time.After(10 * time.Second): // a bound on a broken queue, not an assertion
+		t.Fatal("timed out waiting for a handled queue item")
+	}
 	var evt event.Event
 	if err := json.Unmarshal(it.Payload, &evt); err != nil {
 		t.Fatalf("queued payload is not an event: %v (%s)", err, it.Payload)

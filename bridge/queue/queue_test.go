@@ -1,10 +1,9 @@
-package bridge
+package queue
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,25 +13,21 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/database/dbtest"
 )
+
+// errNotRetryable is a failure the test's retry policy refuses.
+var errNotRetryable = errors.New("not worth retrying")
 
 // testTimeout bounds every wait on a channel so a broken queue fails instead of hanging.
 // It is never what a test asserts on.
 const testTimeout = 10 * time.Second
 
-func openTestDB(t testing.TB) *database.Database {
-	t.Helper()
-	db, err := database.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "bridge.db"), 0, zerolog.Nop())
-	if err != nil {
-		t.Fatalf("opening test database: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
+func openTestDB(t testing.TB) *database.Database { return dbtest.OpenSQLite(t) }
 
 func enqueue(t testing.TB, db *database.Database, key, payload string) database.QueueItem {
 	t.Helper()
-	it, err := db.Enqueue(context.Background(), key, kindMatrix, []byte(payload))
+	it, err := db.Enqueue(context.Background(), key, "matrix", []byte(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +78,7 @@ func TestQueueOrderWithinLane(t *testing.T) {
 			db := openTestDB(t)
 			total := len(tt.keys) * tt.items
 			handled := make(chan database.QueueItem, total)
-			q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+			q := New(db, func(ctx context.Context, it database.QueueItem) error {
 				handled <- it
 				return nil
 			}, noGiveUp(t), zerolog.Nop())
@@ -125,7 +120,7 @@ func TestQueuePushIgnoresItemsAlreadyInLane(t *testing.T) {
 	db := openTestDB(t)
 	release := make(chan struct{})
 	handled := make(chan string, 10)
-	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q := New(db, func(ctx context.Context, it database.QueueItem) error {
 		if string(it.Payload) == "first" {
 			<-release
 		}
@@ -155,7 +150,7 @@ func TestQueueBlockedLaneDoesNotBlockOthers(t *testing.T) {
 	bHandled := make(chan struct{})
 	aStarted := make(chan struct{})
 	aDone := make(chan error, 1)
-	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q := New(db, func(ctx context.Context, it database.QueueItem) error {
 		switch it.Key {
 		case "lane-a":
 			close(aStarted)
@@ -212,7 +207,7 @@ func TestQueueRetry(t *testing.T) {
 			done := make(chan struct{}, 1)
 			wantCalls := min(tt.failures+1, tt.maxAttempts)
 			giveUps := make(chan error, 10)
-			q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+			q := New(db, func(ctx context.Context, it database.QueueItem) error {
 				mu.Lock()
 				defer mu.Unlock()
 				calls++
@@ -283,21 +278,22 @@ func TestQueuePermanentErrorGivesUpAtOnce(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"wrapped errPermanent", fmt.Errorf("%w: cannot decode", errPermanent)},
-		{"user error", userErrorf("this network has no reactions")},
-		{"doubly wrapped", fmt.Errorf("sending: %w", fmt.Errorf("%w: nope", errPermanent))},
+		{"wrapped ErrPermanent", fmt.Errorf("%w: cannot decode", ErrPermanent)},
+		{"refused by the retry policy", errNotRetryable},
+		{"doubly wrapped", fmt.Errorf("sending: %w", fmt.Errorf("%w: nope", ErrPermanent))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := openTestDB(t)
 			calls := make(chan struct{}, 10)
 			giveUps := make(chan error, 10)
-			q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+			q := New(db, func(ctx context.Context, it database.QueueItem) error {
 				calls <- struct{}{}
 				return tt.err
 			}, func(ctx context.Context, it database.QueueItem, err error) {
 				giveUps <- err
 			}, zerolog.Nop())
+			q.Retryable = func(err error) bool { return !errors.Is(err, errNotRetryable) }
 			startQueue(t, q)
 			q.Backoff = time.Millisecond
 			t.Cleanup(q.Stop)
@@ -324,7 +320,7 @@ func TestQueueStopAndResume(t *testing.T) {
 	db := openTestDB(t)
 	started := make(chan struct{})
 	var firstSeen []string
-	q1 := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q1 := New(db, func(ctx context.Context, it database.QueueItem) error {
 		firstSeen = append(firstSeen, string(it.Payload))
 		close(started)
 		<-ctx.Done() // still working when the bridge shuts down
@@ -352,7 +348,7 @@ func TestQueueStopAndResume(t *testing.T) {
 	}
 
 	handled := make(chan database.QueueItem, 10)
-	q2 := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q2 := New(db, func(ctx context.Context, it database.QueueItem) error {
 		handled <- it
 		return nil
 	}, noGiveUp(t), zerolog.Nop())
@@ -389,7 +385,7 @@ func TestQueueResumedAttemptsCount(t *testing.T) {
 	}
 	calls := make(chan int, 10)
 	giveUps := make(chan error, 10)
-	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q := New(db, func(ctx context.Context, it database.QueueItem) error {
 		calls <- it.Attempts
 		return errors.New("still failing")
 	}, func(ctx context.Context, it database.QueueItem, err error) {
@@ -427,7 +423,7 @@ func TestQueueResumeComesFirst(t *testing.T) {
 	db := openTestDB(t)
 	handled := make(chan database.QueueItem, 10)
 	old := enqueue(t, db, "room", "old")
-	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q := New(db, func(ctx context.Context, it database.QueueItem) error {
 		handled <- it
 		return nil
 	}, noGiveUp(t), zerolog.Nop())
@@ -449,7 +445,7 @@ func TestQueueHandlerPanic(t *testing.T) {
 	db := openTestDB(t)
 	gaveUp := make(chan error, 2)
 	handled := make(chan string, 2)
-	q := NewQueue(db, func(ctx context.Context, it database.QueueItem) error {
+	q := New(db, func(ctx context.Context, it database.QueueItem) error {
 		if string(it.Payload) == "bad" {
 			var m map[string]int
 			m["boom"]++ // nil map write: a panic

@@ -1,4 +1,8 @@
-package bridge
+// Package queue is the core's durable event queue: one ordered lane per key (a Matrix
+// room, a remote chat), lanes run concurrently so one slow room never holds up the
+// others, failures retried with backoff, and an item deleted from the database only
+// once handled or given up on visibly.
+package queue
 
 // Intake, the durable queue: one ordered lane per Matrix room and per remote chat,
 // run concurrently, retried with backoff, items deleted only once handled.
@@ -12,10 +16,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/bridge/database"
 )
+
+// ErrPermanent marks failures that retrying cannot fix: an item failing with it (or
+// with an error wrapping it) is given up at once.
+var ErrPermanent = errors.New("permanent failure")
 
 // Queue runs the durable event queue: one ordered lane per key (a Matrix room, or a
 // remote chat), lanes running concurrently so one slow room never holds up the others.
@@ -49,6 +56,9 @@ type Queue struct {
 	MaxBackoff time.Duration
 	// StopGrace is how long Stop lets a running handler finish.
 	StopGrace time.Duration
+	// Retryable says whether a failure is worth another try (nil: all are, but
+	// ErrPermanent).
+	Retryable func(error) bool
 }
 
 type lane struct {
@@ -56,9 +66,9 @@ type lane struct {
 	seen  map[int64]struct{}
 }
 
-// NewQueue makes a queue calling handle for each item, and giveUp once for an item that
+// New makes a queue calling handle for each item, and giveUp once for an item that
 // failed for good (so the sender can be told).
-func NewQueue(db *database.Database, handle func(ctx context.Context, item database.QueueItem) error,
+func New(db *database.Database, handle func(ctx context.Context, item database.QueueItem) error,
 	giveUp func(ctx context.Context, item database.QueueItem, err error), log zerolog.Logger) *Queue {
 	ctx, cancel := context.WithCancel(context.Background())
 	hctx, hcancel := context.WithCancel(context.Background())
@@ -73,9 +83,6 @@ func NewQueue(db *database.Database, handle func(ctx context.Context, item datab
 		StopGrace:   10 * time.Second,
 	}
 }
-
-func matrixQueueKey(roomID id.RoomID) string { return "matrix:" + roomID.String() }
-func remoteQueueKey(k PortalKey) string      { return "remote:" + k.String() }
 
 // Resume loads every unfinished item from the database (after a restart or crash).
 func (q *Queue) Resume(ctx context.Context) error {
@@ -175,7 +182,7 @@ func (q *Queue) process(it database.QueueItem) bool {
 			return false
 		}
 		last := attempt >= q.MaxAttempts
-		if err == nil || last || errors.Is(err, errPermanent) || !isRetryable(err) {
+		if err == nil || last || errors.Is(err, ErrPermanent) || (q.Retryable != nil && !q.Retryable(err)) {
 			if err != nil {
 				log.Warn().Err(err).Int("attempt", attempt).Msg("Giving up on event")
 				q.giveUp(ctx, it, err)
@@ -210,7 +217,7 @@ func (q *Queue) safeHandle(ctx context.Context, it database.QueueItem) (err erro
 	defer func() {
 		if r := recover(); r != nil {
 			zerolog.Ctx(ctx).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("Event handler panicked")
-			err = fmt.Errorf("%w: handler panicked: %v", errPermanent, r)
+			err = fmt.Errorf("%w: handler panicked: %v", ErrPermanent, r)
 		}
 	}()
 	return q.handle(ctx, it)
