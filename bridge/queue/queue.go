@@ -4,9 +4,6 @@
 // once handled or given up on visibly.
 package queue
 
-// Intake, the durable queue: one ordered lane per Matrix room and per remote chat,
-// run concurrently, retried with backoff, items deleted only once handled.
-
 import (
 	"context"
 	"errors"
