@@ -117,7 +117,9 @@ type LoginProcess interface {
 	// Wait blocks during a StepDisplay step until the next step: a refreshed display,
 	// done, or an error (timeout, cancelled, rejected).
 	Wait(ctx context.Context) (*LoginStep, error)
-	// Cancel abandons the flow and frees its resources.
+	// Cancel abandons the flow and frees its resources. The core also calls it after
+	// StepDone, once the new session took over: it must not tear down what the
+	// session now owns (a connection handed over).
 	Cancel()
 }
 
@@ -154,7 +156,9 @@ type Session interface {
 	// device). The core deletes its own records afterwards.
 	Logout(ctx context.Context) error
 	// SendMessage sends a Matrix message to the chat. It returns the remote IDs created
-	// (several when the network splits a long message).
+	// (several when the network splits a long message). When part of a message went
+	// out before an error, it returns those IDs with the error: the core records them
+	// and tells the sender instead of retrying (which would repeat them).
 	SendMessage(ctx context.Context, msg *MatrixMessage) (*SendResult, error)
 }
 
@@ -165,11 +169,14 @@ type SendResult struct {
 }
 
 // Optional Session capabilities: each embeds Session and is named for what it adds.
-// An event the session cannot carry gets a visible status back to its sender.
+// A message, edit, reaction or deletion the session cannot carry gets a visible status
+// back to its sender; typing, receipts, memberships and room names it cannot carry are
+// dropped quietly (they are not the sender's words).
 
 // EditingSession sends edits.
 type EditingSession interface {
 	Session
+	// SendEdit may return a nil result when the edit made no new remote message.
 	SendEdit(ctx context.Context, edit *MatrixEdit) (*SendResult, error)
 }
 
@@ -182,6 +189,8 @@ type RedactingSession interface {
 // ReactingSession sends reactions.
 type ReactingSession interface {
 	Session
+	// SendReaction returns the reaction's remote ID, or "" when the network gives it
+	// none (the core then keys it on the Matrix event).
 	SendReaction(ctx context.Context, r *MatrixReaction) (remoteID string, err error)
 }
 
@@ -233,9 +242,10 @@ type DMNetwork interface {
 	DMChat(ctx context.Context, login *Login, remoteUser string) (*ChatInfo, error)
 }
 
-// AliasNetwork maps a room alias localpart (after the alias template's prefix was
-// stripped and unescaped) to a chat, so joining `#irc_libera_#go:example.org` works.
-// Returning a nil ChatInfo and nil error means "no such chat".
+// AliasNetwork maps a room alias localpart, with the alias template's prefix and
+// suffix stripped but otherwise as typed (the connector checks it), to a chat, so
+// joining `#irc_libera_#go:example.org` works. Returning a nil ChatInfo and nil error
+// means "no such chat".
 type AliasNetwork interface {
 	Network
 	ChatForAlias(ctx context.Context, alias string) (*ChatInfo, error)
@@ -542,7 +552,8 @@ type RemoteEvent struct {
 	// TargetID is the remote message an edit, redaction, reaction or reply refers to.
 	TargetID string `json:"target_id,omitempty"`
 	// Content for messages and edits. The connector converts formatting itself (the
-	// core only forwards); mentions of remote users use RemoteMention placeholders.
+	// core only forwards); mentioned remote users are listed in Content.Mentions and
+	// become mentions of their ghosts.
 	Content *MessageContent `json:"content,omitempty"`
 	// Emoji for reactions.
 	Emoji string `json:"emoji,omitempty"`
@@ -710,7 +721,8 @@ type Host interface {
 	// NotifyAdmins sends a notice to the bridge admins named in the permissions (for
 	// problems only they can fix, like an outdated bridge), and logs it at error level.
 	NotifyAdmins(ctx context.Context, message string)
-	// Database is the bridge's database, for connector stores (whatsmeow's sqlstore).
+	// Database is the bridge's database, for the connector's own tables (under their
+	// own versioned migrations) and stores such as whatsmeow's sqlstore.
 	Database() *dbutil.Database
 	// Log is the connector's logger.
 	Log() *zerolog.Logger
