@@ -55,7 +55,9 @@ type NetworkConfig struct {
 	Channels []string `yaml:"channels"`
 	// PowerLevels maps channel prefixes to Matrix power levels.
 	PowerLevels PowerLevelMap `yaml:"power_levels"`
-	// MaxLines above which a Matrix message is refused instead of flooding the channel.
+	// MaxLines is how many IRC lines a Matrix message may take: a longer one goes as its
+	// first line and a link to the whole text, instead of flooding the channel (refused
+	// when the bridge serves no public links).
 	MaxLines int `yaml:"max_lines"`
 	// Casemapping is how the network compares nicks and channel names: rfc1459
 	// (default), rfc1459-strict, ascii or rfc7613 — what the server announces as
@@ -79,6 +81,8 @@ type PowerLevelMap struct {
 	Voice  int `yaml:"voice"`
 }
 
+// networkNameRe is what a network name may be: it goes into chat IDs, aliases and
+// ghost IDs, so lower-case letters, digits and dashes only.
 var networkNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // parseConfig decodes and checks the block, filling in defaults.
@@ -165,8 +169,13 @@ func parseConfig(node *yaml.Node) (*Config, error) {
 	return &cfg, nil
 }
 
+// portalsAllowed says whether users may open portals to this network's channels (the
+// default when unset).
 func (n *NetworkConfig) portalsAllowed() bool { return n.Portals == nil || *n.Portals }
-func (n *NetworkConfig) dmsAllowed() bool     { return n.DMs == nil || *n.DMs }
+
+// dmsAllowed says whether private messages are bridged on this network (the default
+// when unset).
+func (n *NetworkConfig) dmsAllowed() bool { return n.DMs == nil || *n.DMs }
 
 // isChannel says whether a target names a channel (the common prefixes; the server's
 // CHANTYPES is checked once connected).

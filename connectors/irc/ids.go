@@ -19,6 +19,7 @@ import (
 //	                                     needs no escaping in ghost IDs: @irc_libera.bob)
 //	puppet login:  "<network>/<@user:server>"
 
+// puppetLoginID is the login ID of a Matrix user's puppet on a network.
 func puppetLoginID(network, mxid string) string { return network + "/" + mxid }
 
 // foldFor returns the casefolding of a CASEMAPPING name (ircconn's), or nil for
@@ -39,9 +40,14 @@ func foldFor(casemapping string) func(string) string {
 // fold casefolds per the network's casemapping, so IDs follow the server's rules.
 func (n *network) fold(s string) string { return n.folder(s) }
 
+// channelChatID is a channel's chat ID; folded, so every spelling is the same chat.
 func (n *network) channelChatID(channel string) string { return n.cfg.Name + "/" + n.fold(channel) }
-func (n *network) pmChatID(nick string) string         { return n.cfg.Name + "/pm/" + n.fold(nick) }
-func (n *network) userID(nick string) string           { return n.cfg.Name + "." + n.fold(nick) }
+
+// pmChatID is the chat ID of private messages with a nick.
+func (n *network) pmChatID(nick string) string { return n.cfg.Name + "/pm/" + n.fold(nick) }
+
+// userID is a remote user's ID (their ghost's), from their folded nick.
+func (n *network) userID(nick string) string { return n.cfg.Name + "." + n.fold(nick) }
 
 // parsedChat is a chat ID taken apart.
 type parsedChat struct {
@@ -50,6 +56,7 @@ type parsedChat struct {
 	nick    string // set for private chats
 }
 
+// parseChatID takes a chat ID apart into its network and channel or nick.
 func parseChatID(chatID string) (parsedChat, error) {
 	network, rest, ok := strings.Cut(chatID, "/")
 	if !ok || rest == "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/irc/ircconn"
 )
 
+// connectorName is the connector's name in portal keys, login IDs and the config.
 const connectorName = "irc"
 
 // Connector bridges IRC networks.
@@ -120,6 +121,7 @@ func (c *Connector) Stop(ctx context.Context) {
 	}
 }
 
+// network returns a configured network by name, or an error naming those that are.
 func (c *Connector) network(name string) (*network, error) {
 	n := c.networks[name]
 	if n == nil {

@@ -42,11 +42,13 @@ type identityLogin struct {
 	account string
 }
 
+// Start implements bridge.LoginProcess: the first step asks for the nick.
 func (l *identityLogin) Start(ctx context.Context) (*bridge.LoginStep, error) {
 	return &bridge.LoginStep{Type: bridge.StepInput, InputName: "nick",
 		Instructions: fmt.Sprintf("Which nick do you want on %s? Send `-` to use %s.", l.n.cfg.Name, l.n.puppetNick(l.user))}, nil
 }
 
+// SubmitInput implements bridge.LoginProcess: nick, then SASL account, then password.
 func (l *identityLogin) SubmitInput(ctx context.Context, input string) (*bridge.LoginStep, error) {
 	input = strings.TrimSpace(input)
 	switch l.step {
@@ -76,14 +78,17 @@ func (l *identityLogin) SubmitInput(ctx context.Context, input string) (*bridge.
 	}
 }
 
+// done ends the login with the puppet login to store.
 func (l *identityLogin) done(meta *puppetMeta) *bridge.LoginStep {
 	nl := l.n.newPuppetLogin(l.user, l.nick, meta)
 	return &bridge.LoginStep{Type: bridge.StepDone, Login: nl,
 		Instructions: fmt.Sprintf("Saved: you are %s; your connection restarts with it.", nl.RemoteName)}
 }
 
+// Wait implements bridge.LoginProcess; this login only asks for input.
 func (l *identityLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 	return nil, errors.New("nothing to wait for")
 }
 
+// Cancel implements bridge.LoginProcess; nothing was opened yet.
 func (l *identityLogin) Cancel() {}

@@ -78,6 +78,7 @@ func nickPattern(nick string) *regexp.Regexp {
 	return regexp.MustCompile(`(?i)(^|[\s,:;(<>])(` + regexp.QuoteMeta(nick) + `)($|[\s,:;.!?)<>])`)
 }
 
+// byNickSafe returns the puppet using a nick, if any.
 func (n *network) byNickSafe(nick string) (*puppet, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

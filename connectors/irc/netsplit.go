@@ -18,6 +18,7 @@ type splitQuit struct {
 // netsplitReason matches the QUIT reason servers give in a split: "irc.a.net irc.b.net".
 var netsplitReason = regexp.MustCompile(`^[\w.-]+\.[\w-]+ [\w.-]+\.[\w-]+$`)
 
+// isNetsplit says whether a QUIT reason is a netsplit's.
 func isNetsplit(reason string) bool { return netsplitReason.MatchString(reason) }
 
 // holdSplit delays the leaves of a netsplit quit.

@@ -54,11 +54,13 @@ type channelState struct {
 	namesDone chan struct{}
 }
 
+// member is a channel member: their nick as spelled and their prefixes (@, +, …).
 type member struct {
 	nick     string
 	prefixes string
 }
 
+// newNetwork sets up a configured network; start connects it.
 func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 	return &network{c: c, cfg: cfg, log: c.host.Log().With().Str("irc_network", cfg.Name).Logger(),
 		channels: map[string]*channelState{}, puppets: map[string]*puppet{}, byNick: map[string]*puppet{}, departed: map[string]time.Time{},
@@ -66,6 +68,7 @@ func newNetwork(c *Connector, cfg *NetworkConfig) *network {
 		folder: foldFor(cfg.Casemapping)}
 }
 
+// connConfig is the connection settings of the bot or a puppet on this network.
 func (n *network) connConfig(nick, saslUser, saslPassword string) ircconn.Config {
 	cfg := ircconn.Config{Addr: n.cfg.Address, Fallbacks: n.cfg.FallbackAddresses, TLS: n.cfg.TLS, ServerPassword: n.cfg.ServerPassword,
 		Nick: nick, User: userName(nick), RealName: nick,
@@ -96,6 +99,7 @@ func (n *network) start(ctx context.Context, bridged []string) {
 	n.bot.Start(ctx)
 }
 
+// stop disconnects the puppets and the bot, settling pending netsplits first.
 func (n *network) stop() {
 	n.mu.Lock()
 	puppets := make([]*puppet, 0, len(n.puppets))
@@ -153,6 +157,7 @@ func (n *network) displayNick(folded string) string {
 	return folded
 }
 
+// botDown makes waitBot wait for the next bot connection.
 func (n *network) botDown() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -190,6 +195,7 @@ func (n *network) inBatch(msg ircmsg.Message, kind string) bool {
 	return n.batches[ref] == kind
 }
 
+// casemapping is the configured casemapping, rfc1459 (IRC's default) when unset.
 func (n *network) casemapping() string {
 	if n.cfg.Casemapping == "" {
 		return "rfc1459"
@@ -344,6 +350,7 @@ func lineIdentity(msg ircmsg.Message, network, target string) (string, time.Time
 	return lineID(msgid, network, target, msg.Nick(), msgParam(msg, 1), when.Format(time.RFC3339Nano)), when
 }
 
+// msgTime is when a line was sent: its server-time tag, else now.
 func msgTime(msg ircmsg.Message) time.Time {
 	if ok, ts := msg.GetTag("time"); ok {
 		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
@@ -351,284 +358,6 @@ func msgTime(msg ircmsg.Message) time.Time {
 		}
 	}
 	return time.Now()
-}
-
-// handleBot processes the bot connection's events: all channel traffic of bridged
-// channels enters the bridge here.
-func (n *network) handleBot(ctx context.Context, ev ircconn.Event) {
-	switch ev.Kind {
-	case ircconn.Connected:
-		n.log.Info().Str("nick", n.bot.Nick()).Msg("Bot connected")
-		if cm, ok := n.bot.ISupport("CASEMAPPING"); ok && cm != n.casemapping() {
-			n.log.Warn().Str("server", cm).Str("configured", n.casemapping()).
-				Msg("The server's CASEMAPPING differs from the network's casemapping setting; set it to match before the network is used")
-		}
-		n.mu.Lock()
-		var names []string
-		for _, st := range n.channels {
-			st.joined = false
-			st.namesDone = make(chan struct{})
-			names = append(names, st.name)
-		}
-		select {
-		case <-n.botUp:
-		default:
-			close(n.botUp)
-		}
-		n.mu.Unlock()
-		for _, name := range names {
-			if err := n.bot.Send(ctx, "JOIN", name); err != nil {
-				n.log.Warn().Err(err).Str("channel", name).Msg("Rejoining channel failed")
-			}
-		}
-	case ircconn.Disconnected:
-		n.botDown()
-		n.log.Warn().Err(ev.Err).Dur("retry_in", ev.RetryIn).Msg("Bot disconnected")
-	case ircconn.Fatal:
-		n.botDown()
-		n.log.Error().Err(ev.Err).Msg("Bot connection refused for good; fix the network config")
-	case ircconn.Message:
-		n.handleBotLine(ctx, ev.Msg)
-	}
-}
-
-func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
-	nick := msg.Nick()
-	param := func(i int) string { return msgParam(msg, i) }
-	switch msg.Command {
-	case "JOIN":
-		channel := param(0)
-		n.mu.Lock()
-		st := n.wantChannelLocked(channel)
-		if n.bot.IsMe(nick) {
-			st.name, st.joined = channel, true
-			st.names = map[string]member{}
-			n.mu.Unlock()
-			return
-		}
-		_, puppet := n.byNick[n.fold(nick)]
-		st.members[n.fold(nick)] = member{nick: nick}
-		n.mu.Unlock()
-		if n.rejoinedAfterSplit(nick, channel) {
-			return // back from a netsplit: their ghost never left
-		}
-		if !puppet {
-			// extended-join adds the account (or "*") and the real name.
-			sender := bridge.Sender{RemoteID: n.userID(nick), Name: nick, RealName: param(2)}
-			if account := param(1); account != "*" {
-				sender.Account = account
-			}
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: n.channelKey(channel),
-				Sender: sender, Timestamp: msgTime(msg)})
-		}
-	case "PART":
-		channel := param(0)
-		n.mu.Lock()
-		st := n.wantChannelLocked(channel)
-		if n.bot.IsMe(nick) {
-			st.joined = false
-			n.mu.Unlock()
-			return
-		}
-		delete(st.members, n.fold(nick))
-		puppet := n.ownNickLocked(n.fold(nick), false)
-		n.mu.Unlock()
-		if !puppet {
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: n.channelKey(channel),
-				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Reason: param(1), Timestamp: msgTime(msg)})
-		}
-	case "QUIT":
-		folded := n.fold(nick)
-		n.mu.Lock()
-		// Our own puppets quitting (the bridge stopping, an idle puppet) are not
-		// remote users leaving: they never become Matrix leaves.
-		puppet := n.ownNickLocked(folded, true)
-		var left []string
-		for _, st := range n.channels {
-			if _, ok := st.members[folded]; ok {
-				delete(st.members, folded)
-				left = append(left, st.name)
-			}
-		}
-		n.mu.Unlock()
-		if puppet {
-			return
-		}
-		if isNetsplit(param(0)) || n.inBatch(msg, "netsplit") {
-			n.holdSplit(nick, left)
-			return
-		}
-		for _, channel := range left {
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: n.channelKey(channel),
-				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Reason: param(0), Timestamp: msgTime(msg)})
-		}
-	case "NICK":
-		newNick := param(0)
-		oldFolded, newFolded := n.fold(nick), n.fold(newNick)
-		n.mu.Lock()
-		_, puppet := n.byNick[oldFolded]
-		if !puppet {
-			_, puppet = n.byNick[newFolded]
-		}
-		var in []string
-		for _, st := range n.channels {
-			if m, ok := st.members[oldFolded]; ok {
-				delete(st.members, oldFolded)
-				m.nick = newNick
-				st.members[newFolded] = m
-				in = append(in, st.name)
-			}
-		}
-		n.mu.Unlock()
-		if puppet || n.bot.IsMe(newNick) {
-			return
-		}
-		// A nick is an identity on IRC: the old nick's ghost leaves and the new one joins,
-		// so history keeps saying who said what.
-		for _, channel := range in {
-			key := n.channelKey(channel)
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Reason: "Changed nick to " + newNick,
-				Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Timestamp: msgTime(msg)})
-			n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: key,
-				Sender: bridge.Sender{RemoteID: n.userID(newNick), Name: newNick}, Timestamp: msgTime(msg)})
-		}
-	case "KICK":
-		channel, target := param(0), param(1)
-		n.mu.Lock()
-		st := n.wantChannelLocked(channel)
-		delete(st.members, n.fold(target))
-		if n.bot.IsMe(target) {
-			st.joined = false
-		}
-		n.mu.Unlock()
-		if n.bot.IsMe(target) {
-			n.log.Warn().Str("channel", channel).Str("by", nick).Msg("Bot was kicked, rejoining")
-			_ = n.bot.Send(ctx, "JOIN", channel)
-			return
-		}
-		if p := n.puppetByNick(target); p != nil {
-			p.kicked(ctx, channel, nick, param(2))
-			return
-		}
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: n.channelKey(channel),
-			Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, TargetUser: n.userID(target),
-			Reason: param(2), Timestamp: msgTime(msg)})
-	case "TOPIC":
-		channel := param(0)
-		n.mu.Lock()
-		n.wantChannelLocked(channel).topic = param(1)
-		name := n.wantChannelLocked(channel).name
-		n.mu.Unlock()
-		key := n.channelKey(channel)
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: key, Timestamp: msgTime(msg),
-			Sender:   bridge.Sender{RemoteID: n.userID(nick), Name: nick},
-			ChatInfo: &bridge.ChatInfo{Key: key, Name: name, Topic: param(1)}})
-	case "332": // RPL_TOPIC on join
-		n.mu.Lock()
-		n.wantChannelLocked(param(1)).topic = param(2)
-		n.mu.Unlock()
-	case "353": // RPL_NAMREPLY: me = #chan :@op +voice nick
-		channel := param(2)
-		n.mu.Lock()
-		st := n.wantChannelLocked(channel)
-		if st.names == nil {
-			st.names = map[string]member{}
-		}
-		for _, entry := range strings.Fields(param(3)) {
-			i := strings.IndexFunc(entry, func(r rune) bool { return !strings.ContainsRune("~&@%+", r) })
-			if i < 0 {
-				continue
-			}
-			prefixes := entry[:i]
-			entry = entry[i:]
-			if bang := strings.IndexByte(entry, '!'); bang >= 0 { // userhost-in-names
-				entry = entry[:bang]
-			}
-			st.names[n.fold(entry)] = member{nick: entry, prefixes: prefixes}
-		}
-		n.mu.Unlock()
-	case "366": // RPL_ENDOFNAMES
-		n.mu.Lock()
-		st := n.wantChannelLocked(param(1))
-		if st.names != nil {
-			st.members = st.names
-			st.names = nil
-		}
-		select {
-		case <-st.namesDone:
-		default:
-			close(st.namesDone)
-		}
-		if !st.joined {
-			n.mu.Unlock()
-			return // a NAMES answer for a channel the bot is not in
-		}
-		info := n.chatInfoLocked(st)
-		n.mu.Unlock()
-		// The whole membership, as the bot found it on (re)joining: rooms catch up with
-		// who came and went while the bridge was away. Channels listed in the config are
-		// bridged from the start: their portal exists before anyone asks for it.
-		info.MembersComplete = true
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: info.Key, ChatInfo: info,
-			CreatePortal: n.configured(info.Name), Timestamp: time.Now()})
-	case "MODE":
-		n.handleMode(ctx, msg)
-	case "AWAY":
-		// away-notify: a member went away (with a reason) or came back (none).
-		if n.isOurs(nick) || nick == "" {
-			return
-		}
-		n.mu.Lock()
-		var in string
-		for _, st := range n.channels {
-			if _, ok := st.members[n.fold(nick)]; ok {
-				in = st.name
-				break
-			}
-		}
-		n.mu.Unlock()
-		if in == "" {
-			return
-		}
-		n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePresence, Chat: n.channelKey(in), Timestamp: msgTime(msg),
-			Sender: bridge.Sender{RemoteID: n.userID(nick), Name: nick}, Reason: param(0)})
-	case "BATCH":
-		// IRCv3 batch: servers wrap netsplit QUITs in a "netsplit" batch.
-		ref := param(0)
-		n.mu.Lock()
-		if strings.HasPrefix(ref, "+") {
-			n.batches[ref[1:]] = param(1)
-		} else if strings.HasPrefix(ref, "-") {
-			delete(n.batches, ref[1:])
-		}
-		n.mu.Unlock()
-	case "PRIVMSG", "NOTICE":
-		n.bridgeChannelLine(ctx, msg)
-	}
-}
-
-// bridgeChannelLine bridges a channel PRIVMSG/NOTICE. The bot's connection owns channel
-// traffic; while it is down, one puppet in the channel stands in (failover).
-func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
-	nick := msg.Nick()
-	param := func(i int) string { return msgParam(msg, i) }
-	target := param(0)
-	if !isChannel(target) || n.isOurs(nick) || nick == "" || strings.Contains(nick, ".") && !strings.Contains(msg.Source, "!") {
-		return // DMs to the bot, our own lines, server notices
-	}
-	n.checkConsent(target, nick, param(1))
-	content := lineContent(msg.Command, param(1))
-	if content == nil {
-		return
-	}
-	msgID, when := lineIdentity(msg, n.cfg.Name, target)
-	n.addMentions(content, target)
-	sender := bridge.Sender{RemoteID: n.userID(nick), Name: nick}
-	if ok, account := msg.GetTag("account"); ok { // account-tag
-		sender.Account = account
-	}
-	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: n.channelKey(target),
-		ID: msgID, Sender: sender, Timestamp: when, Content: content})
 }
 
 // standInOwner returns the puppet that bridges a channel's lines while the bot is
@@ -655,66 +384,6 @@ func (n *network) standInOwner(channel string) *puppet {
 	return owner
 }
 
-// handleMode turns channel op/halfop/voice changes into power levels.
-func (n *network) handleMode(ctx context.Context, msg ircmsg.Message) {
-	if len(msg.Params) < 2 || !isChannel(msg.Params[0]) {
-		return
-	}
-	channel, modes, args := msg.Params[0], msg.Params[1], msg.Params[2:]
-	adding := true
-	for _, r := range modes {
-		switch r {
-		case '+':
-			adding = true
-			continue
-		case '-':
-			adding = false
-			continue
-		}
-		takesArg := strings.ContainsRune("ohvqaklbeI", r) && (adding || !strings.ContainsRune("l", r))
-		if !takesArg || len(args) == 0 {
-			continue
-		}
-		arg := args[0]
-		args = args[1:]
-		prefix := map[rune]string{'o': "@", 'h': "%", 'v': "+", 'q': "~", 'a': "&"}[r]
-		if prefix == "" {
-			continue
-		}
-		folded := n.fold(arg)
-		n.mu.Lock()
-		st := n.wantChannelLocked(channel)
-		m := st.members[folded]
-		if m.nick == "" {
-			m.nick = arg
-		}
-		if adding && !strings.Contains(m.prefixes, prefix) {
-			m.prefixes += prefix
-		} else if !adding {
-			m.prefixes = strings.ReplaceAll(m.prefixes, prefix, "")
-		}
-		st.members[folded] = m
-		p := n.byNick[folded]
-		n.mu.Unlock()
-		if n.bot.IsMe(arg) {
-			continue
-		}
-		level := n.powerFor(m.prefixes)
-		if level == nil {
-			zero := 0
-			level = &zero
-		}
-		evt := &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: n.channelKey(channel),
-			Sender:     bridge.Sender{RemoteID: n.userID(msg.Nick()), Name: msg.Nick()},
-			TargetUser: n.userID(arg), PowerLevel: level, Timestamp: msgTime(msg)}
-		if p != nil {
-			// A Matrix user's puppet got ops: the Matrix user gets the power in the portal.
-			evt.TargetUser, evt.TargetMXID = "", p.login.UserMXID
-		}
-		n.queue(ctx, evt)
-	}
-}
-
 // lineContent converts a PRIVMSG/NOTICE text, with CTCP ACTION as an emote. Other CTCP
 // requests are not bridged.
 func lineContent(command, text string) *bridge.MessageContent {
@@ -734,6 +403,7 @@ func lineContent(command, text string) *bridge.MessageContent {
 	return &bridge.MessageContent{MsgType: eventMsgType(msgType), Body: body, FormattedBody: html}
 }
 
+// puppetByNick returns the puppet using a nick, or nil.
 func (n *network) puppetByNick(nick string) *puppet {
 	n.mu.Lock()
 	defer n.mu.Unlock()

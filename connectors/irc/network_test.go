@@ -19,10 +19,12 @@ import (
 
 // fakeHost records what the connector hands the core.
 type fakeHost struct {
-	mu     sync.Mutex
-	events []*bridge.RemoteEvent
-	added  chan struct{}
-	log    zerolog.Logger
+	// textLink is the link PublicTextLink gives ("": the bridge serves none).
+	textLink string
+	mu       sync.Mutex
+	events   []*bridge.RemoteEvent
+	added    chan struct{}
+	log      zerolog.Logger
 }
 
 func newFakeHost() *fakeHost { return &fakeHost{added: make(chan struct{}, 100), log: zerolog.Nop()} }
@@ -42,10 +44,12 @@ func (h *fakeHost) Log() *zerolog.Logger                                        
 func (h *fakeHost) GhostMXID(remoteID string) id.UserID {
 	return id.UserID("@irc_" + id.EncodeUserLocalpart(remoteID) + ":example.org")
 }
-func (h *fakeHost) ParseGhostMXID(id.UserID) (string, bool)                        { return "", false }
-func (h *fakeHost) Logins(context.Context) ([]*bridge.Login, error)                { return nil, nil }
-func (h *fakeHost) LinkedChats(context.Context) ([]bridge.PortalKey, error)        { return nil, nil }
-func (h *fakeHost) PublicTextLink(context.Context, string, string) (string, error) { return "", nil }
+func (h *fakeHost) ParseGhostMXID(id.UserID) (string, bool)                 { return "", false }
+func (h *fakeHost) Logins(context.Context) ([]*bridge.Login, error)         { return nil, nil }
+func (h *fakeHost) LinkedChats(context.Context) ([]bridge.PortalKey, error) { return nil, nil }
+func (h *fakeHost) PublicTextLink(context.Context, string, string) (string, error) {
+	return h.textLink, nil
+}
 func (h *fakeHost) UpdateLoginMetadata(context.Context, string, json.RawMessage) error {
 	return nil
 }

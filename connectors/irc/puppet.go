@@ -3,7 +3,6 @@ package irc
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/passerelle/passerelle/bridge"
 	"github.com/passerelle/passerelle/connectors/irc/ircconn"
-	"github.com/passerelle/passerelle/connectors/irc/ircformat"
 )
 
 // puppetMeta is what a puppet login stores. The SASL password is a secret: it lives
@@ -55,6 +53,7 @@ type puppet struct {
 	savedChannels string
 }
 
+// eventMsgType names a Matrix message type.
 func eventMsgType(t string) event.MessageType { return event.MessageType(t) }
 
 // newPuppetLogin makes the login of a Matrix user's puppet on this network.
@@ -83,6 +82,8 @@ func (n *network) puppetNick(user id.UserID) string {
 	return sanitizeNick(nick, 30)
 }
 
+// loadPuppet makes the puppet of a stored login, taking over the channels of one it
+// replaces (a new login of the same user).
 func (n *network) loadPuppet(login *bridge.Login) (*puppet, error) {
 	var meta puppetMeta
 	if len(login.Metadata) > 0 {
@@ -161,6 +162,8 @@ func (p *puppet) CanReach(chat bridge.PortalKey) bool {
 	return err == nil && pc.network == p.n.cfg.Name && (chat.Receiver == "" || chat.Receiver == p.login.ID)
 }
 
+// idleWatch disconnects the puppet once it has been idle for the network's
+// idle_timeout, saving connections; it reconnects when its user next needs it.
 func (p *puppet) idleWatch(conn *ircconn.Conn) {
 	tick := time.NewTicker(p.n.cfg.IdleTimeout / 4)
 	defer tick.Stop()
@@ -257,72 +260,14 @@ func (p *puppet) joinRefused(channel, reason string) {
 	close(w)
 }
 
-func (p *puppet) handle(ctx context.Context, ev ircconn.Event) {
-	conn := p.currentConn()
-	switch ev.Kind {
-	case ircconn.Connected, ircconn.NickChanged:
-		nick := conn.Nick()
-		p.n.mu.Lock()
-		if p.nick != "" && p.n.byNick[p.n.fold(p.nick)] == p {
-			delete(p.n.byNick, p.n.fold(p.nick))
-		}
-		p.n.byNick[p.n.fold(nick)] = p
-		p.n.mu.Unlock()
-		p.mu.Lock()
-		oldNick := p.nick
-		p.nick = nick
-		var rejoin []string
-		if ev.Kind == ircconn.Connected {
-			select {
-			case <-p.connected:
-			default:
-				close(p.connected)
-			}
-			for folded, name := range p.channels {
-				rejoin = append(rejoin, name)
-				if _, pending := p.joinWaits[folded]; !pending {
-					p.joinWaits[folded] = make(chan struct{})
-				}
-			}
-		}
-		p.mu.Unlock()
-		if ev.Kind == ircconn.Connected {
-			if p.meta.SASLPassword != "" && !conn.HasCap("sasl") {
-				// No SASL on this server: identify to NickServ instead.
-				if err := conn.Send(ctx, "PRIVMSG", "NickServ", "IDENTIFY "+p.meta.SASLUser+" "+p.meta.SASLPassword); err != nil {
-					p.n.log.Debug().Err(err).Msg("Identifying to NickServ failed")
-				}
-			}
-			p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateConnected, "")
-			for _, ch := range rejoin {
-				if err := conn.Send(ctx, "JOIN", ch); err != nil {
-					p.n.log.Debug().Err(err).Str("channel", ch).Msg("Puppet rejoin failed")
-				}
-			}
-		}
-		if nick != p.meta.Nick && nick != oldNick {
-			p.n.c.host.Notify(ctx, p.login.UserMXID, fmt.Sprintf("Your nick on %s is %s (%s was taken).", p.n.cfg.Name, nick, p.meta.Nick))
-		}
-	case ircconn.Disconnected:
-		p.markDisconnected()
-		if errors.Is(ev.Err, ircconn.ErrStopped) {
-			return // we closed it (shutdown, idle, logout): nothing to report
-		}
-		p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateTransientError, fmt.Sprintf("reconnecting in %s", ev.RetryIn.Round(time.Second)))
-	case ircconn.Fatal:
-		p.markDisconnected()
-		p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateBadCredentials, ev.Err.Error())
-	case ircconn.Message:
-		p.handleLine(ctx, conn, ev.Msg)
-	}
-}
-
+// currentConn is the puppet's connection, nil while disconnected by the bridge.
 func (p *puppet) currentConn() *ircconn.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.conn
 }
 
+// markDisconnected makes senders wait for the next connection (see ready).
 func (p *puppet) markDisconnected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -367,97 +312,6 @@ func (p *puppet) saveChannels(ctx context.Context) {
 	}
 }
 
-func (p *puppet) handleLine(ctx context.Context, conn *ircconn.Conn, msg ircmsg.Message) {
-	if conn == nil {
-		return
-	}
-	if p.labeledOutcome(msg) {
-		p.saveChannels(ctx) // a refused JOIN
-		return
-	}
-	nick := msg.Nick()
-	switch msg.Command {
-	case "JOIN":
-		if len(msg.Params) == 0 || !conn.IsMe(nick) {
-			return
-		}
-		folded := p.n.fold(msg.Params[0])
-		p.mu.Lock()
-		p.channels[folded] = msg.Params[0]
-		if w, ok := p.joinWaits[folded]; ok {
-			close(w)
-			delete(p.joinWaits, folded)
-		}
-		p.mu.Unlock()
-		p.saveChannels(ctx)
-	case "TOPIC", "KICK":
-		if conn.IsMe(nick) && len(msg.Params) > 0 {
-			p.settleReply(msg.Command, msg.Params[0], "")
-		}
-	case "482": // ERR_CHANOPRIVSNEEDED: a TOPIC or KICK we sent was refused
-		if len(msg.Params) >= 2 {
-			p.settleReply("TOPIC", msg.Params[1], msgParam(msg, 2))
-			p.settleReply("KICK", msg.Params[1], msgParam(msg, 2))
-		}
-	case "471", "473", "474", "475", "477", "403", "405", "489":
-		// ERR_CHANNELISFULL, INVITEONLYCHAN, BANNEDFROMCHAN, BADCHANNELKEY, NEEDREGGEDNICK,
-		// NOSUCHCHANNEL, TOOMANYCHANNELS, SECUREONLYCHAN: a JOIN was refused.
-		if len(msg.Params) >= 2 {
-			p.joinRefused(msg.Params[1], msgParam(msg, 2))
-			p.saveChannels(ctx)
-		}
-	case "PART":
-		if len(msg.Params) > 0 && conn.IsMe(nick) {
-			p.mu.Lock()
-			delete(p.channels, p.n.fold(msg.Params[0]))
-			p.mu.Unlock()
-			p.saveChannels(ctx)
-		}
-	case "PRIVMSG", "NOTICE":
-		if conn.IsMe(nick) {
-			p.gotEcho(msg)
-			return
-		}
-		if len(msg.Params) >= 2 && isChannel(msg.Params[0]) {
-			// Channel traffic is the bot's; while the bot is down one puppet stands in.
-			if p.n.bot != nil && !p.n.bot.Connected() && p.n.standInOwner(msg.Params[0]) == p {
-				p.n.bridgeChannelLine(ctx, msg)
-			}
-			return
-		}
-		if len(msg.Params) < 2 || !conn.IsMe(msg.Params[0]) || conn.IsMe(nick) || nick == "" || !strings.Contains(msg.Source, "!") {
-			return // echoes and server notices are not bridged
-		}
-		if p.n.isOurs(nick) || !p.n.cfg.dmsAllowed() {
-			return
-		}
-		content := lineContent(msg.Command, msg.Params[1])
-		if content == nil {
-			return
-		}
-		msgID, when := lineIdentity(msg, p.n.cfg.Name, p.login.ID)
-		key := bridge.PortalKey{Connector: connectorName, ChatID: p.n.pmChatID(nick), Receiver: p.login.ID}
-		other := p.n.userID(nick)
-		p.n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: key,
-			ID:     msgID,
-			Sender: bridge.Sender{RemoteID: other, Name: nick, Login: p.login.ID}, Timestamp: when, Content: content,
-			CreatePortal: true, ChatInfo: &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: other}})
-	}
-}
-
-// kicked tells the user their puppet was kicked from a channel.
-func (p *puppet) kicked(ctx context.Context, channel, by, reason string) {
-	p.mu.Lock()
-	delete(p.channels, p.n.fold(channel))
-	p.mu.Unlock()
-	p.saveChannels(ctx)
-	text := fmt.Sprintf("You were kicked from %s on %s by %s", channel, p.n.cfg.Name, by)
-	if reason != "" {
-		text += ": " + reason
-	}
-	p.n.c.host.Notify(ctx, p.login.UserMXID, text)
-}
-
 // target resolves where a chat's lines go: the channel (joined first) or the nick.
 func (p *puppet) target(ctx context.Context, conn *ircconn.Conn, chat bridge.PortalKey) (string, error) {
 	pc, err := parseChatID(chat.ChatID)
@@ -473,7 +327,8 @@ func (p *puppet) target(ctx context.Context, conn *ircconn.Conn, chat bridge.Por
 	return p.n.displayNick(pc.nick), nil
 }
 
-// SendMessage implements bridge.Session.
+// SendMessage implements bridge.Session: the message is rendered by the outbound
+// renderer and delivered on the user's own connection.
 func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*bridge.SendResult, error) {
 	conn, err := p.ready(ctx)
 	if err != nil {
@@ -483,74 +338,43 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 	if err != nil {
 		return nil, err
 	}
-	text := ircformat.MatrixToIRCWith(msg.Content.Body, msg.Content.FormattedBody, ircformat.Options{MentionName: p.mentionName})
-	if m := msg.Content.Media; m != nil {
-		text = mediaText(msg.Content)
+	out, err := p.n.renderOutbound(ctx, conn, target, msg)
+	if err != nil {
+		return nil, err
 	}
-	// IRC has no reply threads: address the person replied to, as people do on IRC.
-	if msg.ReplyToSender != "" {
-		if nick := p.mentionName(msg.ReplyToSender.String(), msg.ReplyToSender.Localpart()); nick != "" &&
-			!strings.HasPrefix(strings.ToLower(text), strings.ToLower(nick)) {
-			text = nick + ": " + text
-		}
-	}
-	command, ctcp := "PRIVMSG", false
-	switch msg.Content.MsgType {
-	case event.MsgNotice:
-		command = "NOTICE"
-	case event.MsgEmote:
-		ctcp = true
-	}
-	params := []string{target}
-	confirm := conn.HasCap("echo-message")
-	// A relay account speaking for a team member in a channel: with draft/relaymsg the
-	// server shows the line as coming from "Name/m", as written, without a name prefix.
-	if msg.Relayed && msg.Original != nil && isChannel(target) && conn.HasCap("draft/relaymsg") && msg.Content.Media == nil {
-		command, ctcp, params = "RELAYMSG", false, []string{target, relayNick(msg.Sender)}
-		text = ircformat.MatrixToIRCWith(msg.Original.Body, msg.Original.FormattedBody, ircformat.Options{MentionName: p.mentionName})
-		confirm = false // the echo names the relayed nick, not ours
-	}
-	limit := ircformat.MaxMessageBytes(0, target)
-	if ctcp {
-		limit -= len("\x01ACTION \x01")
-	}
-	lines := ircformat.SplitLines(text, limit)
-	if len(lines) > p.n.cfg.MaxLines {
-		// Too long for the channel: send a link to the whole text instead.
-		link, err := p.n.c.host.PublicTextLink(ctx, msg.Content.Body, "message.txt")
-		if err != nil {
-			return nil, err
-		} else if link == "" {
-			return nil, bridge.NewUserError("the message is %d IRC lines long; the limit on %s is %d", len(lines), p.n.cfg.Name, p.n.cfg.MaxLines)
-		}
-		suffix := "(full message: " + link + ")"
-		if first := ircformat.SplitLines(lines[0], limit-len(suffix)-len(" … ")); len(first) > 0 {
-			suffix = first[0] + " … " + suffix
-		}
-		lines = []string{suffix}
-	}
+	return p.deliver(ctx, conn, out, msg.TxnID)
+}
+
+// deliver sends rendered lines and names each as the bridge will remember it. With
+// echo-message the server repeats each line back once it accepted it: that is the
+// delivery confirmation, and it carries the line's msgid.
+func (p *puppet) deliver(ctx context.Context, conn *ircconn.Conn, out *outbound, txnID string) (*bridge.SendResult, error) {
 	res := &bridge.SendResult{Timestamp: time.Now()}
-	// With echo-message the server repeats each line back once it accepted it: that is
-	// the delivery confirmation, and it carries the line's msgid.
-	echoes := make([]chan string, len(lines))
-	for i, line := range lines {
-		if ctcp {
-			line = "\x01ACTION " + line + "\x01"
-		}
-		if confirm {
+	target := out.params[0]
+	echoes := make([]chan string, len(out.lines))
+	for i, line := range out.lines {
+		if out.echoed {
 			echoes[i] = p.expectEcho(target, line)
 		}
-		if err := conn.Send(ctx, command, append(params, line)...); err != nil {
+		if err := conn.Send(ctx, out.command, out.args(line)...); err != nil {
 			for j := 0; j < i; j++ { // the lines that did go out
-				res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("out:%s:%d", msg.TxnID, j))
+				res.RemoteIDs = append(res.RemoteIDs, outLineID(txnID, j))
 			}
-			return res, fmt.Errorf("sending line %d/%d: %w", i+1, len(lines), err)
+			return res, fmt.Errorf("sending line %d/%d: %w", i+1, len(out.lines), err)
 		}
 	}
+	res.RemoteIDs = p.confirmLines(ctx, target, txnID, echoes, out.echoed)
+	return res, nil
+}
+
+// confirmLines waits for the echoes of sent lines (when confirm) and returns the lines'
+// remote IDs: the msgid an echo carried, else one made from the transaction ID.
+func (p *puppet) confirmLines(ctx context.Context, target, txnID string, echoes []chan string, confirm bool) []string {
 	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	for i := range lines {
-		remoteID := fmt.Sprintf("out:%s:%d", msg.TxnID, i)
+	var ids []string
+	for i := range echoes {
+		remoteID := outLineID(txnID, i)
 		if confirm {
 			select {
 			case msgid := <-echoes[i]:
@@ -564,11 +388,15 @@ func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*b
 				confirm = false
 			}
 		}
-		res.RemoteIDs = append(res.RemoteIDs, remoteID)
+		ids = append(ids, remoteID)
 	}
-	return res, nil
+	return ids
 }
 
+// outLineID names a line a puppet sent when the server gave it no msgid.
+func outLineID(txnID string, line int) string { return fmt.Sprintf("out:%s:%d", txnID, line) }
+
+// echoKey identifies an echoed line: its folded target and its text.
 type echoKey struct{ target, text string }
 
 // expectEcho registers interest in the server's echo of a line we are about to send.
@@ -605,50 +433,10 @@ func (p *puppet) gotEcho(msg ircmsg.Message) {
 	}
 }
 
-// mentionName turns a pill into the nick IRC users know: a ghost's nick, or the nick
-// of a Matrix user's puppet, else their display name.
-func (p *puppet) mentionName(userID, displayName string) string {
-	if remote, ok := p.n.c.host.ParseGhostMXID(id.UserID(userID)); ok {
-		if netName, nick, ok := splitRemoteUser(remote); ok && netName == p.n.cfg.Name {
-			return p.n.displayNick(nick)
-		}
-	}
-	p.n.mu.Lock()
-	defer p.n.mu.Unlock()
-	if other := p.n.puppets[puppetLoginID(p.n.cfg.Name, userID)]; other != nil && other.nick != "" {
-		return other.nick
-	}
-	return displayName
-}
-
-// mediaText is what IRC users see for a file: its link when the bridge serves media
-// publicly, else what it was.
-func mediaText(c bridge.MessageContent) string {
-	m := c.Media
-	name := m.FileName
-	if name == "" {
-		name = "a file"
-	}
-	caption := ""
-	if c.Body != "" && c.Body != m.FileName {
-		caption = c.Body + " "
-	}
-	if m.PublicURL != "" {
-		return fmt.Sprintf("%s%s", caption, m.PublicURL)
-	}
-	return fmt.Sprintf("%ssent %s (%s, %d bytes; no public link is configured)", caption, name, m.MimeType, m.Size)
-}
-
 // SendEdit implements bridge.EditingSession: IRC has no edits, so the new text is sent as
 // a correction line.
 func (p *puppet) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridge.SendResult, error) {
-	edit.MatrixMessage.Content.Body = "* " + edit.MatrixMessage.Content.Body
-	if edit.MatrixMessage.Content.FormattedBody != "" {
-		edit.MatrixMessage.Content.FormattedBody = "* " + edit.MatrixMessage.Content.FormattedBody
-	}
-	msg := edit.MatrixMessage
-	msg.TxnID = "edit-" + msg.TxnID
-	_, err := p.SendMessage(ctx, &msg)
+	_, err := p.SendMessage(ctx, correction(edit))
 	return nil, err
 }
 
@@ -766,6 +554,8 @@ func (p *puppet) awaitReply(ctx context.Context, result chan string, what string
 	return nil
 }
 
+// wantChannelName returns a channel's name as spelled, recording that the bot should
+// be in it.
 func (n *network) wantChannelName(folded string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -790,15 +580,14 @@ func (p *puppet) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) e
 	if err != nil {
 		return err
 	}
-	tpl, err := template.New("redaction").Parse(p.n.cfg.RedactionNotice)
+	notice, err := p.n.redactionNotice(conn.Nick())
 	if err != nil {
 		return err
 	}
-	var sb strings.Builder
-	if err = tpl.Execute(&sb, map[string]string{"Nick": conn.Nick()}); err != nil {
-		return err
+	if err = conn.Send(ctx, "NOTICE", target, notice); err != nil {
+		return fmt.Errorf("sending the redaction notice to %s: %w", target, err)
 	}
-	return conn.Send(ctx, "NOTICE", target, sb.String())
+	return nil
 }
 
 // SendReaction implements bridge.ReactingSession. IRC has no reactions, so they are
@@ -812,12 +601,8 @@ func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (st
 	if err != nil {
 		return "", err
 	}
-	text := "reacted " + r.Emoji
-	if r.TargetSender != "" {
-		text += " to " + p.mentionName(r.TargetSender.String(), r.TargetSender.Localpart())
-	}
-	if err = conn.Send(ctx, "PRIVMSG", target, "\x01ACTION "+text+"\x01"); err != nil {
-		return "", err
+	if err = conn.Send(ctx, "PRIVMSG", target, p.n.reactionLine(r)); err != nil {
+		return "", fmt.Errorf("sending the reaction to %s: %w", target, err)
 	}
 	return "reaction:" + r.TxnID, nil
 }

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/passerelle/passerelle/bridge"
-	"github.com/passerelle/passerelle/connectors/irc/ircformat"
 )
 
 // RelaySession implements bridge.RelayingNetwork: in channels, Matrix users without a
@@ -27,10 +26,20 @@ func (c *Connector) RelaySession(ctx context.Context, chat bridge.PortalKey) bri
 // botSession sends through the bot connection. It is never stored as a login.
 type botSession struct{ n *network }
 
-func (b *botSession) Connect(ctx context.Context)      {}
-func (b *botSession) Disconnect()                      {}
+// Connect implements bridge.Session; the bot's connection belongs to the network,
+// which keeps it up, so there is nothing to do.
+func (b *botSession) Connect(ctx context.Context) {}
+
+// Disconnect implements bridge.Session; the bot stays for the network's other channels.
+func (b *botSession) Disconnect() {}
+
+// Logout implements bridge.Session; a relay session is no login, so nothing is stored.
 func (b *botSession) Logout(ctx context.Context) error { return nil }
 
+// SendMessage implements bridge.Session: the message is rendered by the outbound
+// renderer, as a puppet's would be, and relayed on the bot's connection. The core has
+// already put the sender's name into the text (or, for draft/relaymsg, kept what they
+// wrote in msg.Original).
 func (b *botSession) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*bridge.SendResult, error) {
 	if !b.n.bot.Connected() {
 		return nil, fmt.Errorf("%w: bot on %s", errNotConnected, b.n.cfg.Name)
@@ -40,37 +49,16 @@ func (b *botSession) SendMessage(ctx context.Context, msg *bridge.MatrixMessage)
 		return nil, err
 	}
 	target := b.n.wantChannelName(pc.channel)
-	text := msg.Content.Body
-	// With draft/relaymsg the server shows each message as coming from "Name/m", so the
-	// text goes as written, without the relay format's name prefix.
-	command, params := "PRIVMSG", []string{target}
-	if b.n.bot.HasCap("draft/relaymsg") && msg.Original != nil {
-		command, params = "RELAYMSG", []string{target, relayNick(msg.Sender)}
-		text = ircformat.MatrixToIRC(msg.Original.Body, msg.Original.FormattedBody)
-	}
-	if m := msg.Content.Media; m != nil && m.PublicURL != "" {
-		text += " " + m.PublicURL
-	}
-	lines := ircformat.SplitLines(text, ircformat.MaxMessageBytes(0, target))
-	if len(lines) > b.n.cfg.MaxLines {
-		return nil, bridge.NewUserError("the message is %d IRC lines long; the limit on %s is %d", len(lines), b.n.cfg.Name, b.n.cfg.MaxLines)
+	out, err := b.n.renderOutbound(ctx, b.n.bot, target, msg)
+	if err != nil {
+		return nil, err
 	}
 	res := &bridge.SendResult{Timestamp: time.Now()}
-	for i, line := range lines {
-		if err := b.n.bot.Send(ctx, command, append(params, line)...); err != nil {
-			return res, fmt.Errorf("relaying line %d/%d: %w", i+1, len(lines), err)
+	for i, line := range out.lines {
+		if err := b.n.bot.Send(ctx, out.command, out.args(line)...); err != nil {
+			return res, fmt.Errorf("relaying line %d/%d: %w", i+1, len(out.lines), err)
 		}
 		res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("relay:%s:%d", msg.TxnID, i))
 	}
 	return res, nil
-}
-
-// relayNick is the spoofed nick draft/relaymsg shows: the sender's name, IRC-safe, with
-// the "/" the spec requires so nobody mistakes it for a real user.
-func relayNick(s bridge.MatrixSender) string {
-	name := s.DisplayName
-	if name == "" {
-		name = s.MXID.Localpart()
-	}
-	return sanitizeNick(name, 20) + "/m"
 }

@@ -147,7 +147,7 @@ func TestStandIn(t *testing.T) {
 	mk := func(loginID string) *puppet {
 		addr, _ := scriptedServer(t, "message-tags")
 		p := connectedPuppet(t, ctx, n, loginID, addr)
-		p.channels[n.fold("#c")] = "#c"
+		putInChannel(p, "#c")
 		return p
 	}
 	first, second := mk("net/@a"), mk("net/@b")
@@ -249,7 +249,7 @@ func TestPuppetRelayMsg(t *testing.T) {
 			n.c.runCtx = ctx
 			addr, lines := scriptedServer(t, c.caps)
 			p := connectedPuppet(t, ctx, n, "net/@s", addr)
-			p.channels[n.fold("#c")] = "#c"
+			putInChannel(p, "#c")
 			msg := relayedMessage(n.channelKey("#c"))
 			if _, err := p.SendMessage(ctx, msg); err != nil {
 				t.Fatal(err)
@@ -259,4 +259,12 @@ func TestPuppetRelayMsg(t *testing.T) {
 			}
 		})
 	}
+}
+
+// putInChannel records a puppet as in a channel, under its lock: its connection's
+// goroutine reads the channels on connecting.
+func putInChannel(p *puppet, channel string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.channels[p.n.fold(channel)] = channel
 }

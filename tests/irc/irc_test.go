@@ -570,6 +570,30 @@ func TestMoreBehaviour(t *testing.T) {
 	must(t, err)
 	_, err = nia.Wait(ctx, harness.PrivmsgFrom("passbot", "#more", "Rita: hello via relay"))
 	must(t, err)
+	// The bot renders what it relays as a puppet would: a notice stays a NOTICE, and a
+	// message too long for IRC becomes a link to the whole (relay-formatted) text.
+	_, err = relayUser.SendNotice(ctx, room, "relayed notice")
+	must(t, err)
+	_, err = nia.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "NOTICE" && m.Nick() == "passbot" && msgHas(m, "Rita: relayed notice")
+	})
+	must(t, err)
+	_, err = relayUser.SendText(ctx, room, strings.Join(paragraph, "\n"))
+	must(t, err)
+	relayPaste, err := nia.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "PRIVMSG" && m.Nick() == "passbot" && strings.Contains(m.Params[1], "(full message: http")
+	})
+	must(t, err)
+	if !strings.HasPrefix(relayPaste.Params[1], "Rita: line 00 of a long paste … ") {
+		t.Fatalf("relayed long message went out as %q", relayPaste.Params[1])
+	}
+	relayPasteResp, err := http.Get(strings.TrimSuffix(relayPaste.Params[1][strings.Index(relayPaste.Params[1], "http"):], ")"))
+	must(t, err)
+	relayPasted, _ := io.ReadAll(relayPasteResp.Body)
+	relayPasteResp.Body.Close()
+	if string(relayPasted) != "Rita: "+strings.Join(paragraph, "\n") {
+		t.Fatalf("relayed paste link gave %q", relayPasted)
+	}
 
 	// Matrix topic and leave reach IRC through mia's puppet (opped first: +t).
 	must(t, nia.Raw("MODE #more +o mia[m]"))
