@@ -218,6 +218,15 @@ type RoomMetaSession interface {
 	SendRoomMeta(ctx context.Context, chat PortalKey, name, topic *string) error
 }
 
+// NativeRelaySession can show, per message, which Matrix user a relayed message is
+// from (IRCv3 draft/relaymsg): for such a message the core leaves the relay format out
+// and sets MatrixMessage.RelayNative. It is asked before every relayed send, where the
+// session knows what its connection offers right now.
+type NativeRelaySession interface {
+	Session
+	RelaysNatively(msg *MatrixMessage) bool
+}
+
 // ChatFilteringSession says which chats the session can reach (an IRC login only
 // reaches its own network). Sessions without it reach every chat whose receiver is
 // empty or equal to their login ID.
@@ -397,7 +406,7 @@ type RelayOptions struct {
 // operations on linked rooms.
 type PluginHost interface {
 	// Database is the bridge's database, for the plugin's own tables (under their own
-	// versioned migrations).
+	// versioned migrations: see OpenTables).
 	Database() *dbutil.Database
 	// Log is the plugin's logger.
 	Log() *zerolog.Logger
@@ -652,11 +661,13 @@ type MatrixMessage struct {
 	// threads can address them ("bob: …").
 	ReplyTo       string
 	ReplyToSender id.UserID
-	// Relayed is set when the message goes through another user's login; Content then
-	// already carries the relay format's rendering, and Original what the user wrote
-	// (for networks that can show another sender per message, like draft/relaymsg).
-	Relayed  bool
-	Original *MessageContent
+	// Relayed is set when the message goes through another user's account. Content then
+	// carries the relay format's rendering (the sender's name in it), rendered once by
+	// the core — unless RelayNative: the session said (NativeRelaySession) it names the
+	// sender itself for this message, so Content is what the user wrote, and the
+	// session must name the sender or fail the send (never send it unattributed).
+	Relayed     bool
+	RelayNative bool
 }
 
 // MatrixEdit is a Matrix edit to send.
@@ -722,7 +733,7 @@ type Host interface {
 	// problems only they can fix, like an outdated bridge), and logs it at error level.
 	NotifyAdmins(ctx context.Context, message string)
 	// Database is the bridge's database, for the connector's own tables (under their
-	// own versioned migrations) and stores such as whatsmeow's sqlstore.
+	// own versioned migrations: see OpenTables) and stores such as whatsmeow's sqlstore.
 	Database() *dbutil.Database
 	// Log is the connector's logger.
 	Log() *zerolog.Logger

@@ -109,9 +109,7 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if content.RelatesTo != nil && content.RelatesTo.GetReplaceID() != "" {
 		return br.handleMatrixEdit(ctx, rc, evt, content, sess, msg)
 	}
-	if relayed {
-		original := msg.Content
-		msg.Original = &original
+	if relayed && !br.relaysNatively(sess, &msg) {
 		rf, prefix, err := br.roomRelay(ctx, rc)
 		if err != nil {
 			return err
@@ -136,6 +134,15 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 		return fmt.Errorf("sending message to %s: %w", rc.ch.info.DisplayName, err)
 	}
 	return br.recordSent(context.WithoutCancel(ctx), rc, evt, res, rt, sentMapping{kind: database.KindMessage})
+}
+
+// relaysNatively asks a relaying session whether it names the sender of this message
+// itself, and marks the message so when it does: the relay format is then never
+// rendered, not even to be thrown away.
+func (br *Bridge) relaysNatively(sess Session, msg *MatrixMessage) bool {
+	ns, ok := sess.(NativeRelaySession)
+	msg.RelayNative = ok && ns.RelaysNatively(msg)
+	return msg.RelayNative
 }
 
 // sentMapping says what a sent Matrix event was, for the message map: a message, or a
@@ -190,7 +197,7 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 		return err
 	}
 	msg.Content = *neutral
-	if msg.Relayed {
+	if msg.Relayed && !br.relaysNatively(sess, &msg) {
 		rf, prefix, err := br.roomRelay(ctx, rc)
 		if err != nil {
 			return err

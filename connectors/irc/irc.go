@@ -56,7 +56,8 @@ var (
 	_ bridge.MembershipSession    = (*puppet)(nil)
 	_ bridge.RoomMetaSession      = (*puppet)(nil)
 	_ bridge.ChatFilteringSession = (*puppet)(nil)
-	_ bridge.Session              = (*botSession)(nil)
+	_ bridge.NativeRelaySession   = (*puppet)(nil)
+	_ bridge.NativeRelaySession   = (*botSession)(nil)
 )
 
 // Info implements bridge.Network.

@@ -52,11 +52,16 @@ func (n *network) renderOutbound(ctx context.Context, conn *ircconn.Conn, target
 	case event.MsgEmote:
 		ctcp = true
 	}
-	if relayMsgApplies(conn, target, msg) {
+	if msg.RelayNative {
 		// A relay account speaking for a team member in a channel: with draft/relaymsg the
 		// server shows the line as coming from "Name/m", as written, without a name prefix.
+		if !relayMsgApplies(conn, target, msg) {
+			// The connection changed since the core asked (a reconnect to a server
+			// without draft/relaymsg): never send it unattributed; the retry is asked
+			// again and carries the name in the text.
+			return nil, fmt.Errorf("%s can no longer show who a relayed line is from", target)
+		}
 		out.command, out.params, out.echoed, ctcp = "RELAYMSG", []string{target, relayNick(msg.Sender)}, false, false
-		text = n.ircText(msg.Original)
 	}
 	limit := ircformat.MaxMessageBytes(0, target)
 	if ctcp {
@@ -97,11 +102,21 @@ func (n *network) ircText(c *bridge.MessageContent) string {
 	return ircformat.MatrixToIRCWith(c.Body, c.FormattedBody, ircformat.Options{MentionName: n.mentionName})
 }
 
-// relayMsgApplies says whether a relayed message goes out with draft/relaymsg: only in
-// channels (the spec's scope), only where the server offers it, and not for files,
+// relayMsgApplies says whether a relayed message can go out with draft/relaymsg: only
+// in channels (the spec's scope), only where the server offers it, and not for files,
 // which keep the relay format's wording ("Rita sent photo.jpg") with their link.
 func relayMsgApplies(conn *ircconn.Conn, target string, msg *bridge.MatrixMessage) bool {
-	return msg.Relayed && msg.Original != nil && isChannel(target) && conn.HasCap("draft/relaymsg") && msg.Content.Media == nil
+	return conn != nil && isChannel(target) && conn.HasCap("draft/relaymsg") && msg.Content.Media == nil
+}
+
+// relaysNatively answers bridge.NativeRelaySession for a connection relaying into a
+// chat: draft/relaymsg names the sender, so the core leaves its relay format out.
+func (n *network) relaysNatively(conn *ircconn.Conn, msg *bridge.MatrixMessage) bool {
+	pc, err := parseChatID(msg.Chat.ChatID)
+	if err != nil || pc.channel == "" || conn == nil || !conn.Connected() {
+		return false
+	}
+	return relayMsgApplies(conn, n.wantChannelName(pc.channel), msg)
 }
 
 // fitLines splits text into IRC lines of at most limit bytes. A message longer than the

@@ -38,7 +38,6 @@ func TestRenderOutbound(t *testing.T) {
 	}
 	long := strings.Repeat("many words in a long paragraph ", 300)
 	rita := bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"}
-	photo := &bridge.MessageContent{MsgType: "m.image", Body: "photo.jpg"}
 	cases := []struct {
 		name, caps string
 		link       string // the bridge's public text link ("" for none)
@@ -67,10 +66,14 @@ func TestRenderOutbound(t *testing.T) {
 		{name: "echo-message confirms", caps: "echo-message", msg: bridge.MatrixMessage{Content: text("hi", "")},
 			command: "PRIVMSG", params: "#c", lines: []string{"hi"}, echoed: true},
 		{name: "relayed with draft/relaymsg", caps: "draft/relaymsg=/ echo-message",
-			msg:     *relayedMessage(bridge.PortalKey{}),
+			msg: bridge.MatrixMessage{Relayed: true, RelayNative: true, Sender: rita,
+				Content: bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}},
 			command: "RELAYMSG", params: "#c Rita/m", lines: []string{"hello \x02there\x02"}},
+		{name: "relayed natively, but the server lost draft/relaymsg", caps: "echo-message",
+			msg: bridge.MatrixMessage{Relayed: true, RelayNative: true, Sender: rita, Content: text("hello there", "")},
+			err: "can no longer show who"},
 		{name: "relayed file with draft/relaymsg", caps: "draft/relaymsg=/",
-			msg: bridge.MatrixMessage{Relayed: true, Sender: rita, Original: photo, Content: bridge.MessageContent{MsgType: "m.image",
+			msg: bridge.MatrixMessage{Relayed: true, Sender: rita, Content: bridge.MessageContent{MsgType: "m.image",
 				Body: "Rita sent photo.jpg", Media: &bridge.Media{FileName: "photo.jpg", PublicURL: "https://media.example.org/p"}}},
 			command: "PRIVMSG", params: "#c", lines: []string{"Rita sent photo.jpg https://media.example.org/p"}},
 		{name: "too long, no public links", msg: bridge.MatrixMessage{Content: text(long, "")},

@@ -327,6 +327,12 @@ func (p *puppet) target(ctx context.Context, conn *ircconn.Conn, chat bridge.Por
 	return p.n.displayNick(pc.nick), nil
 }
 
+// RelaysNatively implements bridge.NativeRelaySession: a relay account's puppet with
+// draft/relaymsg shows who each relayed line is from.
+func (p *puppet) RelaysNatively(msg *bridge.MatrixMessage) bool {
+	return p.n.relaysNatively(p.currentConn(), msg)
+}
+
 // SendMessage implements bridge.Session: the message is rendered by the outbound
 // renderer and delivered on the user's own connection.
 func (p *puppet) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*bridge.SendResult, error) {

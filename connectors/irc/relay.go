@@ -36,10 +36,15 @@ func (b *botSession) Disconnect() {}
 // Logout implements bridge.Session; a relay session is no login, so nothing is stored.
 func (b *botSession) Logout(ctx context.Context) error { return nil }
 
+// RelaysNatively implements bridge.NativeRelaySession: with draft/relaymsg the bot's
+// lines show who wrote them.
+func (b *botSession) RelaysNatively(msg *bridge.MatrixMessage) bool {
+	return b.n.relaysNatively(b.n.bot, msg)
+}
+
 // SendMessage implements bridge.Session: the message is rendered by the outbound
 // renderer, as a puppet's would be, and relayed on the bot's connection. The core has
-// already put the sender's name into the text (or, for draft/relaymsg, kept what they
-// wrote in msg.Original).
+// already put the sender's name into the text, unless msg.RelayNative.
 func (b *botSession) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*bridge.SendResult, error) {
 	if !b.n.bot.Connected() {
 		return nil, fmt.Errorf("%w: bot on %s", errNotConnected, b.n.cfg.Name)

@@ -75,12 +75,19 @@ func relayCases() []struct{ name, caps, want string } {
 	}
 }
 
-// relayedMessage is Rita's formatted "hello there", relayed into a channel.
-func relayedMessage(chat bridge.PortalKey) *bridge.MatrixMessage {
-	return &bridge.MatrixMessage{Chat: chat, TxnID: "t1", Relayed: true,
-		Sender:   bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
-		Content:  bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"},
-		Original: &bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+// relayedMessage is Rita's formatted "hello there", relayed into a channel, as the core
+// hands it to sess: the session is asked whether it names the sender itself; if not,
+// the relay format's rendering (here "Rita: hello there") is the content.
+func relayedMessage(chat bridge.PortalKey, sess bridge.Session) *bridge.MatrixMessage {
+	msg := &bridge.MatrixMessage{Chat: chat, TxnID: "t1", Relayed: true,
+		Sender:  bridge.MatrixSender{MXID: "@rita:example.org", DisplayName: "Rita"},
+		Content: bridge.MessageContent{MsgType: "m.text", Body: "hello there", FormattedBody: "hello <b>there</b>"}}
+	if ns, ok := sess.(bridge.NativeRelaySession); ok && ns.RelaysNatively(msg) {
+		msg.RelayNative = true
+	} else {
+		msg.Content = bridge.MessageContent{MsgType: "m.text", Body: "Rita: hello there"}
+	}
+	return msg
 }
 
 // firstRelayed is the first PRIVMSG or RELAYMSG the scripted server received.
@@ -125,7 +132,7 @@ func TestRelayMsg(t *testing.T) {
 			}
 			n.wantChannelName("#c")
 			sess := n.c.RelaySession(ctx, n.channelKey("#c"))
-			msg := relayedMessage(n.channelKey("#c"))
+			msg := relayedMessage(n.channelKey("#c"), sess)
 			if _, err := sess.SendMessage(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +257,7 @@ func TestPuppetRelayMsg(t *testing.T) {
 			addr, lines := scriptedServer(t, c.caps)
 			p := connectedPuppet(t, ctx, n, "net/@s", addr)
 			putInChannel(p, "#c")
-			msg := relayedMessage(n.channelKey("#c"))
+			msg := relayedMessage(n.channelKey("#c"), p)
 			if _, err := p.SendMessage(ctx, msg); err != nil {
 				t.Fatal(err)
 			}
