@@ -17,7 +17,8 @@
 //	rooms_*.go        portals and plumbed rooms
 //	people_*.go       ghosts, logins and login flows, double puppets, permissions
 //	commands*.go      the bot's commands
-//	host_*.go         what networks (Host) and plugins (PluginHost) get from the core
+//	host_*.go         what networks (Host) and plugins (PluginHost) get from the core;
+//	                  tables.go versions their own tables (OpenTables)
 //
 // # Matrix → network, hop by hop
 //

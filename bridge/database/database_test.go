@@ -1,12 +1,8 @@
-package database
+package database_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,103 +10,17 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/database/dbtest"
 )
 
-// defaultPostgresAdmin is the server CI provides; PASSERELLE_TEST_POSTGRES overrides it.
-const defaultPostgresAdmin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-
-// testBackend opens fresh, empty databases of one kind.
-type testBackend struct {
-	name string
-	// uri returns a connection string for a new empty database, removed at cleanup.
-	uri func(tb testing.TB) string
-}
-
-var backends = []testBackend{
-	{name: "sqlite", uri: func(tb testing.TB) string {
-		return filepath.Join(tb.TempDir(), "passerelle.db")
-	}},
-	{name: "postgres", uri: freshPostgres},
-}
-
-func postgresAdminURI() string {
-	if v := os.Getenv("PASSERELLE_TEST_POSTGRES"); v != "" {
-		return v
-	}
-	return defaultPostgresAdmin
-}
-
-// freshPostgres creates passerelle_unit_<random> and drops it when the test ends. An
-// unreachable server fails the test: PostgreSQL support must not go untested silently.
-func freshPostgres(tb testing.TB) string {
-	tb.Helper()
-	adminURI := postgresAdminURI()
-	shown := adminURI // never print a password into CI logs
-	if u, err := url.Parse(adminURI); err == nil {
-		shown = u.Redacted()
-	}
-	admin, err := sql.Open("postgres", adminURI)
-	if err != nil {
-		tb.Fatalf("PostgreSQL admin URI %q unusable (set PASSERELLE_TEST_POSTGRES): %v", shown, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err = admin.PingContext(ctx); err != nil {
-		_ = admin.Close()
-		tb.Fatalf("PostgreSQL unreachable at %q (start it, or point PASSERELLE_TEST_POSTGRES at a server where the user may CREATE DATABASE): %v", shown, err)
-	}
-	buf := make([]byte, 6)
-	_, _ = rand.Read(buf)
-	name := "passerelle_unit_" + hex.EncodeToString(buf)
-	if _, err = admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		_ = admin.Close()
-		tb.Fatalf("creating PostgreSQL database %s: %v", name, err)
-	}
-	tb.Cleanup(func() {
-		defer admin.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			// Servers before PostgreSQL 13 lack FORCE; every handle is closed by now.
-			if _, err2 := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name); err2 != nil {
-				tb.Errorf("dropping PostgreSQL database %s: %v / %v", name, err, err2)
-			}
-		}
-	})
-	u, err := url.Parse(adminURI)
-	if err != nil {
-		tb.Fatalf("parsing PostgreSQL admin URI: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-func openAt(tb testing.TB, backend, uri string) *Database {
-	tb.Helper()
-	db, err := Open(context.Background(), backend, uri, 0, zerolog.Nop())
-	if err != nil {
-		tb.Fatalf("Open(%s): %v", backend, err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
-// eachBackend runs fn as a subtest against a fresh database of every backend.
-func eachBackend(t *testing.T, fn func(t *testing.T, db *Database)) {
-	t.Helper()
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
-			fn(t, openAt(t, be.name, be.uri(t)))
-		})
-	}
-}
-
 func TestMigrationsRunTwice(t *testing.T) {
-	for _, be := range backends {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range dbtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			ctx := context.Background()
-			uri := be.uri(t)
-			db, err := Open(ctx, be.name, uri, 0, zerolog.Nop())
+			uri := be.URI(t)
+			db, err := database.Open(ctx, be.Name, uri, 0, zerolog.Nop())
 			if err != nil {
 				t.Fatalf("first Open: %v", err)
 			}
@@ -120,7 +30,7 @@ func TestMigrationsRunTwice(t *testing.T) {
 			if err = db.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			db = openAt(t, be.name, uri)
+			db = dbtest.Open(t, be.Name, uri)
 			n, err := db.QueueLength(ctx)
 			if err != nil {
 				t.Fatalf("QueueLength after reopen: %v", err)
@@ -153,7 +63,7 @@ func TestSQLiteFileMode(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			db := openAt(t, "sqlite", path)
+			db := dbtest.Open(t, "sqlite", path)
 			if _, err := db.Enqueue(context.Background(), "k", "matrix", []byte(`{}`)); err != nil {
 				t.Fatal(err)
 			}
@@ -172,8 +82,8 @@ func TestSQLiteFileMode(t *testing.T) {
 	}
 }
 
-func txnItem(key string) TxnItem {
-	return TxnItem{DedupKey: key, Key: "matrix:!room:example.org", Kind: "matrix", Payload: []byte(`{"event_id":"` + key + `"}`)}
+func txnItem(key string) database.TxnItem {
+	return database.TxnItem{DedupKey: key, Key: "matrix:!room:example.org", Kind: "matrix", Payload: []byte(`{"event_id":"` + key + `"}`)}
 }
 
 func TestAcceptTransactionDedup(t *testing.T) {
@@ -200,7 +110,7 @@ func TestAcceptTransactionDedup(t *testing.T) {
 			{keys: nil, want: nil},
 		}},
 	}
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		for ti, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -208,7 +118,7 @@ func TestAcceptTransactionDedup(t *testing.T) {
 				var total int
 				var lastSeq int64
 				for si, st := range tt.steps {
-					items := make([]TxnItem, len(st.keys))
+					items := make([]database.TxnItem, len(st.keys))
 					for i, k := range st.keys {
 						items[i] = txnItem(prefix + k)
 					}
@@ -254,7 +164,7 @@ func TestAcceptTransactionDedup(t *testing.T) {
 }
 
 func TestPendingQueueOrder(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		inputs := []struct{ key, kind, payload string }{
 			{"matrix:!a", "matrix", `{"n":1}`},
@@ -297,7 +207,7 @@ func TestPendingQueueOrder(t *testing.T) {
 }
 
 func TestCompleteAndIncrementAttempts(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		a, err := db.Enqueue(ctx, "k", "matrix", []byte(`a`))
 		if err != nil {
@@ -350,14 +260,14 @@ func TestCompleteAndIncrementAttempts(t *testing.T) {
 	})
 }
 
-func mustPortal(t *testing.T, db *Database, connector, chat, receiver string) {
+func mustPortal(t *testing.T, db *database.Database, connector, chat, receiver string) {
 	t.Helper()
-	if err := db.UpsertPortal(context.Background(), &PortalRow{Connector: connector, ChatID: chat, Receiver: receiver, Name: chat}); err != nil {
+	if err := db.UpsertPortal(context.Background(), &database.PortalRow{Connector: connector, ChatID: chat, Receiver: receiver, Name: chat}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func mustRoom(t *testing.T, db *Database, r RoomRow) {
+func mustRoom(t *testing.T, db *database.Database, r database.RoomRow) {
 	t.Helper()
 	if err := db.InsertRoom(context.Background(), &r); err != nil {
 		t.Fatal(err)
@@ -365,15 +275,15 @@ func mustRoom(t *testing.T, db *Database, r RoomRow) {
 }
 
 func TestPortalRoomLinking(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		mustPortal(t, db, "irc", "libera/#go", "")
 		mustPortal(t, db, "irc", "libera/#rust", "")
 		// The plumbed rooms are linked before the portal: ordering must not depend on it.
-		mustRoom(t, db, RoomRow{RoomID: "!plumb1:x", Connector: "irc", ChatID: "libera/#go", Kind: RoomPlumbed, CreatedBy: "@mod:x"})
-		mustRoom(t, db, RoomRow{RoomID: "!portal:x", Connector: "irc", ChatID: "libera/#go", Kind: RoomPortal})
-		mustRoom(t, db, RoomRow{RoomID: "!plumb2:x", Connector: "irc", ChatID: "libera/#go", Kind: RoomPlumbed})
-		mustRoom(t, db, RoomRow{RoomID: "!rust:x", Connector: "irc", ChatID: "libera/#rust", Kind: RoomPortal})
+		mustRoom(t, db, database.RoomRow{RoomID: "!plumb1:x", Connector: "irc", ChatID: "libera/#go", Kind: database.RoomPlumbed, CreatedBy: "@mod:x"})
+		mustRoom(t, db, database.RoomRow{RoomID: "!portal:x", Connector: "irc", ChatID: "libera/#go", Kind: database.RoomPortal})
+		mustRoom(t, db, database.RoomRow{RoomID: "!plumb2:x", Connector: "irc", ChatID: "libera/#go", Kind: database.RoomPlumbed})
+		mustRoom(t, db, database.RoomRow{RoomID: "!rust:x", Connector: "irc", ChatID: "libera/#rust", Kind: database.RoomPortal})
 
 		rooms, err := db.RoomsForChat(ctx, "irc", "libera/#go", "")
 		if err != nil {
@@ -383,13 +293,13 @@ func TestPortalRoomLinking(t *testing.T) {
 		for _, r := range rooms {
 			ids = append(ids, r.RoomID)
 		}
-		if len(ids) != 3 || ids[0] != "!portal:x" || rooms[0].Kind != RoomPortal {
+		if len(ids) != 3 || ids[0] != "!portal:x" || rooms[0].Kind != database.RoomPortal {
 			t.Fatalf("RoomsForChat = %v, want the portal first then two plumbed rooms", ids)
 		}
 		if rest := slices.Sorted(slices.Values(ids[1:])); !slices.Equal(rest, []string{"!plumb1:x", "!plumb2:x"}) {
 			t.Errorf("plumbed rooms = %v", rest)
 		}
-		if r, err := db.GetRoom(ctx, "!plumb1:x"); err != nil || r == nil || r.Kind != RoomPlumbed || r.CreatedBy != "@mod:x" {
+		if r, err := db.GetRoom(ctx, "!plumb1:x"); err != nil || r == nil || r.Kind != database.RoomPlumbed || r.CreatedBy != "@mod:x" {
 			t.Errorf("GetRoom(!plumb1) = %+v, %v", r, err)
 		}
 		if r, err := db.GetRoom(ctx, "!unknown:x"); err != nil || r != nil {
@@ -397,7 +307,7 @@ func TestPortalRoomLinking(t *testing.T) {
 		}
 
 		// Message rows of a deleted room go with it; other rooms' rows stay.
-		msgs := []*MessageRow{
+		msgs := []*database.MessageRow{
 			{RoomID: "!plumb1:x", EventID: "$e1", Connector: "irc", ChatID: "libera/#go", RemoteID: "r1"},
 			{RoomID: "!portal:x", EventID: "$e2", Connector: "irc", ChatID: "libera/#go", RemoteID: "r1"},
 		}
@@ -451,11 +361,11 @@ func TestPortalRoomLinking(t *testing.T) {
 }
 
 func TestMessageMap(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
-		base := MessageRow{RoomID: "!r:x", EventID: "$long", Connector: "irc", ChatID: "libera/#go", SenderMXID: "@alice:x"}
+		base := database.MessageRow{RoomID: "!r:x", EventID: "$long", Connector: "irc", ChatID: "libera/#go", SenderMXID: "@alice:x"}
 		// Inserted out of order: the query must sort by part.
-		var parts []*MessageRow
+		var parts []*database.MessageRow
 		for _, p := range []int{2, 0, 1} {
 			m := base
 			m.Part = p
@@ -471,8 +381,8 @@ func TestMessageMap(t *testing.T) {
 		if err := db.InsertMessages(ctx, &again); err != nil {
 			t.Fatal(err)
 		}
-		reaction := &MessageRow{RoomID: "!r:x", EventID: "$react", Connector: "irc", ChatID: "libera/#go", RemoteID: "react-1",
-			Kind: KindReaction, SenderMXID: "@bob:x", TargetRemoteID: "remote-0", Emoji: "👍"}
+		reaction := &database.MessageRow{RoomID: "!r:x", EventID: "$react", Connector: "irc", ChatID: "libera/#go", RemoteID: "react-1",
+			Kind: database.KindReaction, SenderMXID: "@bob:x", TargetRemoteID: "remote-0", Emoji: "👍"}
 		if err := db.InsertMessages(ctx, reaction); err != nil {
 			t.Fatal(err)
 		}
@@ -485,7 +395,7 @@ func TestMessageMap(t *testing.T) {
 			t.Fatalf("MessagesByEvent returned %d rows, want 3", len(got))
 		}
 		for i, m := range got {
-			if m.Part != i || m.RemoteID != fmt.Sprintf("remote-%d", i) || m.Kind != KindMessage || m.SenderMXID != "@alice:x" {
+			if m.Part != i || m.RemoteID != fmt.Sprintf("remote-%d", i) || m.Kind != database.KindMessage || m.SenderMXID != "@alice:x" {
 				t.Errorf("row %d = part %d remote %q kind %q sender %q", i, m.Part, m.RemoteID, m.Kind, m.SenderMXID)
 			}
 		}
@@ -534,7 +444,7 @@ func TestMessageMap(t *testing.T) {
 			}
 			if (m != nil) != tt.found {
 				t.Errorf("%s: ReactionBy found = %v, want %v", tt.name, m != nil, tt.found)
-			} else if m != nil && (m.EventID != "$react" || m.Kind != KindReaction || m.RemoteID != "react-1") {
+			} else if m != nil && (m.EventID != "$react" || m.Kind != database.KindReaction || m.RemoteID != "react-1") {
 				t.Errorf("%s: ReactionBy = %+v", tt.name, m)
 			}
 		}
@@ -549,7 +459,7 @@ func TestMessageMap(t *testing.T) {
 }
 
 func TestPruneMessages(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		now := time.Now()
 		cutoff := now.Add(-24 * time.Hour)
@@ -566,7 +476,7 @@ func TestPruneMessages(t *testing.T) {
 		}
 		var wantDeleted int64
 		for i, r := range rows {
-			m := &MessageRow{RoomID: "!r:x", EventID: r.event, Connector: "irc", ChatID: "c", RemoteID: fmt.Sprint(i), CreatedAt: now.Add(-r.age)}
+			m := &database.MessageRow{RoomID: "!r:x", EventID: r.event, Connector: "irc", ChatID: "c", RemoteID: fmt.Sprint(i), CreatedAt: now.Add(-r.age)}
 			if err := db.InsertMessages(ctx, m); err != nil {
 				t.Fatal(err)
 			}
@@ -594,9 +504,9 @@ func TestPruneMessages(t *testing.T) {
 }
 
 func TestDeleteLoginClearsRelay(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
-		for _, l := range []LoginRow{
+		for _, l := range []database.LoginRow{
 			{Connector: "irc", LoginID: "relay1", MXID: "@admin:x"},
 			{Connector: "irc", LoginID: "relay2", MXID: "@admin:x"},
 			{Connector: "wa", LoginID: "relay1", MXID: "@admin:x"},
@@ -619,11 +529,11 @@ func TestDeleteLoginClearsRelay(t *testing.T) {
 			{"!e:x", "wa", "c2", "relay1", "relay1"},
 		}
 		for i, r := range rooms {
-			kind := RoomPlumbed
+			kind := database.RoomPlumbed
 			if i == 0 {
-				kind = RoomPortal
+				kind = database.RoomPortal
 			}
-			mustRoom(t, db, RoomRow{RoomID: r.room, Connector: r.connector, ChatID: r.chat, Kind: kind, RelayLogin: r.relay})
+			mustRoom(t, db, database.RoomRow{RoomID: r.room, Connector: r.connector, ChatID: r.chat, Kind: kind, RelayLogin: r.relay})
 		}
 		if err := db.DeleteLogin(ctx, "irc", "relay1"); err != nil {
 			t.Fatal(err)
@@ -660,17 +570,17 @@ func TestDeleteLoginClearsRelay(t *testing.T) {
 // BenchmarkAcceptTransaction stores transactions of 10 fresh events each.
 func BenchmarkAcceptTransaction(b *testing.B) {
 	const perTxn = 10
-	for _, be := range backends {
-		b.Run(be.name, func(b *testing.B) {
-			db := openAt(b, be.name, be.uri(b))
+	for _, be := range dbtest.Backends() {
+		b.Run(be.Name, func(b *testing.B) {
+			db := dbtest.Open(b, be.Name, be.URI(b))
 			ctx := context.Background()
-			items := make([]TxnItem, perTxn)
+			items := make([]database.TxnItem, perTxn)
 			payload := []byte(`{"type":"m.room.message","room_id":"!bench:example.org","content":{"msgtype":"m.text","body":"hello"}}`)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				for j := range items {
-					items[j] = TxnItem{DedupKey: fmt.Sprintf("$bench-%d-%d", i, j), Key: "matrix:!bench:example.org", Kind: "matrix", Payload: payload}
+					items[j] = database.TxnItem{DedupKey: fmt.Sprintf("$bench-%d-%d", i, j), Key: "matrix:!bench:example.org", Kind: "matrix", Payload: payload}
 				}
 				added, err := db.AcceptTransaction(ctx, items)
 				if err != nil {

@@ -1,21 +1,24 @@
-package database
+package database_test
 
 import (
 	"context"
 	"testing"
+
+	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/database/dbtest"
 )
 
 // TestRestartState covers what a restart reads back: the chats with rooms, portals
 // whose watchers were not told yet, and login flow marks.
 func TestRestartState(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db *Database) {
+	dbtest.EachBackend(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		mustPortal(t, db, "irc", "net/#a", "")
 		mustPortal(t, db, "irc", "net/#b", "")
 		mustPortal(t, db, "wa", "chat", "login")
-		mustRoom(t, db, RoomRow{RoomID: "!a1", Connector: "irc", ChatID: "net/#a", Kind: RoomPortal})
-		mustRoom(t, db, RoomRow{RoomID: "!a2", Connector: "irc", ChatID: "net/#a", Kind: RoomPlumbed})
-		mustRoom(t, db, RoomRow{RoomID: "!w", Connector: "wa", ChatID: "chat", Receiver: "login", Kind: RoomPortal,
+		mustRoom(t, db, database.RoomRow{RoomID: "!a1", Connector: "irc", ChatID: "net/#a", Kind: database.RoomPortal})
+		mustRoom(t, db, database.RoomRow{RoomID: "!a2", Connector: "irc", ChatID: "net/#a", Kind: database.RoomPlumbed})
+		mustRoom(t, db, database.RoomRow{RoomID: "!w", Connector: "wa", ChatID: "chat", Receiver: "login", Kind: database.RoomPortal,
 			PendingWatch: `{"key":{}}`})
 		linked, err := db.LinkedChats(ctx, "irc")
 		if err != nil {
@@ -36,7 +39,7 @@ func TestRestartState(t *testing.T) {
 			t.Fatalf("pending after clearing %v, %v", pending, err)
 		}
 
-		flow := &LoginFlowRow{MXID: "@u:x", RoomID: "!m", Connector: "irc"}
+		flow := &database.LoginFlowRow{MXID: "@u:x", RoomID: "!m", Connector: "irc"}
 		if err = db.UpsertLoginFlow(ctx, flow); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,12 @@ import (
 	"github.com/passerelle/passerelle/connectors/loopback/loopnet"
 )
 
+// upgradeFiles holds the migrations of the connector's table (loopback_cursor), which
+// bridge.OpenTables versions in loopback_version.
+//
+//go:embed upgrades/*.sql
+var upgradeFiles embed.FS
+
 // Config is the connector's block in the bridge config.
 type Config struct {
 	// NetworkURL is where the loopnet server listens.
@@ -35,7 +42,7 @@ type Config struct {
 type Connector struct {
 	host bridge.Host
 	cfg  Config
-	// db is the connector's handle on the bridge database (see openDB).
+	// db is the connector's handle on the bridge database (see bridge.OpenTables).
 	db     *dbutil.Database
 	client *http.Client
 	cancel context.CancelFunc
@@ -87,7 +94,8 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 	if c.cfg.NetworkURL == "" {
 		return errors.New("connectors.loopback.network_url: missing")
 	}
-	db, err := openDB(ctx, host.Database(), dbutil.ZeroLogger(host.Log().With().Str("db_section", "loopback").Logger()))
+	log := dbutil.ZeroLogger(host.Log().With().Str("db_section", "loopback").Logger())
+	db, err := bridge.OpenTables(ctx, host.Database(), "loopback", upgradeFiles, log)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package relaybot
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"time"
 
@@ -11,6 +12,12 @@ import (
 
 	"github.com/passerelle/passerelle/bridge"
 )
+
+// upgradeFiles holds the migrations of the relay bot's tables, which bridge.OpenTables
+// versions in relaybot_version.
+//
+//go:embed upgrades/*.sql
+var upgradeFiles embed.FS
 
 // store keeps the relay policy's own records beside the core's tables: conversations
 // and their assignees, who was greeted, and lobbies the bridge made.
@@ -23,7 +30,7 @@ type store struct {
 func newStore(ctx context.Context, db *dbutil.Database) (*store, error) {
 	// Only the database is handed over, so the upgrade logs through the bridge
 	// database's logger.
-	child, err := openDB(ctx, db, nil)
+	child, err := bridge.OpenTables(ctx, db, "relaybot", upgradeFiles, nil)
 	if err != nil {
 		return nil, err
 	}

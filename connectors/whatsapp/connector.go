@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -18,6 +19,13 @@ import (
 
 const connectorName = "whatsapp"
 
+// upgradeFiles holds the migrations of the connector's own tables, which
+// bridge.OpenTables versions in whatsapp_version, apart from whatsmeow's
+// whatsmeow_version.
+//
+//go:embed upgrades/*.sql
+var upgradeFiles embed.FS
+
 // Connector is the double-puppet WhatsApp connector: each Matrix user links their own
 // WhatsApp account as a device, and their chats become portals only they are in.
 type Connector struct {
@@ -27,7 +35,7 @@ type Connector struct {
 	newClient ClientFactory
 	// db is the connector's own handle on the bridge database, opened once at Init and
 	// shared by the stores below: it versions the connector's tables in
-	// whatsapp_version (see openConnectorDB).
+	// whatsapp_version (see bridge.OpenTables and upgradeFiles).
 	db      *dbutil.Database
 	timers  *disappearing
 	senders *senderStore
@@ -81,7 +89,7 @@ func (c *Connector) Init(ctx context.Context, host bridge.Host, node *yaml.Node)
 		return err
 	}
 	log := dbutil.ZeroLogger(host.Log().With().Str("db_section", connectorName).Logger())
-	if c.db, err = openConnectorDB(ctx, host.Database(), log); err != nil {
+	if c.db, err = bridge.OpenTables(ctx, host.Database(), connectorName, upgradeFiles, log); err != nil {
 		return err
 	}
 	c.timers = newDisappearing(host, c.db)

@@ -16,14 +16,14 @@ import (
 // stored, so a restart does not keep a message that should be gone.
 type disappearing struct {
 	host bridge.Host
-	// db is the connector's handle on the bridge database (see openConnectorDB).
+	// db is the connector's handle on the bridge database (see Connector.Init).
 	db *dbutil.Database
 	// wake shortens the wait when a nearer deadline is scheduled.
 	wake chan struct{}
 }
 
 // newDisappearing keeps the timers and deadlines in the connector's tables, on db as
-// openConnectorDB returned it.
+// bridge.OpenTables returned it.
 func newDisappearing(host bridge.Host, db *dbutil.Database) *disappearing {
 	return &disappearing{host: host, db: db, wake: make(chan struct{}, 1)}
 }

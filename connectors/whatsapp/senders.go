@@ -19,7 +19,7 @@ import (
 // and marking a group chat read all need it later, after restarts too, so the
 // database (not process memory) is where it lives.
 type senderStore struct {
-	// db is the connector's handle on the bridge database (see openConnectorDB).
+	// db is the connector's handle on the bridge database (see Connector.Init).
 	db *dbutil.Database
 	// retention is how long a sender is kept; the message mappings the core keeps for
 	// edits, reactions and replies expire after a similar time (bridge.retention), and

@@ -3,7 +3,6 @@ package whatsapp
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,6 +11,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/passerelle/passerelle/bridge"
+	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/passerelle/passerelle/bridge/database/dbtest"
 )
 
 // TestSenderStore checks the message-sender record on both backends: senders come back
@@ -19,13 +20,6 @@ import (
 // login and chat, across a reopened database and an empty session cache (a restart);
 // pruning and logging out delete what they should and nothing else.
 func TestSenderStore(t *testing.T) {
-	backends := []struct {
-		name string
-		uri  func(t *testing.T) string
-	}{
-		{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "bridge.db") }},
-		{"postgres", freshPostgres},
-	}
 	const (
 		alice = "33600000001@s.whatsapp.net"
 		bob   = "33600000002@s.whatsapp.net"
@@ -34,95 +28,85 @@ func TestSenderStore(t *testing.T) {
 	)
 	phone := types.NewADJID("33612345678", 0, 3)
 	lid := types.NewJID("123456789012345", types.HiddenUserServer)
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			ctx := context.Background()
-			core := openCore(t, b.name, b.uri(t))
-			db, err := openConnectorDB(ctx, core.Database, nil)
+	dbtest.EachBackend(t, func(t *testing.T, core *database.Database) {
+		ctx := context.Background()
+		st := &senderStore{db: openTables(t, core), retention: time.Hour}
+		get := func(st *senderStore, login, chat, msg string) (types.JID, bool) {
+			t.Helper()
+			j, ok, err := st.get(ctx, login, chat, msg)
 			if err != nil {
-				t.Fatalf("openConnectorDB: %v", err)
+				t.Fatalf("get %s/%s/%s: %v", login, chat, msg, err)
 			}
-			st := &senderStore{db: db, retention: time.Hour}
-			get := func(st *senderStore, login, chat, msg string) (types.JID, bool) {
-				t.Helper()
-				j, ok, err := st.get(ctx, login, chat, msg)
-				if err != nil {
-					t.Fatalf("get %s/%s/%s: %v", login, chat, msg, err)
-				}
-				return j, ok
+			return j, ok
+		}
+		put := func(login, chat, msg string, sender types.JID) {
+			t.Helper()
+			if err := st.put(ctx, login, chat, msg, sender); err != nil {
+				t.Fatalf("put %s/%s/%s: %v", login, chat, msg, err)
 			}
-			put := func(login, chat, msg string, sender types.JID) {
-				t.Helper()
-				if err := st.put(ctx, login, chat, msg, sender); err != nil {
-					t.Fatalf("put %s/%s/%s: %v", login, chat, msg, err)
-				}
+		}
+		put(alice, group, "M1", lid)
+		put(alice, dm, "M1", phone) // same ID in another chat
+		put(bob, group, "M1", phone)
+		put(alice, group, "M2", lid)
+		put(alice, group, "M2", phone) // delivered again: the last word stands
+		for _, c := range []struct {
+			login, chat, msg string
+			want             types.JID
+		}{
+			{alice, group, "M1", lid}, {alice, dm, "M1", phone}, {bob, group, "M1", phone}, {alice, group, "M2", phone},
+		} {
+			if got, ok := get(st, c.login, c.chat, c.msg); !ok || got != c.want {
+				t.Errorf("sender of %s/%s/%s = %s, %v; want %s", c.login, c.chat, c.msg, got, ok, c.want)
 			}
-			put(alice, group, "M1", lid)
-			put(alice, dm, "M1", phone) // same ID in another chat
-			put(bob, group, "M1", phone)
-			put(alice, group, "M2", lid)
-			put(alice, group, "M2", phone) // delivered again: the last word stands
-			for _, c := range []struct {
-				login, chat, msg string
-				want             types.JID
-			}{
-				{alice, group, "M1", lid}, {alice, dm, "M1", phone}, {bob, group, "M1", phone}, {alice, group, "M2", phone},
-			} {
-				if got, ok := get(st, c.login, c.chat, c.msg); !ok || got != c.want {
-					t.Errorf("sender of %s/%s/%s = %s, %v; want %s", c.login, c.chat, c.msg, got, ok, c.want)
-				}
-			}
-			if got, ok := get(st, alice, group, "UNKNOWN"); ok {
-				t.Errorf("sender of an unknown message = %s, want none", got)
-			}
+		}
+		if got, ok := get(st, alice, group, "UNKNOWN"); ok {
+			t.Errorf("sender of an unknown message = %s, want none", got)
+		}
 
-			// A restart: the database reopened, a new session with nothing cached.
-			if db, err = openConnectorDB(ctx, core.Database, nil); err != nil {
-				t.Fatalf("openConnectorDB again: %v", err)
-			}
-			checkVersion(t, db)
-			st = &senderStore{db: db, retention: time.Hour}
-			s := testSession(st, alice)
-			if got, ok := s.senderOf(ctx, group, "M1"); !ok || got != lid {
-				t.Errorf("after a restart senderOf(M1) = %s, %v; want %s", got, ok, lid)
-			}
-			if err = s.rememberSender(ctx, group, "M3", phone); err != nil {
-				t.Fatalf("rememberSender: %v", err)
-			}
-			if got, ok := testSession(st, alice).senderOf(ctx, group, "M3"); !ok || got != phone {
-				t.Errorf("a remembered sender read by a fresh session = %s, %v; want %s", got, ok, phone)
-			}
+		// A restart: the database reopened, a new session with nothing cached.
+		db := openTables(t, core)
+		st = &senderStore{db: db, retention: time.Hour}
+		s := testSession(st, alice)
+		if got, ok := s.senderOf(ctx, group, "M1"); !ok || got != lid {
+			t.Errorf("after a restart senderOf(M1) = %s, %v; want %s", got, ok, lid)
+		}
+		if err := s.rememberSender(ctx, group, "M3", phone); err != nil {
+			t.Fatalf("rememberSender: %v", err)
+		}
+		if got, ok := testSession(st, alice).senderOf(ctx, group, "M3"); !ok || got != phone {
+			t.Errorf("a remembered sender read by a fresh session = %s, %v; want %s", got, ok, phone)
+		}
 
-			// Retention counts from when a row was written.
-			old := time.Now().Add(-2 * time.Hour).UnixMilli()
-			if _, err = db.Exec(ctx, `UPDATE whatsapp_message_sender SET created_at=$1 WHERE message_id='M2'`, old); err != nil {
-				t.Fatal(err)
-			}
-			n, err := st.prune(ctx, time.Now().Add(-st.retention))
-			if err != nil || n != 1 {
-				t.Fatalf("prune = %d, %v; want the 1 old row", n, err)
-			}
-			if _, ok := get(st, alice, group, "M2"); ok {
-				t.Error("a sender past retention was kept")
-			}
-			if _, ok := get(st, alice, group, "M1"); !ok {
-				t.Error("a sender within retention was pruned")
-			}
+		// Retention counts from when a row was written.
+		old := time.Now().Add(-2 * time.Hour).UnixMilli()
+		if _, err := db.Exec(ctx, `UPDATE whatsapp_message_sender SET created_at=$1 WHERE message_id='M2'`, old); err != nil {
+			t.Fatal(err)
+		}
+		n, err := st.prune(ctx, time.Now().Add(-st.retention))
+		if err != nil || n != 1 {
+			t.Fatalf("prune = %d, %v; want the 1 old row", n, err)
+		}
+		if _, ok := get(st, alice, group, "M2"); ok {
+			t.Error("a sender past retention was kept")
+		}
+		if _, ok := get(st, alice, group, "M1"); !ok {
+			t.Error("a sender within retention was pruned")
+		}
 
-			// Logging out forgets the login's senders, not another login's.
-			if err = st.forgetLogin(ctx, alice); err != nil {
-				t.Fatalf("forgetLogin: %v", err)
+		// Logging out forgets the login's senders, not another login's.
+		if err = st.forgetLogin(ctx, alice); err != nil {
+			t.Fatalf("forgetLogin: %v", err)
+		}
+		for _, k := range []struct{ chat, msg string }{{group, "M1"}, {dm, "M1"}, {group, "M3"}} {
+			if _, ok := get(st, alice, k.chat, k.msg); ok {
+				t.Errorf("%s/%s kept after the login logged out", k.chat, k.msg)
 			}
-			for _, k := range []struct{ chat, msg string }{{group, "M1"}, {dm, "M1"}, {group, "M3"}} {
-				if _, ok := get(st, alice, k.chat, k.msg); ok {
-					t.Errorf("%s/%s kept after the login logged out", k.chat, k.msg)
-				}
-			}
-			if got, ok := get(st, bob, group, "M1"); !ok || got != phone {
-				t.Errorf("another login's sender after a logout = %s, %v; want %s", got, ok, phone)
-			}
-		})
-	}
+		}
+		if got, ok := get(st, bob, group, "M1"); !ok || got != phone {
+			t.Errorf("another login's sender after a logout = %s, %v; want %s", got, ok, phone)
+		}
+	})
 }
 
 // testSession is a session with nothing but what the sender record needs.
