@@ -67,7 +67,10 @@ type Bridge struct {
 	bgWG     sync.WaitGroup
 }
 
-type loginKey struct{ connector, id string }
+type loginKey struct {
+	connector string
+	id        LoginID
+}
 
 // New prepares a bridge from its config, registration and the compiled-in networks and
 // plugins enabled in the config. It opens the database (running migrations) but starts
@@ -305,7 +308,7 @@ func (br *Bridge) ghostConnector(mxid id.UserID) (*connectorHost, string, bool) 
 	for _, name := range br.order {
 		ch := br.connectors[name]
 		if remote, ok := ch.ParseGhostMXID(mxid); ok {
-			return ch, remote, true
+			return ch, string(remote), true
 		}
 	}
 	return nil, "", false

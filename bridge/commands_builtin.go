@@ -103,7 +103,7 @@ func cmdLogout(ctx context.Context, ce *CommandEvent) error {
 		}
 		return userErrorf("you have several %s logins; say which: %s", ch.info.DisplayName, strings.Join(ids, ", "))
 	}
-	if err = ce.Bridge.logout(ctx, ch.info.Name, match[0].LoginID); err != nil {
+	if err = ce.Bridge.logout(ctx, ch.info.Name, LoginID(match[0].LoginID)); err != nil {
 		return userErrorf("%v", err)
 	}
 	ce.Reply(ctx, "Logged out of %s (%s).", ch.info.DisplayName, match[0].RemoteName)
@@ -123,7 +123,7 @@ func cmdLogins(ctx context.Context, ce *CommandEvent) error {
 	sb.WriteString("Your logins:\n")
 	for _, l := range logins {
 		state := SessionState(l.State)
-		if ce.Bridge.session(l.Connector, l.LoginID) == nil && state == "" {
+		if ce.Bridge.session(l.Connector, LoginID(l.LoginID)) == nil && state == "" {
 			state = StateDisconnected
 		}
 		fmt.Fprintf(&sb, "• %s: %s (%s) — %s", l.Connector, l.RemoteName, l.LoginID, stateText(state))
@@ -144,7 +144,7 @@ func userLogins(ctx context.Context, ce *CommandEvent, ch *connectorHost) ([]*Lo
 	}
 	var out []*Login
 	for _, l := range rows {
-		if l.Connector == ch.info.Name && ce.Bridge.session(l.Connector, l.LoginID) != nil {
+		if l.Connector == ch.info.Name && ce.Bridge.session(l.Connector, LoginID(l.LoginID)) != nil {
 			out = append(out, loginFromRow(l))
 		}
 	}
@@ -195,7 +195,7 @@ func displayChat(info *ChatInfo) string {
 	if info.Name != "" {
 		return info.Name
 	}
-	return info.Key.ChatID
+	return string(info.Key.ChatID)
 }
 
 func cmdPM(ctx context.Context, ce *CommandEvent) error {
@@ -231,7 +231,7 @@ func cmdPM(ctx context.Context, ce *CommandEvent) error {
 	info.Key.Connector = ch.info.Name
 	info.IsDM = true
 	if info.OtherUser == "" {
-		info.OtherUser = remoteUser
+		info.OtherUser = RemoteUserID(remoteUser)
 	}
 	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, false, TriggerMatrix)
 	if err != nil {
@@ -267,7 +267,7 @@ func cmdSetRelay(ctx context.Context, ce *CommandEvent) error {
 		if len(ce.Args) == 0 && !mine {
 			continue
 		}
-		if !ce.Bridge.sessionReaches(ce.Bridge.session(l.Connector, l.LoginID), l.LoginID, rc.key) {
+		if !ce.Bridge.sessionReaches(ce.Bridge.session(l.Connector, LoginID(l.LoginID)), LoginID(l.LoginID), rc.key) {
 			continue
 		}
 		chosen = l

@@ -20,6 +20,22 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
+// Typed IDs. On the wire and in the database they are plain strings; in the contract
+// their types keep a chat, a remote user, a remote message and a login from being
+// passed for one another.
+type (
+	// ChatID identifies a remote chat within its connector ("libera/#go", a WhatsApp
+	// JID).
+	ChatID string
+	// RemoteUserID identifies a remote user within its connector; the core builds the
+	// ghost's Matrix ID around it.
+	RemoteUserID string
+	// RemoteMessageID identifies a remote message within its chat.
+	RemoteMessageID string
+	// LoginID identifies a login (an account on the network) within its connector.
+	LoginID string
+)
+
 // NetworkInfo identifies a network connector.
 type NetworkInfo struct {
 	// Name is the config key and the command argument ("irc", "whatsapp").
@@ -100,7 +116,7 @@ type LoginStep struct {
 // NewLogin is what a successful login flow produces.
 type NewLogin struct {
 	// ID is unique within the connector (e.g. "libera/alice", a WhatsApp JID).
-	ID string
+	ID LoginID
 	// RemoteName is shown to the user ("+33 6 12…", "alice on Libera").
 	RemoteName string
 	// Metadata is connector-private, stored as JSON. Secrets (passwords, keys) belong
@@ -126,7 +142,7 @@ type LoginProcess interface {
 // Login is a stored login as the core keeps it.
 type Login struct {
 	Connector  string
-	ID         string
+	ID         LoginID
 	UserMXID   id.UserID
 	RemoteName string
 	Metadata   json.RawMessage
@@ -164,7 +180,7 @@ type Session interface {
 
 // SendResult is what the network assigned to a sent message.
 type SendResult struct {
-	RemoteIDs []string
+	RemoteIDs []RemoteMessageID
 	Timestamp time.Time
 }
 
@@ -191,7 +207,7 @@ type ReactingSession interface {
 	Session
 	// SendReaction returns the reaction's remote ID, or "" when the network gives it
 	// none (the core then keys it on the Matrix event).
-	SendReaction(ctx context.Context, r *MatrixReaction) (remoteID string, err error)
+	SendReaction(ctx context.Context, r *MatrixReaction) (remoteID RemoteMessageID, err error)
 }
 
 // TypingSession sends typing notifications.
@@ -203,7 +219,7 @@ type TypingSession interface {
 // ReceiptSession sends read markers.
 type ReceiptSession interface {
 	Session
-	SendReceipt(ctx context.Context, chat PortalKey, upTo string) error
+	SendReceipt(ctx context.Context, chat PortalKey, upTo RemoteMessageID) error
 }
 
 // MembershipSession mirrors Matrix membership changes (join, leave, kick) to the network.
@@ -266,7 +282,7 @@ type AliasNetwork interface {
 type GhostProfileNetwork interface {
 	Network
 	// GhostInfo returns the profile of a remote user, or nil if they do not exist.
-	GhostInfo(ctx context.Context, remoteID string) (*GhostInfo, error)
+	GhostInfo(ctx context.Context, remoteID RemoteUserID) (*GhostInfo, error)
 }
 
 // GhostAvatarNetwork supplies a remote user's picture when their ghost is first made
@@ -274,7 +290,7 @@ type GhostProfileNetwork interface {
 // Sender.Avatar update it later.
 type GhostAvatarNetwork interface {
 	Network
-	GhostAvatar(ctx context.Context, remoteID string) *Media
+	GhostAvatar(ctx context.Context, remoteID RemoteUserID) *Media
 }
 
 // AutoLoginNetwork opens a login on demand for a Matrix user who has none
@@ -411,7 +427,7 @@ type PluginHost interface {
 	// Log is the plugin's logger.
 	Log() *zerolog.Logger
 	// SetRoomRelay makes a linked room speak through a login, with its own options.
-	SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error
+	SetRoomRelay(ctx context.Context, roomID id.RoomID, connector string, loginID LoginID, opts *RelayOptions) error
 	// InviteUser invites a user and gives them a power level (negative: leave it).
 	InviteUser(ctx context.Context, roomID id.RoomID, user id.UserID, powerLevel int) error
 	// RestrictInvites lets only members at level or above invite people.
@@ -421,7 +437,7 @@ type PluginHost interface {
 	// RoomNotice sends a notice as the bridge bot; html may be empty.
 	RoomNotice(ctx context.Context, roomID id.RoomID, text, html string) error
 	// SendToRemote sends a text to a chat through a login, as the account itself.
-	SendToRemote(ctx context.Context, chat PortalKey, loginID, text string) error
+	SendToRemote(ctx context.Context, chat PortalKey, loginID LoginID, text string) error
 	// JoinRoom has the bot join a room by ID or alias.
 	JoinRoom(ctx context.Context, roomIDOrAlias string) (id.RoomID, error)
 	// JoinedUsers lists a room's joined Matrix users, without the bot and ghosts.
@@ -445,24 +461,24 @@ var ErrRoomNotLinked = errors.New("the room is not linked to a chat")
 // PortalKey identifies one remote chat. Receiver is set for chats that only exist in
 // one login's view (a WhatsApp DM); empty for chats shared by everyone (an IRC channel).
 type PortalKey struct {
-	Connector string `json:"connector"`
-	ChatID    string `json:"chat_id"`
-	Receiver  string `json:"receiver,omitempty"`
+	Connector string  `json:"connector"`
+	ChatID    ChatID  `json:"chat_id"`
+	Receiver  LoginID `json:"receiver,omitempty"`
 }
 
 // String is a stable text form used for queue keys and logs.
 func (k PortalKey) String() string {
 	if k.Receiver == "" {
-		return k.Connector + "|" + k.ChatID
+		return k.Connector + "|" + string(k.ChatID)
 	}
-	return k.Connector + "|" + k.ChatID + "|" + k.Receiver
+	return k.Connector + "|" + string(k.ChatID) + "|" + string(k.Receiver)
 }
 
 // MarshalZerologObject lets a portal key be logged as one field.
 func (k PortalKey) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("connector", k.Connector).Str("chat_id", k.ChatID)
+	e.Str("connector", k.Connector).Str("chat_id", string(k.ChatID))
 	if k.Receiver != "" {
-		e.Str("receiver", k.Receiver)
+		e.Str("receiver", string(k.Receiver))
 	}
 }
 
@@ -478,7 +494,7 @@ type ChatInfo struct {
 	Avatar *Media `json:"avatar,omitempty"`
 	// IsDM marks a one-to-one chat with OtherUser.
 	IsDM      bool
-	OtherUser string
+	OtherUser RemoteUserID
 	// Members are remote users to make ghosts for and join to the portal.
 	Members []ChatMember
 	// MembersComplete says Members is the chat's whole remote membership (an IRC NAMES
@@ -493,7 +509,7 @@ type ChatInfo struct {
 
 // ChatMember is one remote participant.
 type ChatMember struct {
-	RemoteID   string
+	RemoteID   RemoteUserID
 	Name       string
 	PowerLevel *int
 }
@@ -511,7 +527,7 @@ type GhostInfo struct {
 // Sender identifies who did something on the network.
 type Sender struct {
 	// RemoteID of the remote user. Empty with IsFromMe means "the login itself".
-	RemoteID string `json:"remote_id,omitempty"`
+	RemoteID RemoteUserID `json:"remote_id,omitempty"`
 	// Name is the display name to keep the ghost's profile in sync (optional), with
 	// the identity details GhostInfo describes when the network gives them.
 	Name     string `json:"name,omitempty"`
@@ -523,7 +539,7 @@ type Sender struct {
 	// as the user's double puppet when it can.
 	IsFromMe bool `json:"is_from_me,omitempty"`
 	// Login is the login that saw the event.
-	Login string `json:"login,omitempty"`
+	Login LoginID `json:"login,omitempty"`
 }
 
 // RemoteEventType is what happened on the network.
@@ -555,11 +571,11 @@ type RemoteEvent struct {
 	Type RemoteEventType `json:"type"`
 	Chat PortalKey       `json:"chat"`
 	// ID is the remote message ID (for messages, edits: the new message ID if any).
-	ID        string    `json:"id,omitempty"`
-	Sender    Sender    `json:"sender"`
-	Timestamp time.Time `json:"ts"`
+	ID        RemoteMessageID `json:"id,omitempty"`
+	Sender    Sender          `json:"sender"`
+	Timestamp time.Time       `json:"ts"`
 	// TargetID is the remote message an edit, redaction, reaction or reply refers to.
-	TargetID string `json:"target_id,omitempty"`
+	TargetID RemoteMessageID `json:"target_id,omitempty"`
 	// Content for messages and edits. The connector converts formatting itself (the
 	// core only forwards); mentioned remote users are listed in Content.Mentions and
 	// become mentions of their ghosts.
@@ -567,7 +583,7 @@ type RemoteEvent struct {
 	// Emoji for reactions.
 	Emoji string `json:"emoji,omitempty"`
 	// Target user for kicks; Reason for leaves and kicks.
-	TargetUser string `json:"target_user,omitempty"`
+	TargetUser RemoteUserID `json:"target_user,omitempty"`
 	// TargetMXID is set instead of TargetUser when the target is a Matrix user (their
 	// puppet was opped on IRC).
 	TargetMXID id.UserID `json:"target_mxid,omitempty"`
@@ -604,9 +620,9 @@ type MessageContent struct {
 	FormattedBody string            `json:"formatted_body,omitempty"`
 	Media         *Media            `json:"media,omitempty"`
 	// ReplyTo is the remote ID of the message replied to.
-	ReplyTo string `json:"reply_to,omitempty"`
+	ReplyTo RemoteMessageID `json:"reply_to,omitempty"`
 	// Mentions are remote user IDs mentioned in the message.
-	Mentions []string `json:"mentions,omitempty"`
+	Mentions []RemoteUserID `json:"mentions,omitempty"`
 	// MentionedMatrixUsers are Matrix users mentioned (remote→Matrix: someone on the
 	// network named a Matrix user's puppet).
 	MentionedMatrixUsers []id.UserID `json:"mentioned_matrix_users,omitempty"`
@@ -659,7 +675,7 @@ type MatrixMessage struct {
 	// ReplyTo is the remote ID of the message replied to, if it is known, and
 	// ReplyToSender the Matrix user (or ghost) who sent it, so networks without reply
 	// threads can address them ("bob: …").
-	ReplyTo       string
+	ReplyTo       RemoteMessageID
 	ReplyToSender id.UserID
 	// Relayed is set when the message goes through another user's account. Content then
 	// carries the relay format's rendering (the sender's name in it), rendered once by
@@ -674,7 +690,7 @@ type MatrixMessage struct {
 type MatrixEdit struct {
 	MatrixMessage
 	// TargetIDs are the remote IDs of the edited message.
-	TargetIDs []string
+	TargetIDs []RemoteMessageID
 }
 
 // MatrixRedaction is a Matrix redaction to send.
@@ -683,12 +699,12 @@ type MatrixRedaction struct {
 	RoomID    id.RoomID
 	EventID   id.EventID
 	Sender    MatrixSender
-	TargetIDs []string
+	TargetIDs []RemoteMessageID
 	// IsReaction marks the removal of a reaction; Emoji is then set.
 	IsReaction bool
 	Emoji      string
 	// ReactionTarget is the reacted-to message's remote ID when IsReaction.
-	ReactionTarget string
+	ReactionTarget RemoteMessageID
 }
 
 // MatrixReaction is a Matrix reaction to send.
@@ -698,7 +714,7 @@ type MatrixReaction struct {
 	EventID  id.EventID
 	TxnID    string
 	Sender   MatrixSender
-	TargetID string
+	TargetID RemoteMessageID
 	// TargetSender is the Matrix user (or ghost) who sent the reacted-to message.
 	TargetSender id.UserID
 	Emoji        string
@@ -711,7 +727,7 @@ type MatrixMembership struct {
 	Sender MatrixSender
 	Target id.UserID
 	// TargetRemote is the remote ID when Target is one of our ghosts.
-	TargetRemote string
+	TargetRemote RemoteUserID
 	Membership   event.Membership
 	Reason       string
 }
@@ -726,7 +742,7 @@ type Host interface {
 	// acknowledged.
 	QueueRemoteEvent(ctx context.Context, evt *RemoteEvent) error
 	// ReportState records and reports a session's state to its user.
-	ReportState(ctx context.Context, loginID string, state SessionState, message string)
+	ReportState(ctx context.Context, loginID LoginID, state SessionState, message string)
 	// Notify sends a notice to a user's management room.
 	Notify(ctx context.Context, user id.UserID, message string)
 	// NotifyAdmins sends a notice to the bridge admins named in the permissions (for
@@ -738,9 +754,9 @@ type Host interface {
 	// Log is the connector's logger.
 	Log() *zerolog.Logger
 	// GhostMXID is the Matrix ID of a remote user's ghost.
-	GhostMXID(remoteID string) id.UserID
+	GhostMXID(remoteID RemoteUserID) id.UserID
 	// ParseGhostMXID returns the remote ID behind a ghost MXID of this connector.
-	ParseGhostMXID(mxid id.UserID) (remoteID string, ok bool)
+	ParseGhostMXID(mxid id.UserID) (remoteID RemoteUserID, ok bool)
 	// Logins lists stored logins of this connector.
 	Logins(ctx context.Context) ([]*Login, error)
 	// LinkedChats lists this connector's chats that have a Matrix room (portal or
@@ -753,5 +769,5 @@ type Host interface {
 	// no appservice.public_address.
 	PublicTextLink(ctx context.Context, text, fileName string) (string, error)
 	// UpdateLoginMetadata persists a login's connector metadata.
-	UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error
+	UpdateLoginMetadata(ctx context.Context, loginID LoginID, metadata json.RawMessage) error
 }

@@ -83,7 +83,7 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 }
 
 // ReportState implements Host.
-func (ch *connectorHost) ReportState(ctx context.Context, loginID string, state SessionState, message string) {
+func (ch *connectorHost) ReportState(ctx context.Context, loginID LoginID, state SessionState, message string) {
 	ch.br.reportState(ctx, ch.info.Name, loginID, state, message)
 }
 
@@ -108,12 +108,12 @@ func (ch *connectorHost) Database() *dbutil.Database { return ch.br.DB.Database 
 func (ch *connectorHost) Log() *zerolog.Logger { return &ch.log }
 
 // GhostMXID implements Host.
-func (ch *connectorHost) GhostMXID(remoteID string) id.UserID {
-	return id.NewUserID(ch.ghostPrefix+id.EncodeUserLocalpart(remoteID)+ch.ghostSuffix, ch.br.Config.Homeserver.Domain)
+func (ch *connectorHost) GhostMXID(remoteID RemoteUserID) id.UserID {
+	return id.NewUserID(ch.ghostPrefix+id.EncodeUserLocalpart(string(remoteID))+ch.ghostSuffix, ch.br.Config.Homeserver.Domain)
 }
 
 // ParseGhostMXID implements Host.
-func (ch *connectorHost) ParseGhostMXID(mxid id.UserID) (string, bool) {
+func (ch *connectorHost) ParseGhostMXID(mxid id.UserID) (RemoteUserID, bool) {
 	localpart, server, err := mxid.Parse()
 	if err != nil || server != ch.br.Config.Homeserver.Domain {
 		return "", false
@@ -129,7 +129,7 @@ func (ch *connectorHost) ParseGhostMXID(mxid id.UserID) (string, bool) {
 	if err != nil || id.EncodeUserLocalpart(remote) != escaped {
 		return "", false
 	}
-	return remote, true
+	return RemoteUserID(remote), true
 }
 
 // Logins implements Host.
@@ -153,7 +153,7 @@ func (ch *connectorHost) LinkedChats(ctx context.Context) ([]PortalKey, error) {
 	}
 	out := make([]PortalKey, len(rows))
 	for i, r := range rows {
-		out[i] = PortalKey{Connector: r[0], ChatID: r[1], Receiver: r[2]}
+		out[i] = PortalKey{Connector: r[0], ChatID: ChatID(r[1]), Receiver: LoginID(r[2])}
 	}
 	return out, nil
 }
@@ -172,6 +172,6 @@ func (ch *connectorHost) PublicTextLink(ctx context.Context, text, fileName stri
 }
 
 // UpdateLoginMetadata implements Host.
-func (ch *connectorHost) UpdateLoginMetadata(ctx context.Context, loginID string, metadata json.RawMessage) error {
-	return ch.br.DB.SetLoginMetadata(ctx, ch.info.Name, loginID, metadata)
+func (ch *connectorHost) UpdateLoginMetadata(ctx context.Context, loginID LoginID, metadata json.RawMessage) error {
+	return ch.br.DB.SetLoginMetadata(ctx, ch.info.Name, string(loginID), metadata)
 }

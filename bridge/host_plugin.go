@@ -37,7 +37,7 @@ func (ph *pluginHost) Log() *zerolog.Logger { return &ph.log }
 func (ph *pluginHost) Started() <-chan struct{} { return ph.br.ready }
 
 // SetRoomRelay implements PluginHost.
-func (ph *pluginHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connector, loginID string, opts *RelayOptions) error {
+func (ph *pluginHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connector string, loginID LoginID, opts *RelayOptions) error {
 	room, err := ph.br.DB.GetRoom(ctx, roomID.String())
 	if err != nil {
 		return err
@@ -52,7 +52,7 @@ func (ph *pluginHost) SetRoomRelay(ctx context.Context, roomID id.RoomID, connec
 		}
 		options = string(data)
 	}
-	return ph.br.DB.SetRoomRelay(ctx, roomID.String(), loginID, options)
+	return ph.br.DB.SetRoomRelay(ctx, roomID.String(), string(loginID), options)
 }
 
 // InviteUser implements PluginHost.
@@ -106,13 +106,13 @@ func (ph *pluginHost) RoomNotice(ctx context.Context, roomID id.RoomID, text, ht
 }
 
 // SendToRemote implements PluginHost.
-func (ph *pluginHost) SendToRemote(ctx context.Context, chat PortalKey, loginID, text string) error {
+func (ph *pluginHost) SendToRemote(ctx context.Context, chat PortalKey, loginID LoginID, text string) error {
 	sess := ph.br.session(chat.Connector, loginID)
 	if sess == nil {
 		return fmt.Errorf("the %s login %s is not running", chat.Connector, loginID)
 	}
 	// A stable transaction ID lets networks that deduplicate by it drop a retry.
-	sum := sha256.Sum256([]byte(chat.String() + "\x00" + loginID + "\x00" + text))
+	sum := sha256.Sum256([]byte(chat.String() + "\x00" + string(loginID) + "\x00" + text))
 	_, err := sess.SendMessage(ctx, &MatrixMessage{Chat: chat, TxnID: "host-" + hex.EncodeToString(sum[:12]),
 		Content: MessageContent{MsgType: event.MsgText, Body: text}})
 	return err
@@ -165,7 +165,7 @@ func (ph *pluginHost) CloseRoom(ctx context.Context, roomID id.RoomID, reason st
 		return ErrRoomNotLinked
 	}
 	target := ph.br.connector(room.Connector)
-	rc := &roomContext{room: room, ch: target, key: PortalKey{Connector: room.Connector, ChatID: room.ChatID, Receiver: room.Receiver}}
+	rc := &roomContext{room: room, ch: target, key: PortalKey{Connector: room.Connector, ChatID: ChatID(room.ChatID), Receiver: LoginID(room.Receiver)}}
 	// The chat's lane must not post into the room while it is being unlinked.
 	unlock := ph.br.chatLocks.Lock(rc.key.String())
 	err = ph.br.unlinkRoom(ctx, rc, true)

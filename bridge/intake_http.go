@@ -181,7 +181,7 @@ func (br *Bridge) getUser(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "User not in a bridge namespace")
 		return
 	}
-	if err := ch.ensureGhost(r.Context(), remoteID, nil); err != nil {
+	if err := ch.ensureGhost(r.Context(), RemoteUserID(remoteID), nil); err != nil {
 		if errors.Is(err, errNoSuchGhost) {
 			writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such remote user")
 			return

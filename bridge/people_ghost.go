@@ -20,7 +20,7 @@ var errNoSuchGhost = errors.New("no such remote user")
 
 // ghostIntent returns the intent of a remote user's ghost, registering it and syncing
 // its profile when info is given.
-func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID string, info *GhostInfo) (*appservice.IntentAPI, error) {
+func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID RemoteUserID, info *GhostInfo) (*appservice.IntentAPI, error) {
 	if info != nil && info.Name == "" && info.Account == "" && info.RealName == "" && info.Avatar == nil {
 		info = nil
 	}
@@ -33,19 +33,19 @@ func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID string, info 
 // ensureGhost registers a ghost on first use and keeps its display name and avatar in
 // step with the remote profile. With a nil info and a connector that can look profiles
 // up, it asks the connector (this is how user queries from the homeserver are answered).
-func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info *GhostInfo) error {
+func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID RemoteUserID, info *GhostInfo) error {
 	if remoteID == "" {
 		return fmt.Errorf("%w: empty remote ID", errNoSuchGhost)
 	}
-	unlock := ch.ghostLocks.Lock(remoteID)
+	unlock := ch.ghostLocks.Lock(string(remoteID))
 	defer unlock()
-	row, err := ch.br.DB.GetGhost(ctx, ch.info.Name, remoteID)
+	row, err := ch.br.DB.GetGhost(ctx, ch.info.Name, string(remoteID))
 	if err != nil {
 		return err
 	}
 	mxid := ch.GhostMXID(remoteID)
 	if row == nil {
-		row = &database.GhostRow{Connector: ch.info.Name, RemoteID: remoteID, MXID: mxid.String()}
+		row = &database.GhostRow{Connector: ch.info.Name, RemoteID: string(remoteID), MXID: mxid.String()}
 		if info == nil {
 			if resolver, ok := ch.conn.(GhostProfileNetwork); ok {
 				info, err = resolver.GhostInfo(ctx, remoteID)
@@ -90,7 +90,7 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID string, info 
 	if info != nil && info.Name != "" {
 		name = ch.renderDisplayname(ghostName{Name: info.Name, Account: row.Account, RealName: row.RealName})
 	} else if name == "" {
-		name = ch.renderDisplayname(ghostName{Name: remoteID, Account: row.Account, RealName: row.RealName})
+		name = ch.renderDisplayname(ghostName{Name: string(remoteID), Account: row.Account, RealName: row.RealName})
 	}
 	if name != row.Name {
 		if err = intent.SetDisplayName(ctx, name); err != nil {

@@ -32,9 +32,9 @@ func (f *fakeConnector) LoadLogin(context.Context, *Login) (Session, error) {
 	return nil, errors.New("no logins")
 }
 func (f *fakeConnector) ChatForAlias(_ context.Context, alias string) (*ChatInfo, error) {
-	return &ChatInfo{Key: PortalKey{Connector: f.name, ChatID: alias}}, nil
+	return &ChatInfo{Key: PortalKey{Connector: f.name, ChatID: ChatID(alias)}}, nil
 }
-func (f *fakeConnector) AliasFor(chat PortalKey) string { return chat.ChatID }
+func (f *fakeConnector) AliasFor(chat PortalKey) string { return string(chat.ChatID) }
 
 var _ AliasNetwork = (*fakeConnector)(nil)
 
@@ -87,7 +87,7 @@ func TestGhostMXIDRoundTrip(t *testing.T) {
 			ch := newTestHost(t, "irc", h.tpl, "irc_{{.}}")
 			seen := map[id.UserID]string{}
 			for _, remote := range remoteIDs {
-				mxid := ch.GhostMXID(remote)
+				mxid := ch.GhostMXID(RemoteUserID(remote))
 				// Strict: the historical grammar every homeserver accepts.
 				if _, server, err := mxid.ParseAndValidateStrict(); err != nil || server != testDomain {
 					t.Errorf("GhostMXID(%q) = %q: not a valid user ID on %s (%v)", remote, mxid, testDomain, err)
@@ -97,7 +97,7 @@ func TestGhostMXIDRoundTrip(t *testing.T) {
 				}
 				seen[mxid] = remote
 				got, ok := ch.ParseGhostMXID(mxid)
-				if !ok || got != remote {
+				if !ok || got != RemoteUserID(remote) {
 					t.Errorf("ParseGhostMXID(GhostMXID(%q) = %q) = %q, %v", remote, mxid, got, ok)
 				}
 			}
@@ -119,7 +119,7 @@ func TestGhostMXIDExamples(t *testing.T) {
 		{"a:b", "@irc_a=3ab:example.org"},
 	}
 	for _, tt := range tests {
-		if got := ch.GhostMXID(tt.remote); got != tt.want {
+		if got := ch.GhostMXID(RemoteUserID(tt.remote)); got != tt.want {
 			t.Errorf("GhostMXID(%q) = %q, want %q", tt.remote, got, tt.want)
 		}
 	}
@@ -237,7 +237,7 @@ func TestAliasRoundTrip(t *testing.T) {
 				t.Errorf("aliasFor = %q, want %q", got, h.example)
 			}
 			for _, chat := range chats {
-				alias := ch.aliasFor(PortalKey{Connector: "irc", ChatID: chat})
+				alias := ch.aliasFor(PortalKey{Connector: "irc", ChatID: ChatID(chat)})
 				got, ok := ch.parseAlias(alias)
 				if !ok || got != chat {
 					t.Errorf("parseAlias(aliasFor(%q) = %q) = %q, %v", chat, alias, got, ok)

@@ -20,7 +20,7 @@ import (
 )
 
 func loginFromRow(r *database.LoginRow) *Login {
-	return &Login{Connector: r.Connector, ID: r.LoginID, UserMXID: id.UserID(r.MXID), RemoteName: r.RemoteName,
+	return &Login{Connector: r.Connector, ID: LoginID(r.LoginID), UserMXID: id.UserID(r.MXID), RemoteName: r.RemoteName,
 		Metadata: r.Metadata, CreatedAt: r.CreatedAt}
 }
 
@@ -36,7 +36,7 @@ func (br *Bridge) loadLogins(ctx context.Context) error {
 		}
 		if err = br.startSession(ctx, loginFromRow(r)); err != nil {
 			br.Log.Warn().Err(err).Str("connector", r.Connector).Str("login_id", r.LoginID).Msg("Loading login failed")
-			br.reportState(ctx, r.Connector, r.LoginID, StateBadCredentials, "it could not be loaded; log in again")
+			br.reportState(ctx, r.Connector, LoginID(r.LoginID), StateBadCredentials, "it could not be loaded; log in again")
 		}
 	}
 	return nil
@@ -61,14 +61,14 @@ func (br *Bridge) startSession(ctx context.Context, login *Login) error {
 }
 
 // session returns a live session, or nil.
-func (br *Bridge) session(connector, loginID string) Session {
+func (br *Bridge) session(connector string, loginID LoginID) Session {
 	br.sessionsLock.RLock()
 	defer br.sessionsLock.RUnlock()
 	return br.sessions[loginKey{connector, loginID}]
 }
 
 // sessionReaches says whether a session may send into a chat.
-func (br *Bridge) sessionReaches(sess Session, loginID string, chat PortalKey) bool {
+func (br *Bridge) sessionReaches(sess Session, loginID LoginID, chat PortalKey) bool {
 	if sess == nil {
 		return false
 	}
@@ -81,7 +81,7 @@ func (br *Bridge) sessionReaches(sess Session, loginID string, chat PortalKey) b
 // outRoute is how a Matrix user's event leaves for the network.
 type outRoute struct {
 	sess    Session
-	loginID string
+	loginID LoginID
 	// relayed: through someone else's account (the room's relay login or the
 	// network's bot), so the text carries the sender's name.
 	relayed bool
@@ -104,11 +104,11 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 			if l.Connector != rc.key.Connector {
 				continue
 			}
-			sess := br.session(l.Connector, l.LoginID)
+			sess := br.session(l.Connector, LoginID(l.LoginID))
 			if sess == nil {
 				unloaded = true
-			} else if br.sessionReaches(sess, l.LoginID, rc.key) {
-				return outRoute{sess: sess, loginID: l.LoginID}, nil
+			} else if br.sessionReaches(sess, LoginID(l.LoginID), rc.key) {
+				return outRoute{sess: sess, loginID: LoginID(l.LoginID)}, nil
 			}
 		}
 		if unloaded {
@@ -128,8 +128,8 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 		}
 	}
 	if rc.room.RelayLogin != "" {
-		if sess := br.session(rc.key.Connector, rc.room.RelayLogin); sess != nil {
-			return outRoute{sess: sess, loginID: rc.room.RelayLogin, relayed: true}, nil
+		if sess := br.session(rc.key.Connector, LoginID(rc.room.RelayLogin)); sess != nil {
+			return outRoute{sess: sess, loginID: LoginID(rc.room.RelayLogin), relayed: true}, nil
 		}
 		return outRoute{}, userErrorf("the relay account of this room is not connected")
 	}
@@ -144,7 +144,7 @@ func (br *Bridge) senderSession(ctx context.Context, rc *roomContext, user id.Us
 
 // autoLogin opens a login on demand, once per user and connector even when the user
 // speaks in several rooms at the same moment.
-func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginNetwork, user id.UserID) (Session, string, error) {
+func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginNetwork, user id.UserID) (Session, LoginID, error) {
 	unlock := br.chatLocks.Lock("autologin|" + rc.key.Connector + "|" + user.String())
 	defer unlock()
 	nl, err := al.AutoLogin(ctx, user, rc.key)
@@ -160,7 +160,7 @@ func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginNe
 		}
 		return nil, "", nil
 	}
-	if existing, err := br.DB.GetLogin(ctx, rc.key.Connector, nl.ID); err != nil {
+	if existing, err := br.DB.GetLogin(ctx, rc.key.Connector, string(nl.ID)); err != nil {
 		return nil, "", err
 	} else if existing != nil {
 		// Never overwrite a stored login's settings (a nick, a SASL password) with
@@ -178,12 +178,12 @@ func (br *Bridge) autoLogin(ctx context.Context, rc *roomContext, al AutoLoginNe
 }
 
 // defaultRelayLogin stands for a connector's own relay in the message map.
-const defaultRelayLogin = "relay:default"
+const defaultRelayLogin LoginID = "relay:default"
 
 // saveLogin persists a new login and starts its session.
 func (br *Bridge) saveLogin(ctx context.Context, ch *connectorHost, user id.UserID, nl *NewLogin) (*Login, error) {
-	row := &database.LoginRow{Connector: ch.info.Name, LoginID: nl.ID, MXID: user.String(), RemoteName: nl.RemoteName, Metadata: nl.Metadata}
-	existing, err := br.DB.GetLogin(ctx, ch.info.Name, nl.ID)
+	row := &database.LoginRow{Connector: ch.info.Name, LoginID: string(nl.ID), MXID: user.String(), RemoteName: nl.RemoteName, Metadata: nl.Metadata}
+	existing, err := br.DB.GetLogin(ctx, ch.info.Name, string(nl.ID))
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func (br *Bridge) saveLogin(ctx context.Context, ch *connectorHost, user id.User
 }
 
 // logout disconnects and forgets a login and everything stored for it.
-func (br *Bridge) logout(ctx context.Context, connector, loginID string) error {
+func (br *Bridge) logout(ctx context.Context, connector string, loginID LoginID) error {
 	br.sessionsLock.Lock()
 	sess := br.sessions[loginKey{connector, loginID}]
 	delete(br.sessions, loginKey{connector, loginID})
@@ -212,18 +212,18 @@ func (br *Bridge) logout(ctx context.Context, connector, loginID string) error {
 		remoteErr = sess.Logout(ctx)
 		sess.Disconnect()
 	}
-	if err := br.DB.DeleteLogin(ctx, connector, loginID); err != nil {
+	if err := br.DB.DeleteLogin(ctx, connector, string(loginID)); err != nil {
 		return err
 	}
 	// What only this login could see goes with it: its chats' rooms are unlinked (the
 	// ghosts and the bot leave), their portals and message mappings deleted.
-	rooms, err := br.DB.RoomsForReceiver(ctx, connector, loginID)
+	rooms, err := br.DB.RoomsForReceiver(ctx, connector, string(loginID))
 	if err != nil {
 		return err
 	}
 	ch := br.connector(connector)
 	for _, r := range rooms {
-		rc := &roomContext{room: r, ch: ch, key: PortalKey{Connector: r.Connector, ChatID: r.ChatID, Receiver: r.Receiver}}
+		rc := &roomContext{room: r, ch: ch, key: PortalKey{Connector: r.Connector, ChatID: ChatID(r.ChatID), Receiver: LoginID(r.Receiver)}}
 		if err = br.unlinkRoom(ctx, rc, true); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Str("room_id", r.RoomID).Msg("Unlinking room of logged-out login failed")
 		}
@@ -239,14 +239,14 @@ func (br *Bridge) logout(ctx context.Context, connector, loginID string) error {
 
 // reportState records a session's state and tells its user about the ones that need
 // them to act (bad credentials, logged out remotely).
-func (br *Bridge) reportState(ctx context.Context, connector, loginID string, state SessionState, message string) {
-	log := br.Log.With().Str("connector", connector).Str("login_id", loginID).Str("state", string(state)).Logger()
+func (br *Bridge) reportState(ctx context.Context, connector string, loginID LoginID, state SessionState, message string) {
+	log := br.Log.With().Str("connector", connector).Str("login_id", string(loginID)).Str("state", string(state)).Logger()
 	log.Info().Msg("Login state changed")
-	row, err := br.DB.GetLogin(ctx, connector, loginID)
+	row, err := br.DB.GetLogin(ctx, connector, string(loginID))
 	if err != nil {
 		log.Warn().Err(err).Msg("Loading login failed")
 	}
-	if err := br.DB.SetLoginState(ctx, connector, loginID, string(state), message); err != nil {
+	if err := br.DB.SetLoginState(ctx, connector, string(loginID), string(state), message); err != nil {
 		log.Warn().Err(err).Msg("Saving login state failed")
 	}
 	switch state {
@@ -435,7 +435,7 @@ func (br *Bridge) driveLogin(ctx context.Context, st *loginFlowState, step *Logi
 				br.loginNotice(ctx, st, "Login failed: "+err.Error())
 				return false
 			}
-			log.Info().Str("login_id", login.ID).Msg("Login succeeded")
+			log.Info().Str("login_id", string(login.ID)).Msg("Login succeeded")
 			msg := step.Instructions
 			if msg == "" {
 				msg = fmt.Sprintf("Logged in to %s as %s.", st.ch.info.DisplayName, login.RemoteName)

@@ -66,18 +66,18 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 	}
 	unlock := br.chatLocks.Lock(info.Key.String())
 	defer unlock()
-	existing, err := br.DB.GetPortal(ctx, info.Key.Connector, info.Key.ChatID, info.Key.Receiver)
+	existing, err := br.DB.GetPortal(ctx, info.Key.Connector, string(info.Key.ChatID), string(info.Key.Receiver))
 	if err != nil {
 		return err
 	}
 	if existing == nil {
-		if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: info.Key.Connector, ChatID: info.Key.ChatID,
-			Receiver: info.Key.Receiver, Name: info.Name, Topic: info.Topic, IsDM: info.IsDM, OtherUser: info.OtherUser}); err != nil {
+		if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: info.Key.Connector, ChatID: string(info.Key.ChatID),
+			Receiver: string(info.Key.Receiver), Name: info.Name, Topic: info.Topic, IsDM: info.IsDM, OtherUser: string(info.OtherUser)}); err != nil {
 			return err
 		}
 	}
 	if err = br.DB.InsertRoom(ctx, &database.RoomRow{RoomID: ce.RoomID.String(), Connector: info.Key.Connector,
-		ChatID: info.Key.ChatID, Receiver: info.Key.Receiver, Kind: database.RoomPlumbed, CreatedBy: ce.Sender.String()}); err != nil {
+		ChatID: string(info.Key.ChatID), Receiver: string(info.Key.Receiver), Kind: database.RoomPlumbed, CreatedBy: ce.Sender.String()}); err != nil {
 		return err
 	}
 	log := zerolog.Ctx(ctx).With().Object("portal", info.Key).Logger()
@@ -91,11 +91,11 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 	for _, m := range info.Members {
 		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
 		if err != nil {
-			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Creating member ghost failed")
+			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Creating member ghost failed")
 			continue
 		}
 		if err = intent.EnsureJoined(ctx, ce.RoomID); err != nil {
-			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Member ghost could not join plumbed room")
+			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Member ghost could not join plumbed room")
 		}
 	}
 	ce.Reply(ctx, "This room is now linked to %s %s.", ch.info.DisplayName, displayChat(info))
@@ -126,7 +126,7 @@ func (br *Bridge) unlinkRoom(ctx context.Context, rc *roomContext, botInRoom boo
 	if err := br.DB.DeleteRoom(ctx, rc.room.RoomID); err != nil {
 		return err
 	}
-	if err := br.DB.DeletePortalIfUnlinked(ctx, rc.key.Connector, rc.key.ChatID, rc.key.Receiver); err != nil {
+	if err := br.DB.DeletePortalIfUnlinked(ctx, rc.key.Connector, string(rc.key.ChatID), string(rc.key.Receiver)); err != nil {
 		return err
 	}
 	if !botInRoom {

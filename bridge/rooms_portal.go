@@ -69,7 +69,7 @@ func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info 
 	}()
 	unlock := br.chatLocks.Lock(key.String())
 	defer unlock()
-	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
+	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, string(key.ChatID), string(key.Receiver))
 	if err != nil {
 		return "", false, err
 	}
@@ -101,8 +101,8 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		log.Warn().Err(err).Msg("Chat avatar not set")
 	}
 	if err := br.DB.UpsertPortal(ctx, &database.PortalRow{
-		Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver,
-		Name: info.Name, Topic: info.Topic, AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: info.OtherUser,
+		Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver),
+		Name: info.Name, Topic: info.Topic, AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: string(info.OtherUser),
 	}); err != nil {
 		return "", err
 	}
@@ -184,7 +184,7 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	log = log.With().Stringer("room_id", roomID).Logger()
 	portal.RoomID = roomID
 	if err = br.DB.InsertRoom(ctx, &database.RoomRow{
-		RoomID: roomID.String(), Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver,
+		RoomID: roomID.String(), Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver),
 		Kind: database.RoomPortal, CreatedBy: invite.String(), PendingWatch: br.pendingWatch(portal),
 	}); err != nil {
 		return "", err
@@ -207,11 +207,11 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	for _, m := range info.Members {
 		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
 		if err != nil {
-			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Creating member ghost failed")
+			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Creating member ghost failed")
 			continue
 		}
 		if err = intent.EnsureJoined(ctx, roomID); err != nil {
-			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Member ghost could not join portal")
+			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Member ghost could not join portal")
 		}
 	}
 	return roomID, nil
@@ -260,20 +260,20 @@ func ptr[T any](v T) *T { return &v }
 
 // bridgeStateKey is the state key of a room's m.bridge event.
 func bridgeStateKey(k PortalKey) string {
-	return "passerelle://" + k.Connector + "/" + k.ChatID
+	return "passerelle://" + k.Connector + "/" + string(k.ChatID)
 }
 
 // bridgeInfo builds the MSC2346 bridge info of a linked room.
 func (br *Bridge) bridgeInfo(ch *connectorHost, info *ChatInfo, creator id.UserID) *event.BridgeEventContent {
 	name := info.Name
 	if name == "" {
-		name = info.Key.ChatID
+		name = string(info.Key.ChatID)
 	}
 	return &event.BridgeEventContent{
 		BridgeBot: br.BotMXID(),
 		Creator:   creator,
 		Protocol:  event.BridgeInfoSection{ID: ch.info.ProtocolID, DisplayName: ch.info.DisplayName},
-		Channel:   event.BridgeInfoSection{ID: info.Key.ChatID, DisplayName: name, Receiver: info.Key.Receiver},
+		Channel:   event.BridgeInfoSection{ID: string(info.Key.ChatID), DisplayName: name, Receiver: string(info.Key.Receiver)},
 	}
 }
 
@@ -281,7 +281,7 @@ func (br *Bridge) bridgeInfo(ch *connectorHost, info *ChatInfo, creator id.UserI
 // portal, the portal is created first.
 func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *RemoteEvent) ([]*database.RoomRow, error) {
 	key := evt.Chat
-	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
+	rooms, err := br.DB.RoomsForChat(ctx, key.Connector, string(key.ChatID), string(key.Receiver))
 	if err != nil {
 		return nil, err
 	}
@@ -295,14 +295,14 @@ func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *Remot
 	info.Key = key
 	var invite id.UserID
 	if key.Receiver != "" {
-		login, err := br.DB.GetLogin(ctx, key.Connector, key.Receiver)
+		login, err := br.DB.GetLogin(ctx, key.Connector, string(key.Receiver))
 		if err != nil {
 			return nil, err
 		} else if login != nil {
 			invite = id.UserID(login.MXID)
 		}
 	} else if evt.Sender.Login != "" {
-		login, err := br.DB.GetLogin(ctx, key.Connector, evt.Sender.Login)
+		login, err := br.DB.GetLogin(ctx, key.Connector, string(evt.Sender.Login))
 		if err != nil {
 			return nil, err
 		} else if login != nil {
@@ -323,5 +323,5 @@ func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *Remot
 	if _, _, err = br.ensurePortalRoom(ctx, ch, info, invite, true, trigger); err != nil {
 		return nil, err
 	}
-	return br.DB.RoomsForChat(ctx, key.Connector, key.ChatID, key.Receiver)
+	return br.DB.RoomsForChat(ctx, key.Connector, string(key.ChatID), string(key.Receiver))
 }

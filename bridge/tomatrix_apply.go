@@ -35,12 +35,12 @@ func (a *remoteApply) send(ctx context.Context, evtType event.Type, content *eve
 }
 
 // target finds the room's event for a remote message ID (nil when unknown).
-func (a *remoteApply) target(ctx context.Context, remoteID string) (*database.MessageRow, error) {
+func (a *remoteApply) target(ctx context.Context, remoteID RemoteMessageID) (*database.MessageRow, error) {
 	if remoteID == "" {
 		return nil, nil
 	}
 	key := a.evt.Chat
-	return a.br.DB.MessageByRemote(ctx, a.room.RoomID, key.Connector, key.ChatID, key.Receiver, remoteID)
+	return a.br.DB.MessageByRemote(ctx, a.room.RoomID, key.Connector, string(key.ChatID), string(key.Receiver), string(remoteID))
 }
 
 // message posts a remote message, once per room, and maps it.
@@ -55,7 +55,7 @@ func (a *remoteApply) message(ctx context.Context) error {
 		return nil // already bridged into this room (a resumed event)
 	}
 	content, err := br.matrixContent(ctx, ch, evt.Content, func(remoteID string) id.EventID {
-		if row, _ := a.target(ctx, remoteID); row != nil {
+		if row, _ := a.target(ctx, RemoteMessageID(remoteID)); row != nil {
 			return id.EventID(row.EventID)
 		}
 		return ""
@@ -78,7 +78,7 @@ func (a *remoteApply) message(ctx context.Context) error {
 		return nil
 	}
 	return br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: eventID.String(),
-		Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: evt.ID,
+		Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver), RemoteID: string(evt.ID),
 		SenderMXID: intent.UserID.String(), CreatedAt: nonZeroTime(evt.Timestamp)})
 }
 
@@ -136,8 +136,8 @@ func (a *remoteApply) reaction(ctx context.Context) error {
 	} else if target == nil {
 		return targetNotYetKnown(ctx, evt)
 	}
-	senderKey := "remote:" + evt.Sender.RemoteID
-	if existing, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, senderKey, evt.Emoji); err != nil {
+	senderKey := "remote:" + string(evt.Sender.RemoteID)
+	if existing, err := br.DB.ReactionBy(ctx, room.RoomID, string(evt.TargetID), senderKey, evt.Emoji); err != nil {
 		return err
 	} else if existing != nil {
 		return nil
@@ -155,20 +155,20 @@ func (a *remoteApply) reaction(ctx context.Context) error {
 	}
 	remoteID := evt.ID
 	if remoteID == "" {
-		remoteID = "reaction:" + evt.TargetID + ":" + evt.Sender.RemoteID + ":" + evt.Emoji
+		remoteID = RemoteMessageID("reaction:" + string(evt.TargetID) + ":" + string(evt.Sender.RemoteID) + ":" + evt.Emoji)
 	}
 	return br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: eventID.String(),
-		Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: remoteID,
-		Kind: database.KindReaction, SenderMXID: senderKey, TargetRemoteID: evt.TargetID, Emoji: evt.Emoji})
+		Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver), RemoteID: string(remoteID),
+		Kind: database.KindReaction, SenderMXID: senderKey, TargetRemoteID: string(evt.TargetID), Emoji: evt.Emoji})
 }
 
 // unreaction takes back one reaction, or all of the sender's on the target.
 func (a *remoteApply) unreaction(ctx context.Context) error {
 	br, evt, room, roomID, intent, seq := a.br, a.evt, a.room, a.roomID, a.intent, a.seq
 	if evt.Emoji == "" {
-		return br.removeReactions(ctx, room, evt, intent, seq, "remote:"+evt.Sender.RemoteID)
+		return br.removeReactions(ctx, room, evt, intent, seq, "remote:"+string(evt.Sender.RemoteID))
 	}
-	row, err := br.DB.ReactionBy(ctx, room.RoomID, evt.TargetID, "remote:"+evt.Sender.RemoteID, evt.Emoji)
+	row, err := br.DB.ReactionBy(ctx, room.RoomID, string(evt.TargetID), "remote:"+string(evt.Sender.RemoteID), evt.Emoji)
 	if err != nil || row == nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func (br *Bridge) syncMembers(ctx context.Context, ch *connectorHost, room *data
 			return err
 		}
 		if err = intent.EnsureJoined(ctx, roomID); err != nil {
-			log.Warn().Err(err).Str("remote_user", m.RemoteID).Msg("Member ghost could not join")
+			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Member ghost could not join")
 			continue
 		}
 		joined++

@@ -30,14 +30,14 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 	if ch == nil {
 		return fmt.Errorf("%w: remote event for disabled connector %q", errPermanent, evt.Chat.Connector)
 	}
-	log := zerolog.Ctx(ctx).With().Object("portal", evt.Chat).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Logger()
+	log := zerolog.Ctx(ctx).With().Object("portal", evt.Chat).Str("remote_event", string(evt.Type)).Str("remote_id", string(evt.ID)).Logger()
 	ctx = log.WithContext(ctx)
 	rooms, err := br.linkedRooms(ctx, ch, &evt)
 	if err != nil {
 		return err
 	}
 	if evt.Type == RemoteChatInfo && evt.ChatInfo != nil {
-		old, err := br.DB.GetPortal(ctx, evt.Chat.Connector, evt.Chat.ChatID, evt.Chat.Receiver)
+		old, err := br.DB.GetPortal(ctx, evt.Chat.Connector, string(evt.Chat.ChatID), string(evt.Chat.Receiver))
 		if err != nil {
 			return err
 		}
@@ -55,9 +55,9 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		if old != nil && old.Name == info.Name && old.Topic == info.Topic && old.AvatarURL == info.AvatarURL.String() {
 			return nil // nothing changed (a reconnect repeats what we know)
 		}
-		if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: evt.Chat.Connector, ChatID: evt.Chat.ChatID,
-			Receiver: evt.Chat.Receiver, Name: info.Name, Topic: info.Topic,
-			AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: info.OtherUser}); err != nil {
+		if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: evt.Chat.Connector, ChatID: string(evt.Chat.ChatID),
+			Receiver: string(evt.Chat.Receiver), Name: info.Name, Topic: info.Topic,
+			AvatarURL: info.AvatarURL.String(), IsDM: info.IsDM, OtherUser: string(info.OtherUser)}); err != nil {
 			return err
 		}
 	}
@@ -116,7 +116,7 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 // actions when double puppeting is set up, otherwise the sender's ghost.
 func (br *Bridge) remoteSenderIntent(ctx context.Context, ch *connectorHost, evt *RemoteEvent) (*appservice.IntentAPI, error) {
 	if evt.Sender.IsFromMe && evt.Sender.Login != "" {
-		login, err := br.DB.GetLogin(ctx, ch.info.Name, evt.Sender.Login)
+		login, err := br.DB.GetLogin(ctx, ch.info.Name, string(evt.Sender.Login))
 		if err != nil {
 			return nil, err
 		}
@@ -142,12 +142,12 @@ func (s Sender) ghostInfo() *GhostInfo {
 func remoteTxnID(evt *RemoteEvent, roomID id.RoomID, seq int64) string {
 	// Without a remote ID (an edit, a reaction given twice) the queue position keeps
 	// two distinct events apart; it is stable across retries and restarts.
-	unique := evt.ID
+	unique := string(evt.ID)
 	if unique == "" {
 		unique = fmt.Sprintf("seq:%d", seq)
 	}
-	h := sha256.Sum256([]byte(string(evt.Type) + "\x00" + evt.Chat.String() + "\x00" + unique + "\x00" + evt.TargetID +
-		"\x00" + evt.Sender.RemoteID + "\x00" + evt.Emoji + "\x00" + roomID.String()))
+	h := sha256.Sum256([]byte(string(evt.Type) + "\x00" + evt.Chat.String() + "\x00" + unique + "\x00" + string(evt.TargetID) +
+		"\x00" + string(evt.Sender.RemoteID) + "\x00" + evt.Emoji + "\x00" + roomID.String()))
 	return "pass_" + base64.RawURLEncoding.EncodeToString(h[:18])
 }
 
@@ -197,7 +197,7 @@ func targetNotYetKnown(ctx context.Context, evt *RemoteEvent) error {
 	if !evt.Timestamp.IsZero() && time.Since(evt.Timestamp) < targetWait {
 		return fmt.Errorf("the target message %s is not known yet", evt.TargetID)
 	}
-	zerolog.Ctx(ctx).Debug().Str("target_id", evt.TargetID).Msg("Target message unknown, dropping")
+	zerolog.Ctx(ctx).Debug().Str("target_id", string(evt.TargetID)).Msg("Target message unknown, dropping")
 	return nil
 }
 
@@ -211,13 +211,13 @@ func (br *Bridge) ownMessage(ctx context.Context, evt *RemoteEvent, target *data
 	if !evt.Sender.IsFromMe || evt.Sender.Login == "" {
 		return false
 	}
-	login, err := br.DB.GetLogin(ctx, evt.Chat.Connector, evt.Sender.Login)
+	login, err := br.DB.GetLogin(ctx, evt.Chat.Connector, string(evt.Sender.Login))
 	return err == nil && login != nil && login.MXID == target.SenderMXID
 }
 
 // removeReactions redacts every reaction a remote sender put on the event's target.
 func (br *Bridge) removeReactions(ctx context.Context, room *database.RoomRow, evt *RemoteEvent, intent *appservice.IntentAPI, seq int64, senderKey string) error {
-	rows, err := br.DB.ReactionsBy(ctx, room.RoomID, evt.TargetID, senderKey)
+	rows, err := br.DB.ReactionsBy(ctx, room.RoomID, string(evt.TargetID), senderKey)
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ const remoteIDKey = "net.passerelle.remote_id"
 // off mid-flight). When found, the mapping is recorded and true returned.
 func (br *Bridge) recoverSentMessage(ctx context.Context, evt *RemoteEvent, room *database.RoomRow) (bool, error) {
 	key := evt.Chat
-	if existing, err := br.DB.MessageByRemote(ctx, room.RoomID, key.Connector, key.ChatID, key.Receiver, evt.ID); err != nil || existing != nil {
+	if existing, err := br.DB.MessageByRemote(ctx, room.RoomID, key.Connector, string(key.ChatID), string(key.Receiver), string(evt.ID)); err != nil || existing != nil {
 		return existing != nil, err
 	}
 	resp, err := br.AS.BotIntent().Messages(ctx, id.RoomID(room.RoomID), "", "", mautrix.DirectionBackward, nil, 100)
@@ -265,10 +265,10 @@ func (br *Bridge) recoverSentMessage(ctx context.Context, evt *RemoteEvent, room
 		return false, fmt.Errorf("reading recent history to recover: %w", err)
 	}
 	for _, e := range resp.Chunk {
-		if rid, _ := e.Content.Raw[remoteIDKey].(string); rid == evt.ID && e.Type == event.EventMessage {
+		if rid, _ := e.Content.Raw[remoteIDKey].(string); rid == string(evt.ID) && e.Type == event.EventMessage {
 			zerolog.Ctx(ctx).Info().Stringer("event_id", e.ID).Msg("Recovered a message sent before a crash")
 			return true, br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: e.ID.String(),
-				Connector: key.Connector, ChatID: key.ChatID, Receiver: key.Receiver, RemoteID: evt.ID,
+				Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver), RemoteID: string(evt.ID),
 				SenderMXID: e.Sender.String(), CreatedAt: nonZeroTime(evt.Timestamp)})
 		}
 	}
@@ -325,7 +325,7 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *Mess
 	}
 	content.Mentions.UserIDs = append(content.Mentions.UserIDs, mc.MentionedMatrixUsers...)
 	if mc.ReplyTo != "" && replyTarget != nil {
-		if target := replyTarget(mc.ReplyTo); target != "" {
+		if target := replyTarget(string(mc.ReplyTo)); target != "" {
 			content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(target)
 		}
 	}

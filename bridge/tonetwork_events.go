@@ -64,7 +64,7 @@ func (br *Bridge) bridgedRoom(ctx context.Context, roomID id.RoomID) (*roomConte
 	if ch == nil {
 		return nil, nil
 	}
-	return &roomContext{room: room, ch: ch, key: PortalKey{Connector: room.Connector, ChatID: room.ChatID, Receiver: room.Receiver}}, nil
+	return &roomContext{room: room, ch: ch, key: PortalKey{Connector: room.Connector, ChatID: ChatID(room.ChatID), Receiver: LoginID(room.Receiver)}}, nil
 }
 
 func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) error {
@@ -100,8 +100,8 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if content.RelatesTo != nil {
 		if replyTo := content.RelatesTo.GetReplyTo(); replyTo != "" {
 			if rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, replyTo.String()); err == nil && len(rows) > 0 {
-				msg.ReplyTo = rows[0].RemoteID
-				msg.Content.ReplyTo = rows[0].RemoteID
+				msg.ReplyTo = RemoteMessageID(rows[0].RemoteID)
+				msg.Content.ReplyTo = RemoteMessageID(rows[0].RemoteID)
 				msg.ReplyToSender = id.UserID(rows[0].SenderMXID)
 			}
 		}
@@ -160,12 +160,12 @@ func (br *Bridge) recordSent(ctx context.Context, rc *roomContext, evt *event.Ev
 	kind, target, emoji := m.kind, m.target, m.emoji
 	relayLogin := ""
 	if rt.relayed {
-		relayLogin = rt.loginID
+		relayLogin = string(rt.loginID)
 	}
 	rows := make([]*database.MessageRow, len(res.RemoteIDs))
 	for i, rid := range res.RemoteIDs {
 		rows[i] = &database.MessageRow{RoomID: rc.room.RoomID, EventID: evt.ID.String(), Connector: rc.key.Connector,
-			ChatID: rc.key.ChatID, Receiver: rc.key.Receiver, RemoteID: rid, Part: i, Kind: kind,
+			ChatID: string(rc.key.ChatID), Receiver: string(rc.key.Receiver), RemoteID: string(rid), Part: i, Kind: kind,
 			SenderMXID: evt.Sender.String(), RelayLogin: relayLogin, TargetRemoteID: target, Emoji: emoji}
 	}
 	// Plumbed twins: the same remote message reaches the other rooms of the chat as a
@@ -210,14 +210,14 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 	}
 	edit := &MatrixEdit{MatrixMessage: msg}
 	for _, t := range targets {
-		edit.TargetIDs = append(edit.TargetIDs, t.RemoteID)
+		edit.TargetIDs = append(edit.TargetIDs, RemoteMessageID(t.RemoteID))
 	}
 	res, err := editor.SendEdit(ctx, edit)
 	if err != nil {
 		return fmt.Errorf("sending edit: %w", err)
 	}
 	if res != nil && len(res.RemoteIDs) > 0 {
-		return br.recordSent(ctx, rc, evt, res, outRoute{loginID: targets[0].RelayLogin, relayed: msg.Relayed}, sentMapping{kind: database.KindMessage})
+		return br.recordSent(ctx, rc, evt, res, outRoute{loginID: LoginID(targets[0].RelayLogin), relayed: msg.Relayed}, sentMapping{kind: database.KindMessage})
 	}
 	return nil
 }
@@ -253,14 +253,14 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 	}
 	remoteID, err := reactor.SendReaction(ctx, &MatrixReaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID,
 		TxnID: matrixTxnID(evt.ID), Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender),
-		TargetID: targets[0].RemoteID, TargetSender: id.UserID(targets[0].SenderMXID), Emoji: content.RelatesTo.Key})
+		TargetID: RemoteMessageID(targets[0].RemoteID), TargetSender: id.UserID(targets[0].SenderMXID), Emoji: content.RelatesTo.Key})
 	if err != nil {
 		return fmt.Errorf("sending reaction: %w", err)
 	}
 	if remoteID == "" {
-		remoteID = "reaction:" + evt.ID.String()
+		remoteID = RemoteMessageID("reaction:" + evt.ID.String())
 	}
-	return br.recordSent(ctx, rc, evt, &SendResult{RemoteIDs: []string{remoteID}}, rt,
+	return br.recordSent(ctx, rc, evt, &SendResult{RemoteIDs: []RemoteMessageID{remoteID}}, rt,
 		sentMapping{kind: database.KindReaction, target: targets[0].RemoteID, emoji: content.RelatesTo.Key})
 }
 
@@ -293,10 +293,10 @@ func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) e
 	}
 	r := &MatrixRedaction{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender)}
 	for _, row := range rows {
-		r.TargetIDs = append(r.TargetIDs, row.RemoteID)
+		r.TargetIDs = append(r.TargetIDs, RemoteMessageID(row.RemoteID))
 	}
 	if rows[0].Kind == database.KindReaction {
-		r.IsReaction, r.Emoji, r.ReactionTarget = true, rows[0].Emoji, rows[0].TargetRemoteID
+		r.IsReaction, r.Emoji, r.ReactionTarget = true, rows[0].Emoji, RemoteMessageID(rows[0].TargetRemoteID)
 	}
 	if err = redactor.SendRedaction(ctx, r); err != nil {
 		return fmt.Errorf("sending redaction: %w", err)
@@ -341,9 +341,9 @@ func (br *Bridge) handleMatrixTyping(ctx context.Context, evt *event.Event) erro
 	}
 	// Only users with their own login can show as typing; relay typing is dropped.
 	for _, l := range logins {
-		sess := br.session(l.Connector, l.LoginID)
+		sess := br.session(l.Connector, LoginID(l.LoginID))
 		ts, ok := sess.(TypingSession)
-		if !ok || !br.sessionReaches(sess, l.LoginID, rc.key) {
+		if !ok || !br.sessionReaches(sess, LoginID(l.LoginID), rc.key) {
 			continue
 		}
 		_ = ts.SendTyping(ctx, rc.key, typing[id.UserID(l.MXID)])
@@ -374,9 +374,9 @@ func (br *Bridge) handleMatrixReceipt(ctx context.Context, evt *event.Event) err
 				if l.Connector != rc.key.Connector {
 					continue
 				}
-				sess := br.session(l.Connector, l.LoginID)
-				if rs, ok := sess.(ReceiptSession); ok && br.sessionReaches(sess, l.LoginID, rc.key) {
-					_ = rs.SendReceipt(ctx, rc.key, rows[len(rows)-1].RemoteID)
+				sess := br.session(l.Connector, LoginID(l.LoginID))
+				if rs, ok := sess.(ReceiptSession); ok && br.sessionReaches(sess, LoginID(l.LoginID), rc.key) {
+					_ = rs.SendReceipt(ctx, rc.key, RemoteMessageID(rows[len(rows)-1].RemoteID))
 				}
 			}
 		}
@@ -428,7 +428,7 @@ func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEven
 	if content.Mentions != nil {
 		for _, u := range content.Mentions.UserIDs {
 			if ch, remote, ok := br.ghostConnector(u); ok && ch != nil {
-				mc.Mentions = append(mc.Mentions, remote)
+				mc.Mentions = append(mc.Mentions, RemoteUserID(remote))
 			}
 		}
 	}

@@ -71,7 +71,7 @@ func (br *Bridge) mirrorMembership(ctx context.Context, evt *event.Event, target
 		return nil
 	}
 	return ms.SendMembership(ctx, &MatrixMembership{Chat: rc.key, RoomID: evt.RoomID,
-		Sender: br.matrixSender(ctx, evt.RoomID, actor), Target: target, TargetRemote: targetRemote,
+		Sender: br.matrixSender(ctx, evt.RoomID, actor), Target: target, TargetRemote: RemoteUserID(targetRemote),
 		Membership: content.Membership, Reason: content.Reason})
 }
 
@@ -179,7 +179,7 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 	var info *ChatInfo
 	tried := false
 	for _, l := range logins {
-		if l.Connector != ch.info.Name || br.session(l.Connector, l.LoginID) == nil {
+		if l.Connector != ch.info.Name || br.session(l.Connector, LoginID(l.LoginID)) == nil {
 			continue
 		}
 		tried = true
@@ -201,13 +201,13 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 	info.Key.Connector = ch.info.Name
 	unlock := br.chatLocks.Lock(info.Key.String())
 	defer unlock()
-	if err = ch.ensureGhost(ctx, remote, nameInfo(info.Name)); err != nil {
+	if err = ch.ensureGhost(ctx, RemoteUserID(remote), nameInfo(info.Name)); err != nil {
 		return err
 	}
 	if _, err = ghost.JoinRoomByID(ctx, evt.RoomID); err != nil {
 		return fmt.Errorf("ghost joining DM: %w", err)
 	}
-	rooms, err := br.DB.RoomsForChat(ctx, info.Key.Connector, info.Key.ChatID, info.Key.Receiver)
+	rooms, err := br.DB.RoomsForChat(ctx, info.Key.Connector, string(info.Key.ChatID), string(info.Key.Receiver))
 	if err != nil {
 		return err
 	}
@@ -218,13 +218,13 @@ func (br *Bridge) handleGhostInvite(ctx context.Context, evt *event.Event, ch *c
 		}
 	}
 	info.IsDM = true
-	info.OtherUser = remote
-	if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: info.Key.Connector, ChatID: info.Key.ChatID,
-		Receiver: info.Key.Receiver, Name: info.Name, IsDM: true, OtherUser: remote}); err != nil {
+	info.OtherUser = RemoteUserID(remote)
+	if err = br.DB.UpsertPortal(ctx, &database.PortalRow{Connector: info.Key.Connector, ChatID: string(info.Key.ChatID),
+		Receiver: string(info.Key.Receiver), Name: info.Name, IsDM: true, OtherUser: remote}); err != nil {
 		return err
 	}
 	if err = br.DB.InsertRoom(ctx, &database.RoomRow{RoomID: evt.RoomID.String(), Connector: info.Key.Connector,
-		ChatID: info.Key.ChatID, Receiver: info.Key.Receiver, Kind: database.RoomPortal, CreatedBy: evt.Sender.String()}); err != nil {
+		ChatID: string(info.Key.ChatID), Receiver: string(info.Key.Receiver), Kind: database.RoomPortal, CreatedBy: evt.Sender.String()}); err != nil {
 		return err
 	}
 	// The bot joins too, so it can redact and report statuses; failing that is not fatal.

@@ -206,7 +206,7 @@ func (br *Bridge) relayReactionText(ctx context.Context, rc *roomContext, evt *e
 	}
 	reaction := evt.Content.AsReaction()
 	msg := MatrixMessage{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, TxnID: matrixTxnID(evt.ID),
-		Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender), Relayed: true, ReplyTo: target}
+		Sender: br.matrixSender(ctx, evt.RoomID, evt.Sender), Relayed: true, ReplyTo: RemoteMessageID(target)}
 	name := msg.Sender.Disambiguated
 	if name == "" {
 		name = msg.Sender.DisplayName

@@ -95,7 +95,7 @@ func TestRelayRenderEdit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			content := tt.content
-			edit := &MatrixEdit{MatrixMessage: *relayMessage(tt.sender, &content, false), TargetIDs: []string{"r1"}}
+			edit := &MatrixEdit{MatrixMessage: *relayMessage(tt.sender, &content, false), TargetIDs: []RemoteMessageID{"r1"}}
 			edit.Content.FormattedBody = "<i>x</i>"
 			if err := rf.RenderEdit(&edit.MatrixMessage, &content); err != nil {
 				t.Fatal(err)

@@ -354,7 +354,7 @@ func (n *network) bridgeChannelLine(ctx context.Context, msg ircmsg.Message) {
 		sender.Account = account
 	}
 	n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: n.channelKey(target),
-		ID: msgID, Sender: sender, Timestamp: when, Content: content})
+		ID: bridge.RemoteMessageID(msgID), Sender: sender, Timestamp: when, Content: content})
 }
 
 // handleMode turns channel op/halfop/voice changes into power levels.

@@ -20,7 +20,7 @@ import (
 //	puppet login:  "<network>/<@user:server>"
 
 // puppetLoginID is the login ID of a Matrix user's puppet on a network.
-func puppetLoginID(network, mxid string) string { return network + "/" + mxid }
+func puppetLoginID(network, mxid string) bridge.LoginID { return bridge.LoginID(network + "/" + mxid) }
 
 // foldFor returns the casefolding of a CASEMAPPING name (ircconn's), or nil for
 // unknown ones.
@@ -41,13 +41,19 @@ func foldFor(casemapping string) func(string) string {
 func (n *network) fold(s string) string { return n.folder(s) }
 
 // channelChatID is a channel's chat ID; folded, so every spelling is the same chat.
-func (n *network) channelChatID(channel string) string { return n.cfg.Name + "/" + n.fold(channel) }
+func (n *network) channelChatID(channel string) bridge.ChatID {
+	return bridge.ChatID(n.cfg.Name + "/" + n.fold(channel))
+}
 
 // pmChatID is the chat ID of private messages with a nick.
-func (n *network) pmChatID(nick string) string { return n.cfg.Name + "/pm/" + n.fold(nick) }
+func (n *network) pmChatID(nick string) bridge.ChatID {
+	return bridge.ChatID(n.cfg.Name + "/pm/" + n.fold(nick))
+}
 
 // userID is a remote user's ID (their ghost's), from their folded nick.
-func (n *network) userID(nick string) string { return n.cfg.Name + "." + n.fold(nick) }
+func (n *network) userID(nick string) bridge.RemoteUserID {
+	return bridge.RemoteUserID(n.cfg.Name + "." + n.fold(nick))
+}
 
 // parsedChat is a chat ID taken apart.
 type parsedChat struct {
@@ -57,8 +63,8 @@ type parsedChat struct {
 }
 
 // parseChatID takes a chat ID apart into its network and channel or nick.
-func parseChatID(chatID string) (parsedChat, error) {
-	network, rest, ok := strings.Cut(chatID, "/")
+func parseChatID(chatID bridge.ChatID) (parsedChat, error) {
+	network, rest, ok := strings.Cut(string(chatID), "/")
 	if !ok || rest == "" {
 		return parsedChat{}, fmt.Errorf("malformed IRC chat ID %q", chatID)
 	}
@@ -69,8 +75,8 @@ func parseChatID(chatID string) (parsedChat, error) {
 }
 
 // splitRemoteUser returns the network and nick of a remote user ID.
-func splitRemoteUser(remoteID string) (network, nick string, ok bool) {
-	network, nick, ok = strings.Cut(remoteID, ".")
+func splitRemoteUser(remoteID bridge.RemoteUserID) (network, nick string, ok bool) {
+	network, nick, ok = strings.Cut(string(remoteID), ".")
 	return network, nick, ok && nick != ""
 }
 
@@ -81,12 +87,12 @@ func (n *network) channelKey(channel string) bridge.PortalKey {
 
 // lineID identifies an IRC line for the message map: the server's msgid when it gives
 // one, else a hash of what identifies the line.
-func lineID(msgid, network, target, nick, text, when string) string {
+func lineID(msgid, network, target, nick, text, when string) bridge.RemoteMessageID {
 	if msgid != "" {
-		return "msgid:" + msgid
+		return bridge.RemoteMessageID("msgid:" + msgid)
 	}
 	h := sha256.Sum256([]byte(network + "\x00" + target + "\x00" + nick + "\x00" + text + "\x00" + when))
-	return "h:" + hex.EncodeToString(h[:12])
+	return bridge.RemoteMessageID("h:" + hex.EncodeToString(h[:12]))
 }
 
 // sanitizeNick turns a Matrix-derived string into a valid IRC nick.

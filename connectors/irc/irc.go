@@ -190,7 +190,7 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 	if !n.cfg.dmsAllowed() {
 		return nil, fmt.Errorf("private messages are disabled on %s", n.cfg.Name)
 	}
-	if login == nil || !strings.HasPrefix(login.ID, n.cfg.Name+"/") {
+	if login == nil || !strings.HasPrefix(string(login.ID), n.cfg.Name+"/") {
 		return nil, fmt.Errorf("you have no connection to %s yet: join one of its channels first", n.cfg.Name)
 	}
 	key := bridge.PortalKey{Connector: connectorName, ChatID: n.pmChatID(nick), Receiver: login.ID}
@@ -198,8 +198,8 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 }
 
 // GhostInfo implements bridge.GhostProfileNetwork.
-func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
-	netName, nick, ok := splitRemoteUser(remoteID)
+func (c *Connector) GhostInfo(ctx context.Context, remoteID bridge.RemoteUserID) (*bridge.GhostInfo, error) {
+	netName, nick, ok := splitRemoteUser(bridge.RemoteUserID(remoteID))
 	if !ok || c.networks[netName] == nil {
 		return nil, nil
 	}
@@ -230,7 +230,7 @@ func (c *Connector) AutoLogin(ctx context.Context, user id.UserID, chat bridge.P
 
 // LoadLogin implements bridge.Network.
 func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.Session, error) {
-	netName, _, ok := strings.Cut(login.ID, "/")
+	netName, _, ok := strings.Cut(string(login.ID), "/")
 	if !ok {
 		return nil, fmt.Errorf("malformed IRC login ID %q", login.ID)
 	}

@@ -306,7 +306,7 @@ func (n *network) chatInfoLocked(st *channelState) *bridge.ChatInfo {
 		info.Members = append(info.Members, bridge.ChatMember{RemoteID: n.userID(m.nick), Name: m.nick,
 			PowerLevel: n.powerFor(m.prefixes)})
 	}
-	slices.SortFunc(info.Members, func(a, b bridge.ChatMember) int { return strings.Compare(a.RemoteID, b.RemoteID) })
+	slices.SortFunc(info.Members, func(a, b bridge.ChatMember) int { return strings.Compare(string(a.RemoteID), string(b.RemoteID)) })
 	return info
 }
 
@@ -347,7 +347,7 @@ func msgParam(msg ircmsg.Message, i int) string {
 func lineIdentity(msg ircmsg.Message, network, target string) (string, time.Time) {
 	_, msgid := msg.GetTag("msgid")
 	when := msgTime(msg)
-	return lineID(msgid, network, target, msg.Nick(), msgParam(msg, 1), when.Format(time.RFC3339Nano)), when
+	return string(lineID(msgid, network, target, msg.Nick(), msgParam(msg, 1), when.Format(time.RFC3339Nano))), when
 }
 
 // msgTime is when a line was sent: its server-time tag, else now.

@@ -36,21 +36,21 @@ func (h *fakeHost) QueueRemoteEvent(ctx context.Context, evt *bridge.RemoteEvent
 	h.added <- struct{}{}
 	return nil
 }
-func (h *fakeHost) ReportState(context.Context, string, bridge.SessionState, string) {}
-func (h *fakeHost) Notify(context.Context, id.UserID, string)                        {}
-func (h *fakeHost) NotifyAdmins(context.Context, string)                             {}
-func (h *fakeHost) Database() *dbutil.Database                                       { return nil }
-func (h *fakeHost) Log() *zerolog.Logger                                             { return &h.log }
-func (h *fakeHost) GhostMXID(remoteID string) id.UserID {
-	return id.UserID("@irc_" + id.EncodeUserLocalpart(remoteID) + ":example.org")
+func (h *fakeHost) ReportState(context.Context, bridge.LoginID, bridge.SessionState, string) {}
+func (h *fakeHost) Notify(context.Context, id.UserID, string)                                {}
+func (h *fakeHost) NotifyAdmins(context.Context, string)                                     {}
+func (h *fakeHost) Database() *dbutil.Database                                               { return nil }
+func (h *fakeHost) Log() *zerolog.Logger                                                     { return &h.log }
+func (h *fakeHost) GhostMXID(remoteID bridge.RemoteUserID) id.UserID {
+	return id.UserID("@irc_" + id.EncodeUserLocalpart(string(remoteID)) + ":example.org")
 }
-func (h *fakeHost) ParseGhostMXID(id.UserID) (string, bool)                 { return "", false }
+func (h *fakeHost) ParseGhostMXID(id.UserID) (bridge.RemoteUserID, bool)    { return "", false }
 func (h *fakeHost) Logins(context.Context) ([]*bridge.Login, error)         { return nil, nil }
 func (h *fakeHost) LinkedChats(context.Context) ([]bridge.PortalKey, error) { return nil, nil }
 func (h *fakeHost) PublicTextLink(context.Context, string, string) (string, error) {
 	return h.textLink, nil
 }
-func (h *fakeHost) UpdateLoginMetadata(context.Context, string, json.RawMessage) error {
+func (h *fakeHost) UpdateLoginMetadata(context.Context, bridge.LoginID, json.RawMessage) error {
 	return nil
 }
 
@@ -195,7 +195,7 @@ func TestBotLines(t *testing.T) {
 	}
 	for i, w := range wants {
 		e := evs[i]
-		if e.Type != w.typ || e.Sender.RemoteID != w.sender || (w.check != nil && !w.check(e)) {
+		if e.Type != w.typ || string(e.Sender.RemoteID) != w.sender || (w.check != nil && !w.check(e)) {
 			t.Errorf("event %d: got %s from %s (%+v), want %s from %s", i, e.Type, e.Sender.RemoteID, e, w.typ, w.sender)
 		}
 		if e.Chat.ChatID != "net/#c" {
@@ -210,7 +210,7 @@ func TestIDs(t *testing.T) {
 	}
 	n, _ := testNetwork(t, time.Minute)
 	for _, c := range cases {
-		if got := n.channelChatID(c.in); got != c.want {
+		if got := n.channelChatID(c.in); string(got) != c.want {
 			t.Errorf("channelChatID(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
@@ -335,7 +335,7 @@ type metaHost struct {
 	save func(json.RawMessage)
 }
 
-func (h *metaHost) UpdateLoginMetadata(_ context.Context, _ string, m json.RawMessage) error {
+func (h *metaHost) UpdateLoginMetadata(_ context.Context, _ bridge.LoginID, m json.RawMessage) error {
 	h.save(m)
 	return nil
 }

@@ -171,7 +171,7 @@ func (n *network) mentionName(userID, displayName string) string {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if other := n.puppets[puppetLoginID(n.cfg.Name, userID)]; other != nil && other.nick != "" {
+	if other := n.puppets[string(puppetLoginID(n.cfg.Name, userID))]; other != nil && other.nick != "" {
 		return other.nick
 	}
 	return displayName

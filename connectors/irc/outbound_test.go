@@ -85,7 +85,7 @@ func TestRenderOutbound(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			n, host := testNetwork(t, time.Minute)
 			host.textLink = c.link
-			n.puppets[puppetLoginID("net", "@mia:example.org")] = &puppet{nick: "mia[m]"}
+			n.puppets[string(puppetLoginID("net", "@mia:example.org"))] = &puppet{nick: "mia[m]"}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			conn, _ := capConn(t, ctx, c.caps)

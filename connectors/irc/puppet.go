@@ -101,12 +101,12 @@ func (n *network) loadPuppet(login *bridge.Login) (*puppet, error) {
 	}
 	p.savedChannels = strings.Join(meta.Channels, " ")
 	n.mu.Lock()
-	if old := n.puppets[login.ID]; old != nil {
+	if old := n.puppets[string(login.ID)]; old != nil {
 		for k, v := range old.channels {
 			p.channels[k] = v
 		}
 	}
-	n.puppets[login.ID] = p
+	n.puppets[string(login.ID)] = p
 	n.mu.Unlock()
 	return p, nil
 }
@@ -148,8 +148,8 @@ func (p *puppet) Disconnect() {
 func (p *puppet) Logout(ctx context.Context) error {
 	p.Disconnect()
 	p.n.mu.Lock()
-	if p.n.puppets[p.login.ID] == p {
-		delete(p.n.puppets, p.login.ID)
+	if p.n.puppets[string(p.login.ID)] == p {
+		delete(p.n.puppets, string(p.login.ID))
 	}
 	p.n.mu.Unlock()
 	return nil
@@ -283,7 +283,7 @@ func (p *puppet) markDisconnected() {
 // puppet leaves a channel, so the record follows what IRC shows.
 func (p *puppet) saveChannels(ctx context.Context) {
 	p.n.mu.Lock()
-	current := p.n.puppets[p.login.ID] == p
+	current := p.n.puppets[string(p.login.ID)] == p
 	p.n.mu.Unlock()
 	if !current {
 		return // replaced by a new login (its metadata is newer), or logged out
@@ -308,7 +308,7 @@ func (p *puppet) saveChannels(ctx context.Context) {
 	}
 	if err != nil {
 		// Only a restart loses anything: the puppet would wait for its user to speak.
-		p.n.log.Warn().Err(err).Str("login_id", p.login.ID).Msg("Saving the puppet's channels failed")
+		p.n.log.Warn().Err(err).Str("login_id", string(p.login.ID)).Msg("Saving the puppet's channels failed")
 	}
 }
 
@@ -364,7 +364,7 @@ func (p *puppet) deliver(ctx context.Context, conn *ircconn.Conn, out *outbound,
 		}
 		if err := conn.Send(ctx, out.command, out.args(line)...); err != nil {
 			for j := 0; j < i; j++ { // the lines that did go out
-				res.RemoteIDs = append(res.RemoteIDs, outLineID(txnID, j))
+				res.RemoteIDs = append(res.RemoteIDs, bridge.RemoteMessageID(outLineID(txnID, j)))
 			}
 			return res, fmt.Errorf("sending line %d/%d: %w", i+1, len(out.lines), err)
 		}
@@ -375,10 +375,10 @@ func (p *puppet) deliver(ctx context.Context, conn *ircconn.Conn, out *outbound,
 
 // confirmLines waits for the echoes of sent lines (when confirm) and returns the lines'
 // remote IDs: the msgid an echo carried, else one made from the transaction ID.
-func (p *puppet) confirmLines(ctx context.Context, target, txnID string, echoes []chan string, confirm bool) []string {
+func (p *puppet) confirmLines(ctx context.Context, target, txnID string, echoes []chan string, confirm bool) []bridge.RemoteMessageID {
 	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	var ids []string
+	var ids []bridge.RemoteMessageID
 	for i := range echoes {
 		remoteID := outLineID(txnID, i)
 		if confirm {
@@ -394,7 +394,7 @@ func (p *puppet) confirmLines(ctx context.Context, target, txnID string, echoes 
 				confirm = false
 			}
 		}
-		ids = append(ids, remoteID)
+		ids = append(ids, bridge.RemoteMessageID(remoteID))
 	}
 	return ids
 }
@@ -598,7 +598,7 @@ func (p *puppet) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) e
 
 // SendReaction implements bridge.ReactingSession. IRC has no reactions, so they are
 // shown the way people write them there: an action line ("* alice reacted 👍 to bob").
-func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (string, error) {
+func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (bridge.RemoteMessageID, error) {
 	conn, err := p.ready(ctx)
 	if err != nil {
 		return "", err
@@ -610,7 +610,7 @@ func (p *puppet) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (st
 	if err = conn.Send(ctx, "PRIVMSG", target, p.n.reactionLine(r)); err != nil {
 		return "", fmt.Errorf("sending the reaction to %s: %w", target, err)
 	}
-	return "reaction:" + r.TxnID, nil
+	return bridge.RemoteMessageID("reaction:" + r.TxnID), nil
 }
 
 // labeledCommand is a command sent with an IRCv3 label, awaiting its response.

@@ -209,11 +209,11 @@ func (p *puppet) bridgePrivateLine(ctx context.Context, conn *ircconn.Conn, msg 
 	if content == nil {
 		return
 	}
-	msgID, when := lineIdentity(msg, p.n.cfg.Name, p.login.ID)
+	msgID, when := lineIdentity(msg, p.n.cfg.Name, string(p.login.ID))
 	key := bridge.PortalKey{Connector: connectorName, ChatID: p.n.pmChatID(nick), Receiver: p.login.ID}
 	other := p.n.userID(nick)
 	p.n.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: key,
-		ID:     msgID,
+		ID:     bridge.RemoteMessageID(msgID),
 		Sender: bridge.Sender{RemoteID: other, Name: nick, Login: p.login.ID}, Timestamp: when, Content: content,
 		CreatePortal: true, ChatInfo: &bridge.ChatInfo{Key: key, Name: nick, IsDM: true, OtherUser: other}})
 }

@@ -63,7 +63,7 @@ func (b *botSession) SendMessage(ctx context.Context, msg *bridge.MatrixMessage)
 		if err := b.n.bot.Send(ctx, out.command, out.args(line)...); err != nil {
 			return res, fmt.Errorf("relaying line %d/%d: %w", i+1, len(out.lines), err)
 		}
-		res.RemoteIDs = append(res.RemoteIDs, fmt.Sprintf("relay:%s:%d", msg.TxnID, i))
+		res.RemoteIDs = append(res.RemoteIDs, bridge.RemoteMessageID(fmt.Sprintf("relay:%s:%d", msg.TxnID, i)))
 	}
 	return res, nil
 }

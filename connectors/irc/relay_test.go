@@ -229,7 +229,7 @@ func TestTopicRefused(t *testing.T) {
 // the real handler, and waits until it is connected.
 func connectedPuppet(t *testing.T, ctx context.Context, n *network, loginID, addr string) *puppet {
 	t.Helper()
-	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: loginID, UserMXID: "@u:example.org"})
+	p, err := n.loadPuppet(&bridge.Login{Connector: "irc", ID: bridge.LoginID(loginID), UserMXID: "@u:example.org"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	for _, l := range logins {
-		c.setLogin(l.ID, true)
+		c.setLogin(string(l.ID), true)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
@@ -220,24 +220,24 @@ func (c *Connector) convert(e loopnet.Event) []*bridge.RemoteEvent {
 	if e.ClientTxn != "" {
 		return nil
 	}
-	key := bridge.PortalKey{Connector: "loopback", ChatID: e.Chat}
-	sender := bridge.Sender{RemoteID: e.Sender, Name: e.SenderName}
+	key := bridge.PortalKey{Connector: "loopback", ChatID: bridge.ChatID(e.Chat)}
+	sender := bridge.Sender{RemoteID: bridge.RemoteUserID(e.Sender), Name: e.SenderName}
 	if e.DMFor != "" {
 		if !c.isLogin(e.DMFor) {
 			return nil
 		}
-		key.Receiver = e.DMFor
-		sender.Login = e.DMFor
+		key.Receiver = bridge.LoginID(e.DMFor)
+		sender.Login = bridge.LoginID(e.DMFor)
 	}
 	if c.isLogin(e.Sender) {
 		sender.IsFromMe = true
-		sender.Login = e.Sender
+		sender.Login = bridge.LoginID(e.Sender)
 	}
-	re := &bridge.RemoteEvent{Chat: key, ID: e.ID, Sender: sender, Timestamp: e.Time, TargetID: e.Target, Emoji: e.Emoji}
+	re := &bridge.RemoteEvent{Chat: key, ID: bridge.RemoteMessageID(e.ID), Sender: sender, Timestamp: e.Time, TargetID: bridge.RemoteMessageID(e.Target), Emoji: e.Emoji}
 	if e.DMFor != "" {
 		other := strings.TrimPrefix(e.Chat, "dm:")
 		re.CreatePortal = true
-		re.ChatInfo = &bridge.ChatInfo{Key: key, Name: other, IsDM: true, OtherUser: other}
+		re.ChatInfo = &bridge.ChatInfo{Key: key, Name: other, IsDM: true, OtherUser: bridge.RemoteUserID(other)}
 	}
 	switch e.Kind {
 	case loopnet.KindMessage:
@@ -271,7 +271,7 @@ func (c *Connector) convert(e loopnet.Event) []*bridge.RemoteEvent {
 
 func content(e loopnet.Event) *bridge.MessageContent {
 	mc := &bridge.MessageContent{MsgType: event.MessageType(e.MsgType), Body: e.Text, FormattedBody: e.HTML,
-		ReplyTo: e.ReplyTo, Mentions: e.Mentions}
+		ReplyTo: bridge.RemoteMessageID(e.ReplyTo), Mentions: mentioned(e.Mentions)}
 	if mc.MsgType == "" {
 		mc.MsgType = event.MsgText
 	}
@@ -329,7 +329,7 @@ func (c *Connector) StartLogin(ctx context.Context, user id.UserID, flowID strin
 
 // LoadLogin implements bridge.Network.
 func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.Session, error) {
-	c.setLogin(login.ID, true)
+	c.setLogin(string(login.ID), true)
 	return &session{c: c, login: login}, nil
 }
 
@@ -338,7 +338,7 @@ func (c *Connector) ResolveChat(ctx context.Context, login *bridge.Login, args [
 	if len(args) != 1 || !strings.HasPrefix(args[0], "#") || len(args[0]) < 2 {
 		return nil, errors.New("give a channel name starting with #")
 	}
-	return &bridge.ChatInfo{Key: bridge.PortalKey{Connector: "loopback", ChatID: args[0]}, Name: args[0]}, nil
+	return &bridge.ChatInfo{Key: bridge.PortalKey{Connector: "loopback", ChatID: bridge.ChatID(args[0])}, Name: args[0]}, nil
 }
 
 // DMChat implements bridge.DMNetwork.
@@ -346,8 +346,8 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 	if remoteUser == "" || strings.ContainsAny(remoteUser, " #") {
 		return nil, fmt.Errorf("%q is not a loopnet user", remoteUser)
 	}
-	key := bridge.PortalKey{Connector: "loopback", ChatID: "dm:" + remoteUser, Receiver: login.ID}
-	return &bridge.ChatInfo{Key: key, Name: remoteUser, IsDM: true, OtherUser: remoteUser}, nil
+	key := bridge.PortalKey{Connector: "loopback", ChatID: bridge.ChatID("dm:" + remoteUser), Receiver: login.ID}
+	return &bridge.ChatInfo{Key: key, Name: remoteUser, IsDM: true, OtherUser: bridge.RemoteUserID(remoteUser)}, nil
 }
 
 // ChatForAlias implements bridge.AliasNetwork: #loopback_lobby is channel #lobby.
@@ -355,20 +355,20 @@ func (c *Connector) ChatForAlias(ctx context.Context, alias string) (*bridge.Cha
 	if alias == "" || strings.ContainsAny(alias, ":#") {
 		return nil, nil
 	}
-	return &bridge.ChatInfo{Key: bridge.PortalKey{Connector: "loopback", ChatID: "#" + alias}, Name: "#" + alias}, nil
+	return &bridge.ChatInfo{Key: bridge.PortalKey{Connector: "loopback", ChatID: bridge.ChatID("#" + alias)}, Name: "#" + alias}, nil
 }
 
 // AliasFor implements bridge.AliasNetwork.
 func (c *Connector) AliasFor(chat bridge.PortalKey) string {
-	if chat.Receiver != "" || !strings.HasPrefix(chat.ChatID, "#") {
+	if chat.Receiver != "" || !strings.HasPrefix(string(chat.ChatID), "#") {
 		return ""
 	}
-	return strings.TrimPrefix(chat.ChatID, "#")
+	return strings.TrimPrefix(string(chat.ChatID), "#")
 }
 
 // GhostInfo implements bridge.GhostProfileNetwork: every loopnet user exists.
-func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
-	return &bridge.GhostInfo{Name: remoteID}, nil
+func (c *Connector) GhostInfo(ctx context.Context, remoteID bridge.RemoteUserID) (*bridge.GhostInfo, error) {
+	return &bridge.GhostInfo{Name: string(remoteID)}, nil
 }
 
 // qrLogin is a QR-style flow: show a code that rotates until a device confirms it.
@@ -422,7 +422,7 @@ func (l *qrLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 		case out.Failed != "":
 			return nil, errors.New(out.Failed)
 		case out.Done:
-			return &bridge.LoginStep{Type: bridge.StepDone, Login: &bridge.NewLogin{ID: out.Account, RemoteName: out.Account}}, nil
+			return &bridge.LoginStep{Type: bridge.StepDone, Login: &bridge.NewLogin{ID: bridge.LoginID(out.Account), RemoteName: out.Account}}, nil
 		case out.Version != l.version:
 			l.version = out.Version
 			return &bridge.LoginStep{Type: bridge.StepDisplay, Display: bridge.DisplayQR, Data: out.Code,
@@ -455,7 +455,7 @@ func (l *accountLogin) SubmitInput(ctx context.Context, input string) (*bridge.L
 	if account == "" || strings.ContainsAny(account, " #:") {
 		return nil, fmt.Errorf("%q is not a valid account name", input)
 	}
-	return &bridge.LoginStep{Type: bridge.StepDone, Login: &bridge.NewLogin{ID: account, RemoteName: account}}, nil
+	return &bridge.LoginStep{Type: bridge.StepDone, Login: &bridge.NewLogin{ID: bridge.LoginID(account), RemoteName: account}}, nil
 }
 
 func (l *accountLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
@@ -463,3 +463,12 @@ func (l *accountLogin) Wait(ctx context.Context) (*bridge.LoginStep, error) {
 }
 
 func (l *accountLogin) Cancel() {}
+
+// mentioned turns loopnet's mentioned names into remote user IDs.
+func mentioned(names []string) []bridge.RemoteUserID {
+	out := make([]bridge.RemoteUserID, len(names))
+	for i, n := range names {
+		out[i] = bridge.RemoteUserID(n)
+	}
+	return out
+}

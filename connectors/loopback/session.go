@@ -22,7 +22,7 @@ func (s *session) Connect(ctx context.Context) {
 func (s *session) Disconnect() {}
 
 func (s *session) Logout(ctx context.Context) error {
-	s.c.setLogin(s.login.ID, false)
+	s.c.setLogin(string(s.login.ID), false)
 	return nil
 }
 
@@ -33,30 +33,30 @@ func (s *session) base(chat bridge.PortalKey, kind, txn string) loopnet.Event {
 	if txn == "" {
 		txn = "bridge-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	e := loopnet.Event{Kind: kind, Chat: chat.ChatID, ClientTxn: txn}
+	e := loopnet.Event{Kind: kind, Chat: string(chat.ChatID), ClientTxn: txn}
 	if chat.Receiver != "" {
-		e.DMFor = chat.Receiver
+		e.DMFor = string(chat.Receiver)
 	}
 	return e
 }
 
 func (s *session) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*bridge.SendResult, error) {
 	e := s.base(msg.Chat, loopnet.KindMessage, msg.TxnID)
-	e.Text, e.HTML, e.MsgType, e.ReplyTo, e.Mentions = msg.Content.Body, msg.Content.FormattedBody, string(msg.Content.MsgType), msg.ReplyTo, msg.Content.Mentions
+	e.Text, e.HTML, e.MsgType, e.ReplyTo, e.Mentions = msg.Content.Body, msg.Content.FormattedBody, string(msg.Content.MsgType), string(msg.ReplyTo), remoteUsers(msg.Content.Mentions)
 	if m := msg.Content.Media; m != nil {
 		e.FileName, e.FileData, e.MimeType = m.FileName, m.Data, m.MimeType
 	}
-	id, err := s.c.send(ctx, s.login.ID, e)
+	id, err := s.c.send(ctx, string(s.login.ID), e)
 	if err != nil {
 		return nil, err
 	}
-	return &bridge.SendResult{RemoteIDs: []string{id}}, nil
+	return &bridge.SendResult{RemoteIDs: []bridge.RemoteMessageID{bridge.RemoteMessageID(id)}}, nil
 }
 
 func (s *session) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridge.SendResult, error) {
 	e := s.base(edit.Chat, loopnet.KindEdit, edit.TxnID)
-	e.Text, e.HTML, e.Target = edit.Content.Body, edit.Content.FormattedBody, edit.TargetIDs[0]
-	_, err := s.c.send(ctx, s.login.ID, e)
+	e.Text, e.HTML, e.Target = edit.Content.Body, edit.Content.FormattedBody, string(edit.TargetIDs[0])
+	_, err := s.c.send(ctx, string(s.login.ID), e)
 	return nil, err
 }
 
@@ -66,15 +66,16 @@ func (s *session) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) 
 	if r.IsReaction {
 		e.Kind, e.Emoji, target = loopnet.KindUnreact, r.Emoji, r.ReactionTarget
 	}
-	e.Target = target
-	_, err := s.c.send(ctx, s.login.ID, e)
+	e.Target = string(target)
+	_, err := s.c.send(ctx, string(s.login.ID), e)
 	return err
 }
 
-func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (string, error) {
+func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (bridge.RemoteMessageID, error) {
 	e := s.base(r.Chat, loopnet.KindReact, r.TxnID)
-	e.Target, e.Emoji = r.TargetID, r.Emoji
-	return s.c.send(ctx, s.login.ID, e)
+	e.Target, e.Emoji = string(r.TargetID), r.Emoji
+	id, err := s.c.send(ctx, string(s.login.ID), e)
+	return bridge.RemoteMessageID(id), err
 }
 
 func (s *session) SendTyping(ctx context.Context, chat bridge.PortalKey, typing bool) error {
@@ -82,14 +83,14 @@ func (s *session) SendTyping(ctx context.Context, chat bridge.PortalKey, typing 
 	if !typing {
 		e.Text = "stop"
 	}
-	_, err := s.c.send(ctx, s.login.ID, e)
+	_, err := s.c.send(ctx, string(s.login.ID), e)
 	return err
 }
 
-func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo string) error {
+func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo bridge.RemoteMessageID) error {
 	e := s.base(chat, loopnet.KindReceipt, "")
-	e.Target = upTo
-	_, err := s.c.send(ctx, s.login.ID, e)
+	e.Target = string(upTo)
+	_, err := s.c.send(ctx, string(s.login.ID), e)
 	return err
 }
 
@@ -99,8 +100,8 @@ func (s *session) SendMembership(ctx context.Context, m *bridge.MatrixMembership
 		kind = loopnet.KindLeave
 	}
 	e := s.base(m.Chat, kind, "")
-	e.Target = m.TargetRemote
-	_, err := s.c.send(ctx, s.login.ID, e)
+	e.Target = string(m.TargetRemote)
+	_, err := s.c.send(ctx, string(s.login.ID), e)
 	return err
 }
 
@@ -110,6 +111,15 @@ func (s *session) SendRoomMeta(ctx context.Context, chat bridge.PortalKey, name,
 	}
 	e := s.base(chat, loopnet.KindTopic, "")
 	e.Text = *topic
-	_, err := s.c.send(ctx, s.login.ID, e)
+	_, err := s.c.send(ctx, string(s.login.ID), e)
 	return err
+}
+
+// remoteUsers lists mentioned remote users as loopnet names them.
+func remoteUsers(ids []bridge.RemoteUserID) []string {
+	out := make([]string, len(ids))
+	for i, u := range ids {
+		out[i] = string(u)
+	}
+	return out
 }

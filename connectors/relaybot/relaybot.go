@@ -138,7 +138,7 @@ func (c *Plugin) account(p *bridge.NewPortal) *AccountConfig {
 		if a.Network != p.Key.Connector {
 			continue
 		}
-		if a.Login != "" && a.Login == p.Key.Receiver || a.Login == "" && a.Owner == p.LoginOwner {
+		if a.Login != "" && bridge.LoginID(a.Login) == p.Key.Receiver || a.Login == "" && a.Owner == p.LoginOwner {
 			return a
 		}
 	}
@@ -298,9 +298,9 @@ func contactName(p *bridge.NewPortal) string {
 		return p.Info.Name
 	}
 	if p.Info != nil && p.Info.OtherUser != "" {
-		return p.Info.OtherUser
+		return string(p.Info.OtherUser)
 	}
-	return p.Key.ChatID
+	return string(p.Key.ChatID)
 }
 
 func dedupe(users []id.UserID) []id.UserID {

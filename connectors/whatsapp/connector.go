@@ -203,9 +203,9 @@ func (c *Connector) paired(ctx context.Context, user id.UserID, client Client, d
 
 // unlinkOldDevice removes the previous device of a login that is being linked again.
 func (c *Connector) unlinkOldDevice(ctx context.Context, l *bridge.Login, newDevice types.JID) {
-	log := c.host.Log().With().Str("login_id", l.ID).Logger()
+	log := c.host.Log().With().Str("login_id", string(l.ID)).Logger()
 	c.mu.Lock()
-	old := c.sessions[l.ID]
+	old := c.sessions[string(l.ID)]
 	c.mu.Unlock()
 	if old != nil && old.deviceJID != newDevice {
 		old.replaced()
@@ -256,7 +256,7 @@ func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.
 		pending.attach(s.handleEvent)
 	}
 	c.mu.Lock()
-	c.sessions[login.ID] = s
+	c.sessions[string(login.ID)] = s
 	c.mu.Unlock()
 	return s, nil
 }
@@ -264,8 +264,8 @@ func (c *Connector) LoadLogin(ctx context.Context, login *bridge.Login) (bridge.
 // forget drops a session from the live set (after logout).
 func (c *Connector) forget(s *session) {
 	c.mu.Lock()
-	if c.sessions[s.login.ID] == s {
-		delete(c.sessions, s.login.ID)
+	if c.sessions[string(s.login.ID)] == s {
+		delete(c.sessions, string(s.login.ID))
 	}
 	c.mu.Unlock()
 }
@@ -298,11 +298,11 @@ func (c *Connector) waLogger(user string) waLog.Logger {
 
 // DMChat implements bridge.DMNetwork: `pm whatsapp +33612345678`, or inviting a ghost.
 func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser string) (*bridge.ChatInfo, error) {
-	s := c.sessionFor(login.ID)
+	s := c.sessionFor(string(login.ID))
 	if s == nil {
 		return nil, bridge.NewUserError("your WhatsApp login is not running; send `logins` to see its state")
 	}
-	jid, err := parseGhostID(remoteUser)
+	jid, err := parseGhostID(bridge.RemoteUserID(remoteUser))
 	if err != nil {
 		phone, perr := normalizePhone(remoteUser)
 		if perr != nil {
@@ -325,8 +325,8 @@ func (c *Connector) DMChat(ctx context.Context, login *bridge.Login, remoteUser 
 
 // GhostInfo implements bridge.GhostProfileNetwork: the contact's name and profile picture as
 // the first connected login sees them.
-func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.GhostInfo, error) {
-	jid, err := parseGhostID(remoteID)
+func (c *Connector) GhostInfo(ctx context.Context, remoteID bridge.RemoteUserID) (*bridge.GhostInfo, error) {
+	jid, err := parseGhostID(bridge.RemoteUserID(remoteID))
 	if err != nil {
 		return nil, nil
 	}
@@ -340,8 +340,8 @@ func (c *Connector) GhostInfo(ctx context.Context, remoteID string) (*bridge.Gho
 }
 
 // GhostAvatar implements bridge.GhostAvatarNetwork: a new contact's profile picture.
-func (c *Connector) GhostAvatar(ctx context.Context, remoteID string) *bridge.Media {
-	jid, err := parseGhostID(remoteID)
+func (c *Connector) GhostAvatar(ctx context.Context, remoteID bridge.RemoteUserID) *bridge.Media {
+	jid, err := parseGhostID(bridge.RemoteUserID(remoteID))
 	if err != nil {
 		return nil
 	}

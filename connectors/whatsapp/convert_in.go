@@ -89,7 +89,7 @@ func (s *session) contentFromWA(ctx context.Context, msg *waE2E.Message) *bridge
 		mc = noticeContent(unsupportedNotice)
 	}
 	if ci.GetStanzaID() != "" {
-		mc.ReplyTo = ci.GetStanzaID()
+		mc.ReplyTo = bridge.RemoteMessageID(ci.GetStanzaID())
 	}
 	return mc
 }

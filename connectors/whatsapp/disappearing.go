@@ -129,7 +129,7 @@ func (d *disappearing) expire(ctx context.Context) time.Time {
 			continue
 		}
 		// The redaction is queued durably before the deadline is forgotten.
-		evt := &bridge.RemoteEvent{Type: bridge.RemoteRedaction, Chat: key, TargetID: x.msgID, Reason: "disappearing message"}
+		evt := &bridge.RemoteEvent{Type: bridge.RemoteRedaction, Chat: key, TargetID: bridge.RemoteMessageID(x.msgID), Reason: "disappearing message"}
 		if err = d.host.QueueRemoteEvent(ctx, evt); err != nil {
 			d.host.Log().Warn().Err(err).Msg("Queueing a disappearing-message redaction failed")
 			return time.Now().Add(time.Minute)

@@ -94,7 +94,7 @@ func (s *session) handleGroupInfo(ctx context.Context, q *queuer, e *events.Grou
 		info := s.chatInfo(ctx, e.JID)
 		q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteChatInfo, Chat: key, Sender: sender, Timestamp: e.Timestamp, ChatInfo: info})
 	}
-	member := func(jid types.JID) (string, bool) {
+	member := func(jid types.JID) (bridge.RemoteUserID, bool) {
 		user := canonicalUser(ctx, s.client.Device(), jid)
 		return ghostID(user), !s.isOwn(ctx, jid)
 	}
@@ -112,7 +112,7 @@ func (s *session) handleGroupInfo(ctx context.Context, q *queuer, e *events.Grou
 	for _, jid := range e.Join {
 		if remote, ok := member(jid); ok {
 			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteJoin, Chat: key, Timestamp: e.Timestamp,
-				Sender: bridge.Sender{RemoteID: remote, Name: s.contactName(ctx, jid, "")}})
+				Sender: bridge.Sender{RemoteID: bridge.RemoteUserID(remote), Name: s.contactName(ctx, jid, "")}})
 		}
 	}
 	for _, jid := range e.Leave {
@@ -121,9 +121,9 @@ func (s *session) handleGroupInfo(ctx context.Context, q *queuer, e *events.Grou
 			continue
 		}
 		if e.Sender != nil && sender.RemoteID != remote {
-			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: key, Timestamp: e.Timestamp, Sender: sender, TargetUser: remote})
+			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteKick, Chat: key, Timestamp: e.Timestamp, Sender: sender, TargetUser: bridge.RemoteUserID(remote)})
 		} else {
-			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Timestamp: e.Timestamp, Sender: bridge.Sender{RemoteID: remote}})
+			q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteLeave, Chat: key, Timestamp: e.Timestamp, Sender: bridge.Sender{RemoteID: bridge.RemoteUserID(remote)}})
 		}
 	}
 	for _, change := range []struct {
@@ -133,14 +133,14 @@ func (s *session) handleGroupInfo(ctx context.Context, q *queuer, e *events.Grou
 		for _, jid := range change.users {
 			if remote, ok := member(jid); ok {
 				q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemotePowerLevel, Chat: key, Timestamp: e.Timestamp,
-					Sender: sender, TargetUser: remote, PowerLevel: ptr(change.level)})
+					Sender: sender, TargetUser: bridge.RemoteUserID(remote), PowerLevel: ptr(change.level)})
 			}
 		}
 	}
 }
 
 // isGroupAdmin says whether a contact administers a group (from the group's info).
-func (s *session) isGroupAdmin(ctx context.Context, chat types.JID, remoteID string) bool {
+func (s *session) isGroupAdmin(ctx context.Context, chat types.JID, remoteID bridge.RemoteUserID) bool {
 	if isDMChat(chat) || remoteID == "" {
 		return false
 	}

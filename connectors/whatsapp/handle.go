@@ -63,7 +63,7 @@ func (q *queuer) queue(ctx context.Context, evt *bridge.RemoteEvent) {
 	defer cancel()
 	if err := q.s.c.host.QueueRemoteEvent(storeCtx, evt); err != nil {
 		q.failed = true
-		q.s.log.Error().Err(err).Str("remote_event", string(evt.Type)).Str("remote_id", evt.ID).Msg("Queueing WhatsApp event failed")
+		q.s.log.Error().Err(err).Str("remote_event", string(evt.Type)).Str("remote_id", string(evt.ID)).Msg("Queueing WhatsApp event failed")
 	}
 }
 
@@ -126,9 +126,9 @@ func (s *session) handleMessage(ctx context.Context, q *queuer, evt *events.Mess
 		return
 	case msg.ReactionMessage != nil:
 		r := msg.GetReactionMessage()
-		base.TargetID = r.GetKey().GetID()
+		base.TargetID = bridge.RemoteMessageID(r.GetKey().GetID())
 		base.Emoji = r.GetText()
-		base.ID = info.ID
+		base.ID = bridge.RemoteMessageID(info.ID)
 		if base.Emoji == "" {
 			base.Type = bridge.RemoteUnreaction
 		} else {
@@ -146,7 +146,7 @@ func (s *session) handleMessage(ctx context.Context, q *queuer, evt *events.Mess
 	if isOnlyKeyDistribution(msg) {
 		return
 	}
-	if err := s.rememberSender(ctx, key.ChatID, info.ID, info.Sender); err != nil {
+	if err := s.rememberSender(ctx, string(key.ChatID), info.ID, info.Sender); err != nil {
 		// Left unacknowledged, WhatsApp delivers the message again and the sender is
 		// stored then (the core skips the second copy); the message is bridged now all
 		// the same. Logged without the portal: a DM's chat ID is a phone number.
@@ -154,7 +154,7 @@ func (s *session) handleMessage(ctx context.Context, q *queuer, evt *events.Mess
 		q.failed = true
 	}
 	base.Type = bridge.RemoteMessage
-	base.ID = info.ID
+	base.ID = bridge.RemoteMessageID(info.ID)
 	base.Content = s.contentFromWA(ctx, msg)
 	base.CreatePortal = true
 	base.ChatInfo = s.chatInfo(ctx, chat)
@@ -192,7 +192,7 @@ func (s *session) handleProtocolMessage(ctx context.Context, q *queuer, base bri
 	switch pm.GetType() {
 	case waE2E.ProtocolMessage_REVOKE:
 		base.Type = bridge.RemoteRedaction
-		base.TargetID = pm.GetKey().GetID()
+		base.TargetID = bridge.RemoteMessageID(pm.GetKey().GetID())
 		// Only the sender revokes their own messages, or a group admin anyone's: the
 		// core refuses others.
 		base.Moderator = base.Sender.IsFromMe || s.isGroupAdmin(ctx, chat, base.Sender.RemoteID)
@@ -202,7 +202,7 @@ func (s *session) handleProtocolMessage(ctx context.Context, q *queuer, base bri
 			return
 		}
 		base.Type = bridge.RemoteEdit
-		base.TargetID = pm.GetKey().GetID()
+		base.TargetID = bridge.RemoteMessageID(pm.GetKey().GetID())
 		base.Content = s.contentFromWA(ctx, pm.GetEditedMessage())
 		base.Content.ReplyTo = ""
 		q.queue(ctx, &base)
@@ -257,7 +257,7 @@ func (s *session) handleReceipt(ctx context.Context, q *queuer, e *events.Receip
 	}
 	evt := &bridge.RemoteEvent{Type: bridge.RemoteReceipt, Chat: s.portalKey(ctx, chat),
 		Sender: s.senderOfSource(ctx, e.MessageSource, ""), Timestamp: e.Timestamp,
-		TargetID: e.MessageIDs[len(e.MessageIDs)-1]}
+		TargetID: bridge.RemoteMessageID(e.MessageIDs[len(e.MessageIDs)-1])}
 	q.queue(ctx, evt)
 }
 
@@ -315,7 +315,7 @@ func (s *session) handleUndecryptable(ctx context.Context, q *queuer, e *events.
 	if s.skipChat(chat) || e.DecryptFailMode == events.DecryptFailHide {
 		return
 	}
-	q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: s.portalKey(ctx, chat), ID: "undecryptable:" + e.Info.ID,
+	q.queue(ctx, &bridge.RemoteEvent{Type: bridge.RemoteMessage, Chat: s.portalKey(ctx, chat), ID: bridge.RemoteMessageID("undecryptable:" + e.Info.ID),
 		Sender: s.senderOfSource(ctx, e.Info.MessageSource, e.Info.PushName), Timestamp: e.Info.Timestamp,
 		Content:      noticeContent("A message could not be decrypted; the bridge asked your phone for it again. Open WhatsApp on your phone if it does not appear."),
 		CreatePortal: true, ChatInfo: s.chatInfo(ctx, chat)})

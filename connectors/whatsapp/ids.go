@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/passerelle/passerelle/bridge"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
 )
@@ -27,20 +28,20 @@ func canonicalUser(ctx context.Context, dev *store.Device, jid types.JID) types.
 }
 
 // ghostID is the remote ID of a (canonical) user JID.
-func ghostID(jid types.JID) string {
+func ghostID(jid types.JID) bridge.RemoteUserID {
 	if jid.Server == types.HiddenUserServer {
-		return lidPrefix + jid.User
+		return bridge.RemoteUserID(lidPrefix + jid.User)
 	}
-	return jid.User
+	return bridge.RemoteUserID(jid.User)
 }
 
 // parseGhostID turns a ghost remote ID back into a JID.
-func parseGhostID(remoteID string) (types.JID, error) {
-	if rest, ok := strings.CutPrefix(remoteID, lidPrefix); ok && isDigits(rest) {
+func parseGhostID(remoteID bridge.RemoteUserID) (types.JID, error) {
+	if rest, ok := strings.CutPrefix(string(remoteID), lidPrefix); ok && isDigits(rest) {
 		return types.NewJID(rest, types.HiddenUserServer), nil
 	}
-	if isDigits(remoteID) {
-		return types.NewJID(remoteID, types.DefaultUserServer), nil
+	if isDigits(string(remoteID)) {
+		return types.NewJID(string(remoteID), types.DefaultUserServer), nil
 	}
 	return types.EmptyJID, fmt.Errorf("%q is not a WhatsApp user", remoteID)
 }
@@ -59,16 +60,16 @@ func isDigits(s string) bool {
 
 // chatID is a portal's chat ID: the canonical JID of the other user for a DM, the
 // group's JID otherwise.
-func chatID(ctx context.Context, dev *store.Device, chat types.JID) string {
+func chatID(ctx context.Context, dev *store.Device, chat types.JID) bridge.ChatID {
 	if chat.Server == types.DefaultUserServer || chat.Server == types.HiddenUserServer {
-		return canonicalUser(ctx, dev, chat).String()
+		return bridge.ChatID(canonicalUser(ctx, dev, chat).String())
 	}
-	return chat.ToNonAD().String()
+	return bridge.ChatID(chat.ToNonAD().String())
 }
 
 // parseChatID returns the JID a portal's chat ID names.
-func parseChatID(id string) (types.JID, error) {
-	jid, err := types.ParseJID(id)
+func parseChatID(id bridge.ChatID) (types.JID, error) {
+	jid, err := types.ParseJID(string(id))
 	if err != nil {
 		return types.EmptyJID, fmt.Errorf("parsing WhatsApp chat %q: %w", id, err)
 	}
@@ -82,4 +83,4 @@ func isDMChat(jid types.JID) bool {
 
 // loginID is a login's ID: the account's phone JID without a device part, so logging
 // in again with the same account replaces the old link instead of adding a login.
-func loginID(device types.JID) string { return device.ToNonAD().String() }
+func loginID(device types.JID) bridge.LoginID { return bridge.LoginID(device.ToNonAD().String()) }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/passerelle/passerelle/bridge"
 	"go.mau.fi/whatsmeow/types"
 	"gopkg.in/yaml.v3"
 )
@@ -19,7 +20,7 @@ func TestGhostIDs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := ghostID(tt.jid.ToNonAD())
-		if got != tt.want {
+		if string(got) != tt.want {
 			t.Errorf("ghostID(%s) = %q, want %q", tt.jid, got, tt.want)
 		}
 		back, err := parseGhostID(got)
@@ -28,7 +29,7 @@ func TestGhostIDs(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "alice", "lid-", "lid-12a", "+336"} {
-		if _, err := parseGhostID(bad); err == nil {
+		if _, err := parseGhostID(bridge.RemoteUserID(bad)); err == nil {
 			t.Errorf("parseGhostID(%q) accepted", bad)
 		}
 	}

@@ -402,7 +402,7 @@ func checkLogin(t *testing.T, l *bridge.NewLogin) {
 	if err := json.Unmarshal(l.Metadata, &meta); err != nil {
 		t.Fatalf("login metadata: %v", err)
 	}
-	if l.ID != testJID.ToNonAD().String() || l.RemoteName != "+33612345678" || meta.DeviceJID != testJID.String() {
+	if string(l.ID) != testJID.ToNonAD().String() || l.RemoteName != "+33612345678" || meta.DeviceJID != testJID.String() {
 		t.Errorf("login = %+v, metadata %+v", l, meta)
 	}
 }

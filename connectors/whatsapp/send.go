@@ -57,7 +57,7 @@ func (s *session) send(ctx context.Context, chat types.JID, msg *waE2E.Message, 
 	if err != nil {
 		return nil, err
 	}
-	return &bridge.SendResult{RemoteIDs: []string{resp.ID}, Timestamp: resp.Timestamp}, nil
+	return &bridge.SendResult{RemoteIDs: []bridge.RemoteMessageID{bridge.RemoteMessageID(resp.ID)}, Timestamp: resp.Timestamp}, nil
 }
 
 // sendWA sends a message and returns whatsmeow's answer.
@@ -90,20 +90,20 @@ func (s *session) SendMessage(ctx context.Context, msg *bridge.MatrixMessage) (*
 	if err != nil {
 		return nil, err
 	}
-	res := &bridge.SendResult{RemoteIDs: []string{resp.ID}, Timestamp: resp.Timestamp}
+	res := &bridge.SendResult{RemoteIDs: []bridge.RemoteMessageID{bridge.RemoteMessageID(resp.ID)}, Timestamp: resp.Timestamp}
 	// The account's own identity as the message went out (its hidden ID in a
 	// LID-addressed group), so a reply to it later quotes the form WhatsApp uses.
 	sender := resp.Sender
 	if sender.IsEmpty() {
 		sender = s.ownJID()
 	}
-	if err = s.rememberSender(ctx, msg.Chat.ChatID, resp.ID, sender); err != nil {
+	if err = s.rememberSender(ctx, string(msg.Chat.ChatID), resp.ID, sender); err != nil {
 		// The message is out: failing would make the core send it again. Without the
 		// record, replies to it fall back on the account's phone-number JID.
 		s.log.Warn().Err(err).Msg("Storing the sent message's sender failed")
 	}
 	if exp := s.c.timers.chatTimer(ctx, msg.Chat); exp > 0 {
-		s.c.timers.schedule(ctx, msg.Chat, res.RemoteIDs[0], time.Now().Add(time.Duration(exp)*time.Second))
+		s.c.timers.schedule(ctx, msg.Chat, string(res.RemoteIDs[0]), time.Now().Add(time.Duration(exp)*time.Second))
 	}
 	return res, nil
 }
@@ -116,9 +116,9 @@ func (s *session) waMessage(ctx context.Context, msg *bridge.MatrixMessage, chat
 		ci.Expiration = proto.Uint32(exp)
 	}
 	if msg.ReplyTo != "" {
-		ci.StanzaID = proto.String(msg.ReplyTo)
+		ci.StanzaID = proto.String(string(msg.ReplyTo))
 		participant := s.participantOf(msg.ReplyToSender)
-		if from, ok := s.senderOf(ctx, msg.Chat.ChatID, msg.ReplyTo); ok {
+		if from, ok := s.senderOf(ctx, string(msg.Chat.ChatID), string(msg.ReplyTo)); ok {
 			participant = from // as WhatsApp knows it (a hidden ID in some groups)
 		}
 		ci.Participant = proto.String(participant.String())
@@ -286,7 +286,7 @@ func (s *session) SendEdit(ctx context.Context, edit *bridge.MatrixEdit) (*bridg
 		newContent = &waE2E.Message{ExtendedTextMessage: &waE2E.ExtendedTextMessage{Text: proto.String(text),
 			ContextInfo: &waE2E.ContextInfo{MentionedJID: mentions}}}
 	}
-	res, err := s.send(ctx, chat, s.client.BuildEdit(chat, edit.TargetIDs[0], newContent), edit.TxnID)
+	res, err := s.send(ctx, chat, s.client.BuildEdit(chat, types.MessageID(edit.TargetIDs[0]), newContent), edit.TxnID)
 	if err != nil {
 		return nil, err
 	}
@@ -311,14 +311,14 @@ func (s *session) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) 
 		// Not recorded (bridged before senders were stored, or past retention): the
 		// reaction is most likely to the user's own message, as a guess.
 		sender := s.ownJID()
-		if from, ok := s.senderOf(ctx, r.Chat.ChatID, r.ReactionTarget); ok {
+		if from, ok := s.senderOf(ctx, string(r.Chat.ChatID), string(r.ReactionTarget)); ok {
 			sender = from
 		}
-		_, err = s.send(ctx, chat, s.client.BuildReaction(chat, sender, r.ReactionTarget, ""), "")
+		_, err = s.send(ctx, chat, s.client.BuildReaction(chat, sender, types.MessageID(r.ReactionTarget), ""), "")
 		return err
 	}
 	for _, target := range r.TargetIDs {
-		if _, err = s.send(ctx, chat, s.client.BuildRevoke(chat, s.ownJID(), target), ""); err != nil {
+		if _, err = s.send(ctx, chat, s.client.BuildRevoke(chat, s.ownJID(), types.MessageID(target)), ""); err != nil {
 			return err
 		}
 	}
@@ -327,7 +327,7 @@ func (s *session) SendRedaction(ctx context.Context, r *bridge.MatrixRedaction) 
 
 // SendReaction implements bridge.ReactingSession. WhatsApp keeps one reaction per
 // person and message, so a second one replaces the first there.
-func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (string, error) {
+func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (bridge.RemoteMessageID, error) {
 	if err := s.ready(); err != nil {
 		return "", err
 	}
@@ -336,14 +336,14 @@ func (s *session) SendReaction(ctx context.Context, r *bridge.MatrixReaction) (s
 		return "", err
 	}
 	sender := s.participantOf(r.TargetSender)
-	if from, ok := s.senderOf(ctx, r.Chat.ChatID, r.TargetID); ok {
+	if from, ok := s.senderOf(ctx, string(r.Chat.ChatID), string(r.TargetID)); ok {
 		sender = from // as WhatsApp knows it (a hidden ID in some groups)
 	}
-	res, err := s.send(ctx, chat, s.client.BuildReaction(chat, sender, r.TargetID, r.Emoji), r.TxnID)
+	res, err := s.send(ctx, chat, s.client.BuildReaction(chat, sender, types.MessageID(r.TargetID), r.Emoji), r.TxnID)
 	if err != nil {
 		return "", err
 	}
-	return res.RemoteIDs[0], nil
+	return bridge.RemoteMessageID(string(res.RemoteIDs[0])), nil
 }
 
 // SendTyping implements bridge.TypingSession.
@@ -366,7 +366,7 @@ func (s *session) SendTyping(ctx context.Context, chat bridge.PortalKey, typing 
 
 // SendReceipt implements bridge.ReceiptSession: reading on Matrix marks the chat read
 // on the phone too.
-func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo string) error {
+func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo bridge.RemoteMessageID) error {
 	jid, err := s.chatJID(chat)
 	if err != nil || !s.client.IsConnected() {
 		return err
@@ -374,7 +374,7 @@ func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo s
 	sender := jid
 	if !isDMChat(jid) {
 		var ok bool
-		if sender, ok = s.senderOf(ctx, chat.ChatID, upTo); !ok {
+		if sender, ok = s.senderOf(ctx, string(chat.ChatID), string(upTo)); !ok {
 			// WhatsApp needs the sender for group receipts; not recorded (bridged before
 			// senders were stored, or past retention).
 			return nil
@@ -384,5 +384,5 @@ func (s *session) SendReceipt(ctx context.Context, chat bridge.PortalKey, upTo s
 			return nil
 		}
 	}
-	return s.client.MarkRead(ctx, []types.MessageID{upTo}, time.Now(), jid, sender)
+	return s.client.MarkRead(ctx, []types.MessageID{types.MessageID(upTo)}, time.Now(), jid, sender)
 }

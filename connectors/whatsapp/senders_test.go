@@ -111,7 +111,7 @@ func TestSenderStore(t *testing.T) {
 
 // testSession is a session with nothing but what the sender record needs.
 func testSession(st *senderStore, loginID string) *session {
-	return &session{c: &Connector{senders: st}, login: &bridge.Login{ID: loginID}, log: zerolog.Nop(),
+	return &session{c: &Connector{senders: st}, login: &bridge.Login{ID: bridge.LoginID(loginID)}, log: zerolog.Nop(),
 		senders: map[senderKey]types.JID{}}
 }
 

@@ -47,7 +47,7 @@ const maxCachedSenders = 4096
 func newSession(c *Connector, login *bridge.Login, deviceJID types.JID, client Client) *session {
 	return &session{
 		c: c, login: login, deviceJID: deviceJID, client: client,
-		log:    c.host.Log().With().Str("login_id", login.ID).Str("user_id", login.UserMXID.String()).Logger(),
+		log:    c.host.Log().With().Str("login_id", string(login.ID)).Str("user_id", login.UserMXID.String()).Logger(),
 		groups: map[types.JID]*bridge.ChatInfo{}, senders: map[senderKey]types.JID{}, backfill: map[types.JID]int{},
 	}
 }
@@ -109,10 +109,10 @@ func (s *session) Logout(ctx context.Context) error {
 	s.gone = true
 	s.mu.Unlock()
 	defer s.c.forget(s)
-	defer s.c.timers.forgetReceiver(ctx, s.login.ID)
+	defer s.c.timers.forgetReceiver(ctx, string(s.login.ID))
 	defer func() {
 		// What a login's messages were is no one's business once it is gone.
-		if err := s.c.senders.forgetLogin(ctx, s.login.ID); err != nil {
+		if err := s.c.senders.forgetLogin(ctx, string(s.login.ID)); err != nil {
 			s.log.Warn().Err(err).Msg("Forgetting the logged-out login's message senders failed")
 		}
 	}()
@@ -237,7 +237,7 @@ func (s *session) fetchAvatar(ctx context.Context, jid types.JID) *bridge.Media 
 // the message reaches the core, so a Matrix user can never act on a message whose
 // sender is not stored yet.
 func (s *session) rememberSender(ctx context.Context, chatID, msgID string, sender types.JID) error {
-	if err := s.c.senders.put(ctx, s.login.ID, chatID, msgID, sender); err != nil {
+	if err := s.c.senders.put(ctx, string(s.login.ID), chatID, msgID, sender); err != nil {
 		return err
 	}
 	s.cacheSender(senderKey{chatID, msgID}, sender)
@@ -269,7 +269,7 @@ func (s *session) senderOf(ctx context.Context, chatID, msgID string) (types.JID
 	if ok {
 		return sender, true
 	}
-	sender, ok, err := s.c.senders.get(ctx, s.login.ID, chatID, msgID)
+	sender, ok, err := s.c.senders.get(ctx, string(s.login.ID), chatID, msgID)
 	if err != nil {
 		// No chat ID: a DM's is the contact's phone number.
 		s.log.Warn().Err(err).Str("remote_id", msgID).Msg("Looking up a message's sender failed")
