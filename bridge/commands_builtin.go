@@ -168,27 +168,37 @@ func cmdJoin(ctx context.Context, ce *CommandEvent) error {
 	if len(ce.Args) < 2 {
 		return errUsage
 	}
-	resolver, ok := ch.conn.(ChatResolvingNetwork)
-	if !ok {
-		return userErrorf("%s chats cannot be joined by name", ch.info.DisplayName)
-	}
-	login, err := userLogin(ctx, ce, ch)
+	info, err := resolveChatArgs(ctx, ce, ch, "joined by name")
 	if err != nil {
 		return err
 	}
-	info, err := resolver.ResolveChat(ctx, login, ce.Args[1:])
-	if err != nil {
-		return userErrorf("%v", err)
-	} else if info == nil {
-		return userErrorf("no such chat")
-	}
-	info.Key.Connector = ch.info.Name
 	roomID, _, err := ce.Bridge.ensurePortalRoom(ctx, ch, info, ce.Sender, true, TriggerMatrix)
 	if err != nil {
 		return err
 	}
 	ce.Reply(ctx, "Invited you to %s: https://matrix.to/#/%s", displayChat(info), roomID)
 	return nil
+}
+
+// resolveChatArgs turns a command's chat arguments into the chat, through the caller's
+// login; what names the action in the refusal ("plumbed", "joined by name").
+func resolveChatArgs(ctx context.Context, ce *CommandEvent, ch *connectorHost, what string) (*ChatInfo, error) {
+	resolver, ok := ch.conn.(ChatResolvingNetwork)
+	if !ok {
+		return nil, userErrorf("%s chats cannot be %s", ch.info.DisplayName, what)
+	}
+	login, err := userLogin(ctx, ce, ch)
+	if err != nil {
+		return nil, err
+	}
+	info, err := resolver.ResolveChat(ctx, login, ce.Args[1:])
+	if err != nil {
+		return nil, userErrorf("%v", err)
+	} else if info == nil {
+		return nil, userErrorf("no such chat")
+	}
+	info.Key.Connector = ch.info.Name
+	return info, nil
 }
 
 func displayChat(info *ChatInfo) string {

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/bridge/database"
+	"github.com/rs/zerolog"
 )
 
 // errNoSuchGhost is returned when a connector says a remote user does not exist.
@@ -157,4 +158,20 @@ func (ch *connectorHost) parseAlias(alias id.RoomAlias) (string, bool) {
 		return "", false
 	}
 	return localpart[len(ch.aliasPrefix) : len(localpart)-len(ch.aliasSuffix)], true
+}
+
+// joinMembers makes a chat's remote members' ghosts and joins them to a room; one that
+// fails is logged and skipped, the room stays usable without it.
+func (ch *connectorHost) joinMembers(ctx context.Context, roomID id.RoomID, members []ChatMember) {
+	for _, m := range members {
+		log := zerolog.Ctx(ctx).With().Stringer("room_id", roomID).Str("remote_user", string(m.RemoteID)).Logger()
+		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
+		if err != nil {
+			log.Warn().Err(err).Msg("Creating member ghost failed")
+			continue
+		}
+		if err = intent.EnsureJoined(ctx, roomID); err != nil {
+			log.Warn().Err(err).Msg("Member ghost could not join the room")
+		}
+	}
 }

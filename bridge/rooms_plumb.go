@@ -44,21 +44,10 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 	} else if !ok {
 		return userErrorf("you need power to change this room's state to plumb it")
 	}
-	resolver, ok := ch.conn.(ChatResolvingNetwork)
-	if !ok {
-		return userErrorf("%s chats cannot be plumbed", ch.info.DisplayName)
-	}
-	login, err := userLogin(ctx, ce, ch)
+	info, err := resolveChatArgs(ctx, ce, ch, "plumbed")
 	if err != nil {
 		return err
 	}
-	info, err := resolver.ResolveChat(ctx, login, ce.Args[1:])
-	if err != nil {
-		return userErrorf("%v", err)
-	} else if info == nil {
-		return userErrorf("no such chat")
-	}
-	info.Key.Connector = ch.info.Name
 	if pc, ok := ch.conn.(PlumbCheckingNetwork); ok {
 		if err = pc.CheckPlumb(ctx, info.Key, ce.Sender); err != nil {
 			return userErrorf("%v", err)
@@ -88,16 +77,7 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 			log.Debug().Err(err).Msg("Bot may not set bridge info in plumbed room")
 		}
 	}
-	for _, m := range info.Members {
-		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
-		if err != nil {
-			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Creating member ghost failed")
-			continue
-		}
-		if err = intent.EnsureJoined(ctx, ce.RoomID); err != nil {
-			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Member ghost could not join plumbed room")
-		}
-	}
+	ch.joinMembers(ctx, ce.RoomID, info.Members)
 	ce.Reply(ctx, "This room is now linked to %s %s.", ch.info.DisplayName, displayChat(info))
 	return nil
 }

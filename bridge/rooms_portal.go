@@ -204,16 +204,7 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 			log.Warn().Err(err).Msg("DM ghost could not join portal")
 		}
 	}
-	for _, m := range info.Members {
-		intent, err := ch.ghostIntent(ctx, m.RemoteID, &GhostInfo{Name: m.Name})
-		if err != nil {
-			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Creating member ghost failed")
-			continue
-		}
-		if err = intent.EnsureJoined(ctx, roomID); err != nil {
-			log.Warn().Err(err).Str("remote_user", string(m.RemoteID)).Msg("Member ghost could not join portal")
-		}
-	}
+	ch.joinMembers(ctx, roomID, info.Members)
 	return roomID, nil
 }
 

@@ -109,16 +109,8 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if content.RelatesTo != nil && content.RelatesTo.GetReplaceID() != "" {
 		return br.handleMatrixEdit(ctx, rc, evt, content, sess, msg)
 	}
-	if relayed && !br.relaysNatively(sess, &msg) {
-		rf, prefix, err := br.roomRelay(ctx, rc)
-		if err != nil {
-			return err
-		}
-		if prefix {
-			if err = rf.Render(&msg, content); err != nil {
-				return err
-			}
-		}
+	if err = br.renderRelay(ctx, rc, sess, &msg, func(rf *RelayFormatter) error { return rf.Render(&msg, content) }); err != nil {
+		return err
 	}
 	res, err := sess.SendMessage(ctx, &msg)
 	if err != nil {
@@ -134,6 +126,19 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 		return fmt.Errorf("sending message to %s: %w", rc.ch.info.DisplayName, err)
 	}
 	return br.recordSent(context.WithoutCancel(ctx), rc, evt, res, rt, sentMapping{kind: database.KindMessage})
+}
+
+// renderRelay renders a relayed message through the room's relay format, once: not when
+// the session names the sender itself, nor when the room's policy wants no prefix.
+func (br *Bridge) renderRelay(ctx context.Context, rc *roomContext, sess Session, msg *MatrixMessage, render func(*RelayFormatter) error) error {
+	if !msg.Relayed || br.relaysNatively(sess, msg) {
+		return nil
+	}
+	rf, prefix, err := br.roomRelay(ctx, rc)
+	if err != nil || !prefix {
+		return err
+	}
+	return render(rf)
 }
 
 // relaysNatively asks a relaying session whether it names the sender of this message
@@ -197,16 +202,8 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 		return err
 	}
 	msg.Content = *neutral
-	if msg.Relayed && !br.relaysNatively(sess, &msg) {
-		rf, prefix, err := br.roomRelay(ctx, rc)
-		if err != nil {
-			return err
-		}
-		if prefix {
-			if err = rf.RenderEdit(&msg, newContent); err != nil {
-				return err
-			}
-		}
+	if err = br.renderRelay(ctx, rc, sess, &msg, func(rf *RelayFormatter) error { return rf.RenderEdit(&msg, newContent) }); err != nil {
+		return err
 	}
 	edit := &MatrixEdit{MatrixMessage: msg}
 	for _, t := range targets {
