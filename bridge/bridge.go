@@ -56,6 +56,9 @@ type Bridge struct {
 	// echo is not bridged back.
 	ownReceipts boundedSet
 
+	// crypto is the bot's end-to-end encryption (nil without a device).
+	crypto *cryptoHelper
+
 	// stopping is set once Stop began: login flows ending then keep their marks.
 	stopping atomic.Bool
 
@@ -192,6 +195,16 @@ func (br *Bridge) Start(ctx context.Context) error {
 
 	if err = br.ensureBot(ctx); err != nil {
 		return err
+	}
+	if err = br.startCrypto(ctx); err != nil {
+		return err
+	}
+	if br.crypto != nil {
+		br.bgWG.Add(1)
+		go func() {
+			defer br.bgWG.Done()
+			br.crypto.syncLoop(bgCtx)
+		}()
 	}
 	for _, name := range br.order {
 		if err = br.connectors[name].conn.Start(ctx); err != nil {

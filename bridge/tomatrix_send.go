@@ -25,6 +25,19 @@ func (br *Bridge) sendEvent(ctx context.Context, intent *appservice.IntentAPI, r
 	if !ts.IsZero() {
 		req.Timestamp = ts.UnixMilli()
 	}
+	if encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID); err != nil {
+		return "", fmt.Errorf("checking the room's encryption: %w", err)
+	} else if encrypted {
+		// Never clear text into an encrypted room: without a device the send fails.
+		if br.crypto == nil {
+			return "", fmt.Errorf("%w: the room is encrypted and the bridge has no encryption", errPermanent)
+		}
+		enc, err := br.crypto.encrypt(ctx, roomID, evtType, content)
+		if err != nil {
+			return "", err
+		}
+		evtType, content = event.EventEncrypted, enc
+	}
 	resp, err := intent.SendMessageEvent(ctx, roomID, evtType, content, req)
 	if err != nil {
 		return "", fmt.Errorf("sending %s: %w", evtType.Type, err)

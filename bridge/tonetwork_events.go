@@ -26,10 +26,18 @@ func (br *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) error
 	}
 	mautrix.UpdateStateStore(ctx, br.AS.StateStore, evt)
 	if evt.Type == event.StateMember {
+		if br.crypto != nil {
+			// Someone joining or leaving an encrypted room: the next message gets a
+			// fresh room key, so a leaver cannot read on and a newcomer can.
+			br.crypto.mach.HandleMemberEvent(ctx, evt)
+		}
 		return br.handleMatrixMember(ctx, evt)
 	}
 	if br.loops.ShouldIgnore(evt, br.isBridgeUser) {
 		return nil
+	}
+	if evt.Type == event.EventEncrypted {
+		return br.handleEncrypted(ctx, evt)
 	}
 	switch evt.Type {
 	case event.EventMessage, event.EventSticker:
@@ -46,6 +54,27 @@ func (br *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) error
 		return br.handleMatrixReceipt(ctx, evt)
 	}
 	return nil
+}
+
+// handleEncrypted decrypts an event in its room's lane and handles what it carried as
+// if it had come in clear.
+func (br *Bridge) handleEncrypted(ctx context.Context, evt *event.Event) error {
+	if br.crypto == nil {
+		// Nothing can be said in the room either: a clear notice would be the only
+		// clear text in an encrypted room.
+		zerolog.Ctx(ctx).Warn().Msg("Encrypted event in a room the bridge cannot read (no encryption): not bridged")
+		return nil
+	}
+	if ok, _ := br.AS.StateStore.IsEncrypted(ctx, evt.RoomID); !ok {
+		// The room was encrypted before the bot was in it: learn it before answering.
+		br.learnRoom(ctx, evt.RoomID)
+	}
+	decrypted, err := br.crypto.decrypt(ctx, evt)
+	if err != nil {
+		return err
+	}
+	decrypted.Mautrix.WasEncrypted = true
+	return br.handleMatrixEvent(ctx, decrypted)
 }
 
 // roomContext is what handling an event in a bridged room needs.

@@ -90,6 +90,9 @@ func (br *Bridge) handleBotMembership(ctx context.Context, evt *event.Event, con
 		if _, err := bot.JoinRoomByID(ctx, evt.RoomID); err != nil {
 			return fmt.Errorf("joining room after invite: %w", err)
 		}
+		// What happened before the bot was in (the room turned encrypted, members
+		// joined) is not pushed to it: read it now, before the first answer.
+		br.learnRoom(ctx, evt.RoomID)
 		if rc, err := br.bridgedRoom(ctx, evt.RoomID); err != nil || rc != nil {
 			return err
 		}

@@ -5,6 +5,7 @@
 #   ensure_go            put /usr/local/go/bin on PATH when `go` is missing
 #   ensure_postgres      PostgreSQL answering on 127.0.0.1:5432 with trust auth
 #   ensure_irc_servers   ngircd and inspircd binaries installed (not running)
+#   ensure_node          node and npm for the encryption tests' independent client
 
 # log prints a progress line on stderr so it never mixes with go test's output.
 log() { printf '==> %s\n' "$*" >&2; }
@@ -44,6 +45,12 @@ ensure_go() {
 		export PATH="/usr/local/go/bin:$PATH"
 	fi
 	command -v go >/dev/null 2>&1 || { log "go not found (looked in PATH and /usr/local/go/bin)"; return 1; }
+	# End-to-end encryption uses mautrix's pure-Go Olm (goolm): every build, vet and
+	# test of this module needs the tag (without it the crypto package wants libolm).
+	case " ${GOFLAGS:-} " in
+	*goolm*) ;;
+	*) export GOFLAGS="${GOFLAGS:+$GOFLAGS }-tags=goolm" ;;
+	esac
 }
 
 # _pg_version prints the newest PostgreSQL cluster version under /etc/postgresql.
@@ -96,6 +103,18 @@ ensure_postgres() {
 # non-root PATH often lacks; inspircd and ngircd live in /usr/sbin).
 _have_bin() {
 	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]
+}
+
+# ensure_node makes sure node and npm exist: the encryption tests drive an independent
+# Matrix client (matrix-js-sdk with its Rust crypto) from Node; the harness installs its
+# npm packages itself. The machine images ship Node 20; Debian's own package is the
+# fallback.
+ensure_node() {
+	if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+		return 0
+	fi
+	apt_install nodejs npm || log "apt-get install nodejs npm reported an error; checking the binaries anyway"
+	command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { log "node or npm is still missing"; return 1; }
 }
 
 # ensure_irc_servers installs the real IRC servers the IRC end-to-end tests start

@@ -16,6 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ensure_go
 ensure_postgres
 ensure_irc_servers
+ensure_node
 
 log "go version: $(go version)"
 vet_rc=0

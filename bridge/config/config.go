@@ -84,7 +84,18 @@ type BridgeConfig struct {
 	BridgeOtherBridges bool `yaml:"bridge_other_bridges"`
 	// OtherBridgePatterns are regular expressions of user IDs that belong to other bridges.
 	OtherBridgePatterns []string `yaml:"other_bridge_patterns"`
+	// Encryption is the end-to-end encryption policy.
+	Encryption EncryptionConfig `yaml:"encryption"`
 	// RedactionNotices etc. belong to connectors; only shared knobs live here.
+}
+
+// EncryptionConfig says how the bridge treats end-to-end encrypted rooms.
+type EncryptionConfig struct {
+	// Allow lets the bot have a device and read and write encrypted rooms (default
+	// true). Without it, encrypted rooms get one notice and are not bridged.
+	Allow bool `yaml:"allow"`
+	// Require makes a bot device mandatory: the bridge refuses to start without one.
+	Require bool `yaml:"require"`
 }
 
 // DoublePuppetConfig lets the bridge act as a user's real Matrix account.

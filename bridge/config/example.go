@@ -64,6 +64,13 @@ bridge:
   # Queued, unprocessed events above which new transactions are refused; the
   # homeserver retries them later, nothing is dropped.
   max_queue: 10000
+  # End-to-end encryption: the bot gets a device of its own (appservice login), reads
+  # encrypted rooms and encrypts what it sends into them. With allow: false encrypted
+  # rooms get one notice and are not bridged; require: true refuses to start when the
+  # homeserver offers no way to get a device.
+  encryption:
+    allow: true
+    require: false
   # Go text/template formats used when a message is relayed through a shared account.
   # Fields: .Sender, .Message, .FileName, .Caption.
   relay_formats:

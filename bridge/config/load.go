@@ -133,6 +133,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "max_queue") {
 		c.Bridge.MaxQueue = DefaultMaxQueue
 	}
+	if !present(doc, "bridge", "encryption", "allow") {
+		c.Bridge.Encryption.Allow = true
+	}
 	if !present(doc, "appservice", "max_body_bytes") {
 		c.AppService.MaxBodyBytes = DefaultMaxBodyBytes
 	}

@@ -179,10 +179,8 @@ func BuildBridge(ctx context.Context, tags ...string) (binPath string, err error
 		return "", fmt.Errorf("creating bridge build dir: %w", err)
 	}
 	binPath = filepath.Join(dir, "passerelle")
-	args := []string{"build"}
-	if len(tags) > 0 {
-		args = append(args, "-tags", strings.Join(tags, ","))
-	}
+	// goolm: the bridge's end-to-end encryption is built on mautrix's pure-Go Olm.
+	args := []string{"build", "-tags", strings.Join(append([]string{"goolm"}, tags...), ",")}
 	args = append(args, "-o", binPath, "./cmd/passerelle")
 	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = root

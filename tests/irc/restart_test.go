@@ -138,11 +138,17 @@ func testRestartKeepsChannels(t *testing.T, ctx context.Context, suffix string, 
 		must(t, comer.Join(ctx, chans[0].channel))
 	})
 
-	// The member's puppet rejoins on its own, and IRC lines reach every room.
+	// The bot rejoins every bridged channel and the member's puppet comes back on its
+	// own; then IRC lines reach every room. (Lines said before the bot is back in a
+	// channel are not seen by the bridge: the wait is for the bot too.)
 	for _, c := range chans {
-		if c.puppet != "" {
+		botNick := map[string]string{"testnet": "passbot", "relaynet": "relaybot"}[c.network]
+		for _, nick := range []string{botNick, c.puppet} {
+			if nick == "" {
+				continue
+			}
 			_, err = talker.Wait(ctx, func(m ircmsg.Message) bool {
-				return m.Command == "JOIN" && m.Nick() == c.puppet && strings.EqualFold(msgParam0(m), c.channel)
+				return m.Command == "JOIN" && m.Nick() == nick && strings.EqualFold(msgParam0(m), c.channel)
 			})
 			must(t, err)
 		}

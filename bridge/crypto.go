@@ -1,0 +1,263 @@
+package bridge
+
+// End-to-end encryption: the bot's own device (appservice login, MSC2778), its Olm
+// machine with state in the bridge's database, and the bot's /sync for to-device
+// traffic (room keys, device lists), which Dendrite never pushes to appservices.
+// Received m.room.encrypted events are decrypted in their room's lane
+// (tonetwork_events.go); everything sent into an encrypted room is encrypted at the send
+// seam (tomatrix_send.go). Built with the pure-Go goolm tag.
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+)
+
+// cryptoHelper is the bot's end-to-end encryption.
+type cryptoHelper struct {
+	br     *Bridge
+	log    zerolog.Logger
+	client *mautrix.Client
+	store  *crypto.SQLCryptoStore
+	mach   *crypto.OlmMachine
+	// roomLocks serialise encrypting (and sharing a room key) per room, so two lanes
+	// never share two sessions for one room at once.
+	roomLocks keyedMutex
+}
+
+// cryptoStateStore answers the Olm machine's room questions from the appservice state
+// store. Its FindSharedRooms reads the rooms' own encryption state: the store's
+// "bridge" variant expects a portal table of another layout than ours.
+type cryptoStateStore struct{ *sqlstatestore.SQLStateStore }
+
+// FindSharedRooms lists the encrypted rooms a user shares with the bot.
+func (s cryptoStateStore) FindSharedRooms(ctx context.Context, userID id.UserID) ([]id.RoomID, error) {
+	rows, err := s.Query(ctx, `SELECT mx_user_profile.room_id FROM mx_user_profile
+		JOIN mx_room_state ON mx_room_state.room_id=mx_user_profile.room_id
+		WHERE mx_user_profile.user_id=$1 AND mx_room_state.encryption IS NOT NULL`, userID)
+	return dbutil.NewRowIterWithError(rows, dbutil.ScanSingleColumn[id.RoomID], err).AsList()
+}
+
+// startCrypto gives the bot a device when the config allows encryption. Without one
+// (the homeserver offers no appservice login), the bridge runs without encryption
+// unless it is required.
+func (br *Bridge) startCrypto(ctx context.Context) error {
+	cfg := br.Config.Bridge.Encryption
+	if !cfg.Allow {
+		return nil
+	}
+	c, err := newCryptoHelper(ctx, br)
+	if err != nil {
+		if cfg.Require {
+			return fmt.Errorf("bridge.encryption.require is set, but the bot has no device: %w", err)
+		}
+		br.Log.Warn().Err(err).Msg("The bot has no device: encrypted rooms will not be bridged")
+		return nil
+	}
+	br.crypto = c
+	return nil
+}
+
+func newCryptoHelper(ctx context.Context, br *Bridge) (*cryptoHelper, error) {
+	log := br.Log.With().Str("component", "crypto").Logger()
+	if br.DB.Dialect == dbutil.Postgres {
+		// mautrix's crypto store asks for the driver's array type this way.
+		crypto.PostgresArrayWrapper = pq.Array
+	}
+	// The pickle key protects the Olm account and sessions at rest. It comes from the
+	// tokens in the config, so the database alone does not give the keys away.
+	pickle := sha256.Sum256([]byte("passerelle olm pickle\x00" + br.Config.AppService.ASToken + "\x00" + br.Config.AppService.HSToken))
+	store := crypto.NewSQLCryptoStore(br.DB.Database, dbutil.ZeroLogger(log.With().Str("db_section", "crypto").Logger()),
+		"passerelle_bot", "", pickle[:])
+	if err := store.DB.Upgrade(ctx); err != nil {
+		return nil, fmt.Errorf("upgrading the crypto store: %w", err)
+	}
+	known, err := store.FindDeviceID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the bot's device: %w", err)
+	}
+	client := br.AS.NewMautrixClient(br.BotMXID())
+	flows, err := client.GetLoginFlows(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("asking the homeserver how to log in: %w", err)
+	} else if !flows.HasFlow(mautrix.AuthTypeAppservice) {
+		return nil, errors.New("the homeserver offers no appservice login (m.login.application_service, MSC2778)")
+	}
+	resp, err := client.Login(ctx, &mautrix.ReqLogin{
+		Type:                     mautrix.AuthTypeAppservice,
+		Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: br.BotMXID().String()},
+		DeviceID:                 known,
+		InitialDeviceDisplayName: br.Config.AppService.Bot.Displayname,
+		StoreCredentials:         true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("logging the bot's device in: %w", err)
+	}
+	store.DeviceID = resp.DeviceID
+	if known != "" && known != resp.DeviceID {
+		log.Warn().Str("old_device", known.String()).Str("device", resp.DeviceID.String()).
+			Msg("The bot's device was replaced on the homeserver: members' clients will see a new device")
+	}
+	c := &cryptoHelper{br: br, log: log, client: client, store: store}
+	c.mach = crypto.NewOlmMachine(client, &c.log, store, cryptoStateStore{br.AS.StateStore.(*sqlstatestore.SQLStateStore)})
+	if err = c.mach.Load(ctx); err != nil {
+		return nil, fmt.Errorf("loading the bot's crypto state: %w", err)
+	}
+	if err = c.mach.ShareKeys(ctx, -1); err != nil {
+		return nil, fmt.Errorf("uploading the bot's device keys: %w", err)
+	}
+	c.checkOwnKeys(ctx)
+	log.Info().Str("device", resp.DeviceID.String()).Msg("End-to-end encryption ready")
+	return c, nil
+}
+
+// checkOwnKeys warns when the server no longer has the bot's device keys (reset by an
+// admin): members' clients then cannot encrypt for the bot.
+func (c *cryptoHelper) checkOwnKeys(ctx context.Context) {
+	bot := c.br.BotMXID()
+	resp, err := c.client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bot: {c.store.DeviceID}}})
+	if err != nil {
+		c.log.Warn().Err(err).Msg("Checking the bot's device keys on the server failed")
+		return
+	}
+	if keys, ok := resp.DeviceKeys[bot][c.store.DeviceID]; !ok || keys.Keys.GetEd25519(c.store.DeviceID) == "" {
+		c.log.Warn().Msg("The server does not have the bot's device keys: its keys were reset; members must re-verify the bridge")
+	}
+}
+
+// syncFilter keeps the bot's /sync to what encryption needs: to-device events, device
+// list changes and one-time key counts, never room traffic (the appservice gets that).
+func syncFilter() *mautrix.Filter {
+	all := []event.Type{{Type: "*"}}
+	none := &mautrix.FilterPart{NotTypes: all}
+	return &mautrix.Filter{Presence: none, AccountData: none,
+		Room: &mautrix.RoomFilter{Ephemeral: none, AccountData: none, State: none, Timeline: none}}
+}
+
+// syncLoop follows the bot's /sync for to-device traffic. The position is stored only
+// after a response was processed, so a crash never skips a room key (an Olm message
+// seen twice is recognised by the store).
+func (c *cryptoHelper) syncLoop(ctx context.Context) {
+	since, err := c.store.GetNextBatch(ctx)
+	if err != nil {
+		c.log.Warn().Err(err).Msg("Reading the /sync position failed; starting afresh")
+	}
+	filterID := ""
+	delay := time.Second
+	for ctx.Err() == nil {
+		if filterID == "" {
+			if resp, err := c.client.CreateFilter(ctx, syncFilter()); err == nil {
+				filterID = resp.FilterID
+			} else {
+				c.log.Warn().Err(err).Msg("Creating the /sync filter failed")
+			}
+		}
+		resp, err := c.client.SyncRequest(ctx, 30000, since, filterID, false, event.PresenceOffline)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn().Err(err).Dur("retry_in", delay).Msg("The bot's /sync failed")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, time.Minute)
+			continue
+		}
+		delay = time.Second
+		c.mach.ProcessSyncResponse(ctx, resp, since)
+		since = resp.NextBatch
+		if err = c.store.PutNextBatch(ctx, since); err != nil {
+			c.log.Warn().Err(err).Msg("Storing the /sync position failed")
+		}
+	}
+}
+
+// encrypt turns an event into m.room.encrypted for a room, sharing a room key with the
+// members' devices first when there is none (or it expired, or missed someone).
+func (c *cryptoHelper) encrypt(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (*event.EncryptedEventContent, error) {
+	unlock := c.roomLocks.Lock(roomID.String())
+	defer unlock()
+	enc, err := c.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
+	if errors.Is(err, crypto.ErrNoGroupSession) || errors.Is(err, crypto.ErrSessionExpired) || errors.Is(err, crypto.ErrSessionNotShared) {
+		members, merr := c.br.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID)
+		if merr != nil {
+			return nil, fmt.Errorf("listing the room's members to share a key: %w", merr)
+		}
+		if err = c.mach.ShareGroupSession(ctx, roomID, members); err != nil {
+			return nil, fmt.Errorf("sharing the room key: %w", err)
+		}
+		enc, err = c.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encrypting: %w", err)
+	}
+	return enc, nil
+}
+
+// keyWait is how long a received event whose room key has not arrived yet is retried
+// before its sender is told it could not be read. The queue keeps it across restarts.
+const keyWait = 2 * time.Minute
+
+// decrypt reads a received m.room.encrypted event. An event whose key has not arrived
+// is waited for briefly, its key asked for from the sender's devices, and then retried
+// by the queue until keyWait has passed.
+func (c *cryptoHelper) decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
+	decrypted, err := c.mach.DecryptMegolmEvent(ctx, evt)
+	if err == nil {
+		return decrypted, nil
+	}
+	content, _ := evt.Content.Parsed.(*event.EncryptedEventContent)
+	if !errors.Is(err, crypto.ErrNoSessionFound) || content == nil {
+		return nil, userErrorf("your message could not be decrypted by the bridge (%v), so it was not bridged", err)
+	}
+	if c.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, 5*time.Second) {
+		if decrypted, err = c.mach.DecryptMegolmEvent(ctx, evt); err == nil {
+			return decrypted, nil
+		}
+	}
+	if time.Since(time.UnixMilli(evt.Timestamp)) > keyWait {
+		return nil, userErrorf("your message could not be decrypted by the bridge (its key never arrived), so it was not bridged")
+	}
+	if rerr := c.mach.SendRoomKeyRequest(ctx, evt.RoomID, content.SenderKey, content.SessionID, "",
+		map[id.UserID][]id.DeviceID{evt.Sender: {"*"}}); rerr != nil {
+		c.log.Debug().Err(rerr).Msg("Asking for a room key failed")
+	}
+	return nil, fmt.Errorf("the room key for %s has not arrived yet", evt.ID)
+}
+
+// learnRoom fills the state store with what encryption needs of a room the bot just
+// joined: whether it is encrypted (the event came before the bot) and who is in it
+// (their devices get the room keys).
+func (br *Bridge) learnRoom(ctx context.Context, roomID id.RoomID) {
+	bot := br.AS.BotIntent()
+	var enc event.EncryptionEventContent
+	if err := bot.StateEvent(ctx, roomID, event.StateEncryption, "", &enc); err == nil && enc.Algorithm != "" {
+		if err = br.AS.StateStore.SetEncryptionEvent(ctx, roomID, &enc); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("Recording the room's encryption failed")
+		}
+	}
+	members, err := bot.JoinedMembers(ctx, roomID)
+	if err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("Reading the room's members failed")
+		return
+	}
+	for user := range members.Joined {
+		if err = br.AS.StateStore.SetMembership(ctx, roomID, user, event.MembershipJoin); err != nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("Recording a member failed")
+		}
+	}
+}

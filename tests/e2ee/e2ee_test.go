@@ -1,0 +1,171 @@
+// Package e2ee tests the bridge in end-to-end encrypted rooms against an independent
+// client implementation: matrix-js-sdk with its Rust crypto (tests/harness
+// E2EEClient), through a real Dendrite, on SQLite and PostgreSQL.
+package e2ee
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/tests/harness"
+)
+
+var shared *harness.Suite // set once by TestMain, read-only afterwards
+
+func TestMain(m *testing.M) {
+	params := harness.BridgeConfigParams{
+		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}
+	harness.RunSuite(m, "e2ee", []string{"passerelle_loopback"}, params, func(_ context.Context, s *harness.Suite) (func(), error) {
+		shared = s
+		return nil, nil
+	})
+}
+
+func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) }
+
+// startBridge runs the bridge on a database of its own.
+func startBridge(t *testing.T, ctx context.Context, dbType string) (restart func(kill bool)) {
+	t.Helper()
+	// Under the suite's directory, which a failed run keeps for a look.
+	dir := filepath.Join(shared.Dir, "bridge-"+dbType)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType,
+		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}
+	if dbType == "sqlite" {
+		params.DatabaseURI = filepath.Join(dir, "passerelle.db")
+	} else {
+		uri, drop, err := harness.NewPostgresDB(ctx)
+		if err != nil {
+			t.Fatalf("PostgreSQL needed: %v", err)
+		}
+		t.Cleanup(drop)
+		params.DatabaseURI = uri
+	}
+	cfgPath, logPath := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "bridge.log")
+	if err := shared.WriteConfig(cfgPath, params); err != nil {
+		t.Fatal(err)
+	}
+	var b *harness.Bridge
+	start := func() {
+		var err error
+		if b, err = harness.StartBridge(ctx, shared.Bin, cfgPath, shared.RegPath, logPath); err != nil {
+			t.Fatalf("starting bridge: %v", err)
+		}
+	}
+	start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bridge log tail:\n%s", b.LogTail(80))
+		}
+		b.Stop()
+	})
+	return func(kill bool) {
+		if kill {
+			b.Kill()
+		} else {
+			b.Stop()
+		}
+		start()
+	}
+}
+
+// TestEncryptedManagementRoom: a user opens an encrypted DM with the bot from a real
+// E2EE client; the bot greets, answers help and logins, all encrypted, also after a
+// restart and a crash; the homeserver holds no clear text from the bot in the room.
+func TestEncryptedManagementRoom(t *testing.T) {
+	for _, dbType := range []string{"sqlite", "postgres"} {
+		t.Run(dbType, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			restart := startBridge(t, ctx, dbType)
+			// A name of its own per run: the homeserver outlives the test.
+			user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("eve_%s_%d", dbType, time.Now().UnixNano()%1e9), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(user.Close)
+			eve, err := harness.StartE2EEClient(ctx, shared.HS, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(eve.Close)
+			room, err := eve.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromBot := func(part string) func(harness.E2EEMessage) bool {
+				return func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) }
+			}
+			seen := map[id.EventID]bool{}
+			expect := func(part string) {
+				t.Helper()
+				// Only a new answer counts: the wait also sees what came before.
+				m, err := eve.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return !seen[m.EventID] && fromBot(part)(m) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !m.Encrypted {
+					t.Fatalf("the bot answered %q in clear text in an encrypted room", m.Body)
+				}
+				for _, old := range eve.Messages(room) {
+					seen[old.EventID] = true
+				}
+			}
+			expect("management room")
+			ask := func(command, answer string) {
+				t.Helper()
+				if _, err := eve.SendText(ctx, room, command); err != nil {
+					t.Fatal(err)
+				}
+				expect(answer)
+			}
+			ask("help", "login")
+			ask("logins", "You have no logins")
+
+			// The bot's keys and sessions live in the database: after a clean restart
+			// and after a crash, it still reads and writes the room.
+			restart(false)
+			ask("logins", "You have no logins")
+			restart(true)
+			ask("version", "Passerelle")
+
+			assertNoClearText(t, ctx, user.Client, room)
+		})
+	}
+}
+
+// assertNoClearText reads the room's events as the homeserver stores them and fails on
+// any message event from the bot that is not m.room.encrypted.
+func assertNoClearText(t *testing.T, ctx context.Context, cli *mautrix.Client, room id.RoomID) {
+	t.Helper()
+	resp, err := cli.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypted := 0
+	for _, e := range resp.Chunk {
+		if e.Sender != bot() || e.StateKey != nil {
+			continue
+		}
+		if e.Type != event.EventEncrypted {
+			raw, _ := json.Marshal(e.Content.Raw)
+			t.Fatalf("the bot sent a clear %s into the encrypted room: %s", e.Type.Type, raw)
+		}
+		encrypted++
+	}
+	if encrypted < 5 {
+		t.Fatal(fmt.Sprintf("only %d encrypted events from the bot on the server; want the greeting and four answers", encrypted))
+	}
+}
