@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/passerelle/passerelle/connectors/loopback/loopnet"
 	"github.com/passerelle/passerelle/tests/harness"
 )
 
@@ -33,16 +34,17 @@ func TestMain(m *testing.M) {
 
 func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) }
 
-// startBridge runs the bridge on a database of its own.
-func startBridge(t *testing.T, ctx context.Context, dbType string) (restart func(kill bool)) {
+// startBridge runs the bridge on a database of its own, its loopback connector on
+// netURL (a closed port when the test needs no network).
+func startBridge(t *testing.T, ctx context.Context, dbType, netURL string) (restart func(kill bool)) {
 	t.Helper()
 	// Under the suite's directory, which a failed run keeps for a look.
-	dir := filepath.Join(shared.Dir, "bridge-"+dbType)
+	dir := filepath.Join(shared.Dir, fmt.Sprintf("bridge-%s-%d", dbType, time.Now().UnixNano()))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType,
-		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}
+		Connectors: map[string]any{"loopback": map[string]any{"network_url": netURL}}}
 	if dbType == "sqlite" {
 		params.DatabaseURI = filepath.Join(dir, "passerelle.db")
 	} else {
@@ -89,7 +91,7 @@ func TestEncryptedManagementRoom(t *testing.T) {
 		t.Run(dbType, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
-			restart := startBridge(t, ctx, dbType)
+			restart := startBridge(t, ctx, dbType, "http://127.0.0.1:1")
 			// A name of its own per run: the homeserver outlives the test.
 			user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("eve_%s_%d", dbType, time.Now().UnixNano()%1e9), false)
 			if err != nil {
@@ -167,5 +169,106 @@ func assertNoClearText(t *testing.T, ctx context.Context, cli *mautrix.Client, r
 	}
 	if encrypted < 5 {
 		t.Fatal(fmt.Sprintf("only %d encrypted events from the bot on the server; want the greeting and four answers", encrypted))
+	}
+}
+
+// newE2EEUser registers a user and starts their independent E2EE client.
+func newE2EEUser(t *testing.T, ctx context.Context, name string) (*harness.User, *harness.E2EEClient) {
+	t.Helper()
+	// A name of its own per run: the homeserver outlives the test.
+	user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("%s_%d", name, time.Now().UnixNano()%1e9), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(user.Close)
+	c, err := harness.StartE2EEClient(ctx, shared.HS, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return user, c
+}
+
+// TestEncryptedPlumbedRoom: an encrypted room plumbed to a network chat. Messages cross
+// both ways; the network sees clear text, the homeserver only ciphertext.
+func TestEncryptedPlumbedRoom(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	net, err := loopnet.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(net.Close)
+	startBridge(t, ctx, "sqlite", net.URL)
+	user, fay := newE2EEUser(t, ctx, "fay")
+	account := "fay-net"
+
+	// Her login, from an encrypted management room.
+	mgmt, err := fay.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBot := func(room id.RoomID, part string) {
+		t.Helper()
+		m, err := fay.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Encrypted {
+			t.Fatalf("clear text from the bot in an encrypted room: %q", m.Body)
+		}
+	}
+	waitBot(mgmt, "management room")
+	for _, step := range []struct{ send, expect string }{
+		{"login loopback account", "account name"},
+		{account, "Logged in"},
+	} {
+		if _, err = fay.SendText(ctx, mgmt, step.send); err != nil {
+			t.Fatal(err)
+		}
+		waitBot(mgmt, step.expect)
+	}
+
+	// An encrypted room of hers, plumbed to a network chat.
+	// Named, so the bot does not take it for a second DM (a management room).
+	room, err := fay.CreateRoom(ctx, harness.E2EERoom{Name: "Fay's team", Invite: []id.UserID{bot()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBot(room, "plumb")
+	if _, err = fay.SendText(ctx, room, "!pass plumb loopback #secret"); err != nil {
+		t.Fatal(err)
+	}
+	waitBot(room, "now linked")
+
+	// Matrix → network: the network gets what she wrote, in clear.
+	if _, err = fay.SendText(ctx, room, "hello from an encrypted room"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = net.WaitEvent(ctx, "#secret", func(e loopnet.Event) bool {
+		return e.Kind == loopnet.KindMessage && e.Sender == account && e.Text == "hello from an encrypted room"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Network → Matrix: the ghost's message arrives encrypted, and she reads it.
+	net.Inject(loopnet.Event{Chat: "#secret", Sender: "gus", Text: "hello back, encrypted"})
+	ghost := id.NewUserID("loopback_gus", harness.DefaultDomain)
+	m, err := fay.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == ghost && m.Body == "hello back, encrypted" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Encrypted {
+		t.Fatal("the ghost's message reached the encrypted room in clear text")
+	}
+	// The homeserver holds no clear message from the bridge's users in the room.
+	resp, err := user.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range resp.Chunk {
+		if (e.Sender == bot() || e.Sender == ghost) && e.StateKey == nil && e.Type != event.EventEncrypted {
+			raw, _ := json.Marshal(e.Content.Raw)
+			t.Fatalf("%s sent a clear %s into the encrypted room: %s", e.Sender, e.Type.Type, raw)
+		}
 	}
 }
