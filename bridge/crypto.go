@@ -261,3 +261,22 @@ func (br *Bridge) learnRoom(ctx context.Context, roomID id.RoomID) {
 		}
 	}
 }
+
+// cannotReadRoom says whether a room is encrypted while the bridge has no encryption
+// (bridge.encryption.allow off, or no device); it then says so in the room, in clear
+// text, once per occasion (the bot joining, the room turning encryption on): the only
+// clear text the bridge ever sends into an encrypted room, and no room content.
+func (br *Bridge) cannotReadRoom(ctx context.Context, roomID id.RoomID) bool {
+	if br.crypto != nil {
+		return false
+	}
+	if encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID); err != nil || !encrypted {
+		return false
+	}
+	content := &event.MessageEventContent{MsgType: event.MsgNotice,
+		Body: "This room is end-to-end encrypted, and this bridge is not set up to read encrypted rooms: nothing here will be bridged. An admin can allow it (bridge.encryption.allow)."}
+	if _, err := br.AS.BotIntent().SendMessageEvent(ctx, roomID, event.EventMessage, content); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Telling an encrypted room the bridge cannot read it failed")
+	}
+	return true
+}

@@ -25,6 +25,9 @@ func (br *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) error
 		}
 	}
 	mautrix.UpdateStateStore(ctx, br.AS.StateStore, evt)
+	if evt.Type == event.StateEncryption && br.cannotReadRoom(ctx, evt.RoomID) {
+		return nil // a room the bridge is in turned encryption on
+	}
 	if evt.Type == event.StateMember {
 		if br.crypto != nil {
 			// Someone joining or leaving an encrypted room: the next message gets a

@@ -93,6 +93,9 @@ func (br *Bridge) handleBotMembership(ctx context.Context, evt *event.Event, con
 		// What happened before the bot was in (the room turned encrypted, members
 		// joined) is not pushed to it: read it now, before the first answer.
 		br.learnRoom(ctx, evt.RoomID)
+		if br.cannotReadRoom(ctx, evt.RoomID) {
+			return nil
+		}
 		if rc, err := br.bridgedRoom(ctx, evt.RoomID); err != nil || rc != nil {
 			return err
 		}

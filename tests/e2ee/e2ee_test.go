@@ -36,7 +36,7 @@ func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) 
 
 // startBridge runs the bridge on a database of its own, its loopback connector on
 // netURL (a closed port when the test needs no network).
-func startBridge(t *testing.T, ctx context.Context, dbType, netURL string) (restart func(kill bool)) {
+func startBridge(t *testing.T, ctx context.Context, dbType, netURL string, bridgeExtra ...map[string]any) (restart func(kill bool)) {
 	t.Helper()
 	// Under the suite's directory, which a failed run keeps for a look.
 	dir := filepath.Join(shared.Dir, fmt.Sprintf("bridge-%s-%d", dbType, time.Now().UnixNano()))
@@ -45,6 +45,9 @@ func startBridge(t *testing.T, ctx context.Context, dbType, netURL string) (rest
 	}
 	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType,
 		Connectors: map[string]any{"loopback": map[string]any{"network_url": netURL}}}
+	if len(bridgeExtra) > 0 {
+		params.BridgeExtra = bridgeExtra[0]
+	}
 	if dbType == "sqlite" {
 		params.DatabaseURI = filepath.Join(dir, "passerelle.db")
 	} else {
@@ -270,5 +273,40 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 			raw, _ := json.Marshal(e.Content.Raw)
 			t.Fatalf("%s sent a clear %s into the encrypted room: %s", e.Sender, e.Type.Type, raw)
 		}
+	}
+}
+
+// TestEncryptionNotAllowed: with bridge.encryption.allow off, the bot says once, in
+// clear, that it cannot read the encrypted room, and sends nothing else there.
+func TestEncryptionNotAllowed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	startBridge(t, ctx, "sqlite", "http://127.0.0.1:1", map[string]any{"encryption": map[string]any{"allow": false}})
+	user, gil := newE2EEUser(t, ctx, "gil")
+	room, err := gil.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notice, err := gil.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool {
+		return m.Sender == bot() && strings.Contains(m.Body, "not set up to read encrypted rooms")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if notice.Encrypted {
+		t.Fatal("the bot without encryption sent an encrypted message")
+	}
+	resp, err := user.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear := 0
+	for _, e := range resp.Chunk {
+		if e.Sender == bot() && e.StateKey == nil {
+			clear++
+		}
+	}
+	if clear != 1 {
+		t.Fatalf("the bot sent %d messages into the encrypted room; want only its one notice", clear)
 	}
 }
