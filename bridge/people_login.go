@@ -491,16 +491,17 @@ func (br *Bridge) renderDisplay(ctx context.Context, st *loginFlowState, step *L
 	if err != nil {
 		return fmt.Errorf("rendering QR code: %w", err)
 	}
-	uri, err := br.upload(ctx, bot, png, "image/png", "login-qr.png")
-	if err != nil {
-		return err
-	}
 	body := step.Instructions
 	if body == "" {
 		body = "Scan this QR code to log in"
 	}
 	content := &event.MessageEventContent{MsgType: event.MsgImage, Body: body, FileName: "login-qr.png",
-		URL: uri.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 512, Height: 512}}
+		Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 512, Height: 512}}
+	// In an encrypted management room the code goes as an encrypted attachment: it
+	// logs the account in, and the media store must not hold it in clear.
+	if err = br.upload(ctx, bot, st.roomID, content, png, "image/png", "login-qr.png"); err != nil {
+		return err
+	}
 	if st.qrEvent == "" {
 		eventID, err := br.sendEvent(ctx, bot, st.roomID, event.EventMessage, content, "", time.Time{})
 		if err != nil {

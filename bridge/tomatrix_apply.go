@@ -54,7 +54,7 @@ func (a *remoteApply) message(ctx context.Context) error {
 	} else if existing != nil && evt.ID != "" {
 		return nil // already bridged into this room (a resumed event)
 	}
-	content, err := br.matrixContent(ctx, ch, evt.Content, func(remoteID string) id.EventID {
+	content, err := br.matrixContent(ctx, ch, a.roomID, evt.Content, func(remoteID string) id.EventID {
 		if row, _ := a.target(ctx, RemoteMessageID(remoteID)); row != nil {
 			return id.EventID(row.EventID)
 		}
@@ -95,7 +95,7 @@ func (a *remoteApply) edit(ctx context.Context) error {
 		zerolog.Ctx(ctx).Warn().Str("target_sender", target.SenderMXID).Msg("Dropping an edit of someone else's message")
 		return nil
 	}
-	newContent, err := br.matrixContent(ctx, ch, evt.Content, nil)
+	newContent, err := br.matrixContent(ctx, ch, a.roomID, evt.Content, nil)
 	if err != nil {
 		return err
 	}

@@ -291,7 +291,7 @@ func ignoreForbidden(err error) error {
 
 // matrixContent turns a network-neutral message into Matrix content: uploads media,
 // resolves the reply target, turns mentions into m.mentions.
-func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *MessageContent, replyTarget func(string) id.EventID) (*event.Content, error) {
+func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, roomID id.RoomID, mc *MessageContent, replyTarget func(string) id.EventID) (*event.Content, error) {
 	content := &event.MessageEventContent{MsgType: mc.MsgType, Body: mc.Body, GeoURI: mc.GeoURI}
 	if content.MsgType == "" {
 		content.MsgType = event.MsgText
@@ -301,11 +301,9 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, mc *Mess
 		content.FormattedBody = mc.FormattedBody
 	}
 	if mc.Media != nil && len(mc.Media.Data) > 0 {
-		uri, err := br.upload(ctx, br.AS.BotIntent(), mc.Media.Data, mc.Media.MimeType, mc.Media.FileName)
-		if err != nil {
+		if err := br.upload(ctx, br.AS.BotIntent(), roomID, content, mc.Media.Data, mc.Media.MimeType, mc.Media.FileName); err != nil {
 			return nil, err
 		}
-		content.URL = uri.CUString()
 		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: len(mc.Media.Data),
 			Width: mc.Media.Width, Height: mc.Media.Height, Duration: mc.Media.DurationMS}
 		if mc.Media.Voice {

@@ -12,6 +12,7 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
@@ -68,11 +69,34 @@ func (br *Bridge) botNotice(ctx context.Context, roomID id.RoomID, text string) 
 	return br.noticeAs(ctx, br.AS.BotIntent(), roomID, text)
 }
 
-// upload stores a file on the homeserver as intent and returns its URI.
-func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, data []byte, mimeType, fileName string) (id.ContentURI, error) {
-	resp, err := intent.UploadBytesWithName(ctx, data, mimeType, fileName)
+// upload stores a file meant for a room on the homeserver, as intent, and puts it in
+// content. Into an encrypted room the file is encrypted first (an attachment: only
+// ciphertext reaches the media store, named and typed as nothing in particular) and
+// referenced as content.File; otherwise it goes as it is, in content.URL.
+func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, roomID id.RoomID, content *event.MessageEventContent,
+	data []byte, mimeType, fileName string) error {
+	encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID)
 	if err != nil {
-		return id.ContentURI{}, fmt.Errorf("uploading %s: %w", fileName, err)
+		return fmt.Errorf("checking the room's encryption: %w", err)
 	}
-	return resp.ContentURI, nil
+	if !encrypted {
+		resp, err := intent.UploadBytesWithName(ctx, data, mimeType, fileName)
+		if err != nil {
+			return fmt.Errorf("uploading %s: %w", fileName, err)
+		}
+		content.URL, content.File = resp.ContentURI.CUString(), nil
+		return nil
+	}
+	if br.crypto == nil {
+		return fmt.Errorf("%w: the room is encrypted and the bridge has no encryption", errPermanent)
+	}
+	file := attachment.NewEncryptedFile()
+	ciphertext := file.Encrypt(data)
+	resp, err := intent.UploadBytes(ctx, ciphertext, "application/octet-stream")
+	if err != nil {
+		return fmt.Errorf("uploading encrypted %s: %w", fileName, err)
+	}
+	content.URL = ""
+	content.File = &event.EncryptedFileInfo{EncryptedFile: *file, URL: resp.ContentURI.CUString()}
+	return nil
 }

@@ -4,6 +4,7 @@
 package e2ee
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -263,6 +264,32 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 	if !m.Encrypted {
 		t.Fatal("the ghost's message reached the encrypted room in clear text")
 	}
+	// A file from the network arrives as an encrypted attachment: the media store holds
+	// only ciphertext, which the key in the (encrypted) event opens.
+	picture := []byte("\x89PNG not really a picture, but private")
+	net.Inject(loopnet.Event{Chat: "#secret", Sender: "gus", Text: "photo.png", MsgType: "m.image", FileName: "photo.png", FileData: picture, MimeType: "image/png"})
+	fileMsg, err := fay.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == ghost && m.MsgType == "m.image" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fileContent event.MessageEventContent
+	if err = json.Unmarshal(fileMsg.Content, &fileContent); err != nil {
+		t.Fatal(err)
+	}
+	if !fileMsg.Encrypted || fileContent.URL != "" || fileContent.File == nil {
+		t.Fatalf("the file reached the encrypted room without encryption: %s", fileMsg.Content)
+	}
+	stored, err := user.Client.DownloadBytes(ctx, fileContent.File.URL.ParseOrIgnore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(stored, []byte("private")) {
+		t.Fatal("the media store holds the file in clear")
+	}
+	if err = fileContent.File.DecryptInPlace(stored); err != nil || !bytes.Equal(stored, picture) {
+		t.Fatalf("the attachment does not open with its key (%v)", err)
+	}
+
 	// The homeserver holds no clear message from the bridge's users in the room.
 	resp, err := user.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 200)
 	if err != nil {
