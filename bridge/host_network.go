@@ -168,7 +168,7 @@ func (ch *connectorHost) PublicTextLink(ctx context.Context, text, fileName stri
 	if err != nil {
 		return "", fmt.Errorf("uploading paste: %w", err)
 	}
-	return ch.br.publicMediaURL(resp.ContentURI, fileName), nil
+	return ch.br.publicMediaURL(resp.ContentURI, fileName, nil), nil
 }
 
 // UpdateLoginMetadata implements Host.

@@ -463,13 +463,14 @@ func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEven
 	}
 	switch content.MsgType {
 	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile, event.MessageType(event.EventSticker.Type):
-		if content.URL == "" {
-			if content.File != nil {
-				return nil, userErrorf("encrypted media is not supported yet")
-			}
+		mxc := content.URL
+		if content.File != nil {
+			mxc = content.File.URL // an encrypted attachment (an encrypted room)
+		}
+		if mxc == "" {
 			return mc, nil
 		}
-		uri, err := content.URL.Parse()
+		uri, err := mxc.Parse()
 		if err != nil {
 			return nil, userErrorf("the media URL is malformed")
 		}
@@ -477,8 +478,13 @@ func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEven
 		if err != nil {
 			return nil, fmt.Errorf("downloading media: %w", err)
 		}
-		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: content.URL, Size: len(data),
-			PublicURL: br.publicMediaURL(uri, content.GetFileName()), Voice: content.MSC3245Voice != nil}
+		if content.File != nil {
+			if err = content.File.DecryptInPlace(data); err != nil {
+				return nil, userErrorf("the encrypted file could not be opened (%v)", err)
+			}
+		}
+		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: mxc, Size: len(data),
+			PublicURL: br.publicMediaURL(uri, content.GetFileName(), content.File), Voice: content.MSC3245Voice != nil}
 		if content.Info != nil {
 			mc.Media.MimeType = content.Info.MimeType
 			mc.Media.Width, mc.Media.Height, mc.Media.DurationMS = content.Info.Width, content.Info.Height, content.Info.Duration

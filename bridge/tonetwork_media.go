@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -33,8 +35,11 @@ func (br *Bridge) mediaSig(server, mediaID string, expires int64) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
 }
 
-// publicMediaURL returns a link to an mxc URI, or "" when no public address is set.
-func (br *Bridge) publicMediaURL(uri id.ContentURI, fileName string) string {
+// publicMediaURL returns a link to an mxc URI, or "" when no public address is set. For
+// an encrypted attachment the link carries its key (whoever gets the link gets the
+// file, which is what posting it to the network means), so the bridge can serve it
+// decrypted; the media store keeps only ciphertext.
+func (br *Bridge) publicMediaURL(uri id.ContentURI, fileName string, file *event.EncryptedFileInfo) string {
 	base := strings.TrimRight(br.Config.AppService.PublicAddress, "/")
 	if base == "" || uri.IsEmpty() {
 		return ""
@@ -45,8 +50,39 @@ func (br *Bridge) publicMediaURL(uri id.ContentURI, fileName string) string {
 	// Links expire with the message mappings (bridge.retention): what was posted to a
 	// network, often logged publicly, does not open the file forever.
 	expires := time.Now().Add(time.Duration(br.Config.Bridge.Retention)).Unix()
-	return fmt.Sprintf("%s/_passerelle/media/%s/%s/%d.%s/%s", base, url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID),
+	link := fmt.Sprintf("%s/_passerelle/media/%s/%s/%d.%s/%s", base, url.PathEscape(uri.Homeserver), url.PathEscape(uri.FileID),
 		expires, br.mediaSig(uri.Homeserver, uri.FileID, expires), url.PathEscape(fileName))
+	if file != nil {
+		link += "?" + url.Values{"k": {file.Key.Key}, "iv": {file.InitVector}, "h": {file.Hashes.SHA256}}.Encode()
+	}
+	return link
+}
+
+// maxServedEncrypted bounds an encrypted file the bridge decrypts to serve a link: it
+// is read whole to check its hash before anything is sent.
+const maxServedEncrypted = 100 << 20
+
+// serveDecrypted answers a link to an encrypted attachment with the file in clear.
+func (br *Bridge) serveDecrypted(w http.ResponseWriter, body io.Reader, q url.Values) bool {
+	file := attachment.EncryptedFile{Key: attachment.JSONWebKey{Key: q.Get("k"), Algorithm: "A256CTR", KeyType: "oct",
+		Extractable: true, KeyOps: []string{"encrypt", "decrypt"}}, InitVector: q.Get("iv"),
+		Hashes: attachment.EncryptedFileHashes{SHA256: q.Get("h")}, Version: "v2"}
+	data, err := io.ReadAll(io.LimitReader(body, maxServedEncrypted+1))
+	if err != nil || len(data) > maxServedEncrypted || file.DecryptInPlace(data) != nil {
+		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such file (or the link is damaged)")
+		return false
+	}
+	w.Header().Set("Content-Type", http.DetectContentType(data))
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	br.mediaSafetyHeaders(w)
+	_, _ = w.Write(data)
+	return true
+}
+
+// mediaSafetyHeaders keeps served files from running as a page of ours.
+func (br *Bridge) mediaSafetyHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
 // serveMedia streams a signed media link's file from the homeserver.
@@ -65,6 +101,11 @@ func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	if r.URL.Query().Get("k") != "" {
+		w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", r.PathValue("name")))
+		br.serveDecrypted(w, resp.Body, r.URL.Query())
+		return
+	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}
@@ -72,8 +113,7 @@ func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", cl)
 	}
 	// Served files are user content: never let a browser run them as a page of ours.
-	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	br.mediaSafetyHeaders(w)
 	w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", r.PathValue("name")))
 	_, _ = io.Copy(w, resp.Body)
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -288,6 +289,25 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 	}
 	if err = fileContent.File.DecryptInPlace(stored); err != nil || !bytes.Equal(stored, picture) {
 		t.Fatalf("the attachment does not open with its key (%v)", err)
+	}
+
+	// Matrix → network, a file: her client uploads it as an encrypted attachment and
+	// sends the (encrypted) event; the network gets the file itself.
+	letter := []byte("a private letter for the network")
+	attach := attachment.NewEncryptedFile()
+	up, err := user.Client.UploadBytes(ctx, attach.Encrypt(letter), "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err = fay.SendMessage(ctx, room, map[string]any{"msgtype": "m.file", "body": "letter.txt",
+		"info": map[string]any{"mimetype": "text/plain", "size": len(letter)},
+		"file": &event.EncryptedFileInfo{EncryptedFile: *attach, URL: up.ContentURI.CUString()}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = net.WaitEvent(ctx, "#secret", func(e loopnet.Event) bool {
+		return e.Sender == account && e.FileName == "letter.txt" && bytes.Equal(e.FileData, letter)
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	// The homeserver holds no clear message from the bridge's users in the room.
