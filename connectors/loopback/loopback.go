@@ -174,7 +174,10 @@ func (c *Connector) follow(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn().Err(err).Msg("Fetching loopnet events failed")
-				time.Sleep(time.Second)
+				select { // Stop need not wait out the pause
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
 			}
 			continue
 		}
