@@ -131,6 +131,11 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 		PowerLevelOverride: pl,
 		IsDirect:           info.IsDM,
 	}
+	encrypt := br.crypto != nil && br.Config.Bridge.Encryption.Default
+	if encrypt {
+		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateEncryption, StateKey: ptr(""),
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}})
+	}
 	if info.JoinedHistoryOnly {
 		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateHistoryVisibility, StateKey: ptr(""),
 			Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityJoined}}})
@@ -182,6 +187,13 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	}
 	roomID := resp.RoomID
 	log = log.With().Stringer("room_id", roomID).Logger()
+	if encrypt {
+		// Known at once: the bridge speaks in the room before the homeserver pushes
+		// its creation events back, and must never speak there in clear.
+		if err = br.AS.StateStore.SetEncryptionEvent(ctx, roomID, &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}); err != nil {
+			return "", fmt.Errorf("recording the new portal's encryption: %w", err)
+		}
+	}
 	portal.RoomID = roomID
 	if err = br.DB.InsertRoom(ctx, &database.RoomRow{
 		RoomID: roomID.String(), Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver),

@@ -94,6 +94,9 @@ type EncryptionConfig struct {
 	// Allow lets the bot have a device and read and write encrypted rooms (default
 	// true). Without it, encrypted rooms get one notice and are not bridged.
 	Allow bool `yaml:"allow"`
+	// Default creates new portals (DM portals included) encrypted (default true), as
+	// Element does for new DMs and private rooms.
+	Default bool `yaml:"default"`
 	// Require makes a bot device mandatory: the bridge refuses to start without one.
 	Require bool `yaml:"require"`
 }

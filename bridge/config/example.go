@@ -70,6 +70,7 @@ bridge:
   # homeserver offers no way to get a device.
   encryption:
     allow: true
+    default: true                  # new portals (and DM portals) are created encrypted
     require: false
   # Go text/template formats used when a message is relayed through a shared account.
   # Fields: .Sender, .Message, .FileName, .Caption.

@@ -136,6 +136,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "encryption", "allow") {
 		c.Bridge.Encryption.Allow = true
 	}
+	if !present(doc, "bridge", "encryption", "default") {
+		c.Bridge.Encryption.Default = true
+	}
 	if !present(doc, "appservice", "max_body_bytes") {
 		c.AppService.MaxBodyBytes = DefaultMaxBodyBytes
 	}

@@ -357,3 +357,38 @@ func TestEncryptionNotAllowed(t *testing.T) {
 		t.Fatalf("the bot sent %d messages into the encrypted room; want only its one notice", clear)
 	}
 }
+
+// TestEncryptedPortal: with the product's default, a portal the bridge creates is
+// encrypted from its first event; network messages in it arrive encrypted.
+func TestEncryptedPortal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	net, err := loopnet.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(net.Close)
+	startBridge(t, ctx, "sqlite", net.URL, map[string]any{"encryption": map[string]any{"default": true}})
+	user, hal := newE2EEUser(t, ctx, "hal")
+	chat := fmt.Sprintf("#crypt%d", time.Now().UnixNano()%1e6)
+	room, err := hal.Join(ctx, "#loopback_"+strings.TrimPrefix(chat, "#")+":"+harness.DefaultDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if encrypted, err := hal.WaitRoom(ctx, room); err != nil || !encrypted {
+		t.Fatalf("the new portal is not encrypted (%v)", err)
+	}
+	net.Inject(loopnet.Event{Chat: chat, Sender: "ida", Text: "hello in an encrypted portal"})
+	ghost := id.NewUserID("loopback_ida", harness.DefaultDomain)
+	m, err := hal.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == ghost && m.Body == "hello in an encrypted portal" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Encrypted {
+		t.Fatal("the network's message reached the encrypted portal in clear text")
+	}
+	var enc event.EncryptionEventContent
+	if err = user.Client.StateEvent(ctx, room, event.StateEncryption, "", &enc); err != nil || enc.Algorithm != id.AlgorithmMegolmV1 {
+		t.Fatalf("the portal's encryption state: %+v, %v", enc, err)
+	}
+}

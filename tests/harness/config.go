@@ -64,6 +64,9 @@ func WriteBridgeConfig(path string, c BridgeConfigParams) error {
 	bridge := map[string]any{
 		"command_prefix": or(c.CommandPrefix, "!pass"),
 		"retention":      or(c.Retention, "30d"),
+		// The suites' Matrix users read rooms without crypto: portals stay clear unless
+		// a test (tests/e2ee) asks for the product's default.
+		"encryption": map[string]any{"default": false},
 	}
 	for k, v := range c.BridgeExtra {
 		bridge[k] = v
