@@ -38,7 +38,7 @@ func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) 
 
 // startBridge runs the bridge on a database of its own, its loopback connector on
 // netURL (a closed port when the test needs no network).
-func startBridge(t *testing.T, ctx context.Context, dbType, netURL string, bridgeExtra ...map[string]any) (restart func(kill bool)) {
+func startBridge(t testing.TB, ctx context.Context, dbType, netURL string, bridgeExtra ...map[string]any) *bridgeRun {
 	t.Helper()
 	// Under the suite's directory, which a failed run keeps for a look.
 	dir := filepath.Join(shared.Dir, fmt.Sprintf("bridge-%s-%d", dbType, time.Now().UnixNano()))
@@ -64,28 +64,37 @@ func startBridge(t *testing.T, ctx context.Context, dbType, netURL string, bridg
 	if err := shared.WriteConfig(cfgPath, params); err != nil {
 		t.Fatal(err)
 	}
-	var b *harness.Bridge
-	start := func() {
+	run := &bridgeRun{}
+	run.start = func() {
 		var err error
-		if b, err = harness.StartBridge(ctx, shared.Bin, cfgPath, shared.RegPath, logPath); err != nil {
+		if run.b, err = harness.StartBridge(ctx, shared.Bin, cfgPath, shared.RegPath, logPath); err != nil {
 			t.Fatalf("starting bridge: %v", err)
 		}
 	}
-	start()
+	run.start()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("bridge log tail:\n%s", b.LogTail(80))
+			t.Logf("bridge log tail:\n%s", run.b.LogTail(80))
 		}
-		b.Stop()
+		run.b.Stop()
 	})
-	return func(kill bool) {
-		if kill {
-			b.Kill()
-		} else {
-			b.Stop()
-		}
-		start()
+	return run
+}
+
+// bridgeRun is the bridge process of a test.
+type bridgeRun struct {
+	b     *harness.Bridge
+	start func()
+}
+
+// restart stops the bridge (SIGTERM, or SIGKILL) and starts it again.
+func (r *bridgeRun) restart(kill bool) {
+	if kill {
+		r.b.Kill()
+	} else {
+		r.b.Stop()
 	}
+	r.start()
 }
 
 // TestEncryptedManagementRoom: a user opens an encrypted DM with the bot from a real
@@ -96,7 +105,7 @@ func TestEncryptedManagementRoom(t *testing.T) {
 		t.Run(dbType, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
-			restart := startBridge(t, ctx, dbType, "http://127.0.0.1:1")
+			run := startBridge(t, ctx, dbType, "http://127.0.0.1:1")
 			// A name of its own per run: the homeserver outlives the test.
 			user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("eve_%s_%d", dbType, time.Now().UnixNano()%1e9), false)
 			if err != nil {
@@ -143,9 +152,9 @@ func TestEncryptedManagementRoom(t *testing.T) {
 
 			// The bot's keys and sessions live in the database: after a clean restart
 			// and after a crash, it still reads and writes the room.
-			restart(false)
+			run.restart(false)
 			ask("logins", "You have no logins")
-			restart(true)
+			run.restart(true)
 			ask("version", "Passerelle")
 
 			assertNoClearText(t, ctx, user.Client, room)
@@ -178,7 +187,7 @@ func assertNoClearText(t *testing.T, ctx context.Context, cli *mautrix.Client, r
 }
 
 // newE2EEUser registers a user and starts their independent E2EE client.
-func newE2EEUser(t *testing.T, ctx context.Context, name string) (*harness.User, *harness.E2EEClient) {
+func newE2EEUser(t testing.TB, ctx context.Context, name string) (*harness.User, *harness.E2EEClient) {
 	t.Helper()
 	// A name of its own per run: the homeserver outlives the test.
 	user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("%s_%d", name, time.Now().UnixNano()%1e9), false)
