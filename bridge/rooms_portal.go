@@ -96,7 +96,6 @@ func (br *Bridge) ensurePortalRoom(ctx context.Context, ch *connectorHost, info 
 func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias bool, portal *NewPortal) (id.RoomID, error) {
 	key := info.Key
 	log := br.Log.With().Object("portal", key).Logger()
-	bot := br.AS.BotIntent()
 	if err := br.uploadChatAvatar(ctx, info); err != nil {
 		log.Warn().Err(err).Msg("Chat avatar not set")
 	}
@@ -106,88 +105,20 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	}); err != nil {
 		return "", err
 	}
-	pl := &event.PowerLevelsEventContent{
-		Users:         map[id.UserID]int{bot.UserID: 100},
-		EventsDefault: 0,
-		StateDefaultPtr: func() *int {
-			v := 50
-			return &v
-		}(),
-	}
-	for _, m := range info.Members {
-		if m.PowerLevel != nil {
-			pl.Users[ch.GhostMXID(m.RemoteID)] = *m.PowerLevel
-		}
-	}
-	bridgeInfo := br.bridgeInfo(ch, info, "")
-	req := &mautrix.ReqCreateRoom{
-		Visibility: "private",
-		Name:       info.Name,
-		Topic:      info.Topic,
-		InitialState: []*event.Event{
-			{Type: event.StateBridge, StateKey: ptr(bridgeStateKey(key)), Content: event.Content{Parsed: bridgeInfo}},
-			{Type: event.StateHalfShotBridge, StateKey: ptr(bridgeStateKey(key)), Content: event.Content{Parsed: bridgeInfo}},
-		},
-		PowerLevelOverride: pl,
-		IsDirect:           info.IsDM,
-	}
 	encrypt := br.crypto != nil && br.Config.Bridge.Encryption.Default
-	if encrypt {
-		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateEncryption, StateKey: ptr(""),
-			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}})
-	}
-	if info.JoinedHistoryOnly {
-		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateHistoryVisibility, StateKey: ptr(""),
-			Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityJoined}}})
-	}
-	if !info.AvatarURL.IsEmpty() {
-		req.InitialState = append(req.InitialState, &event.Event{Type: event.StateRoomAvatar, StateKey: ptr(""),
-			Content: event.Content{Parsed: &event.RoomAvatarEventContent{URL: info.AvatarURL.CUString()}}})
-	}
-	if key.Receiver == "" && !info.IsDM {
-		// A shared chat (a channel) is joinable by alias, as the channel is on its network.
-		req.Preset = "public_chat"
-	} else {
-		req.Preset = "private_chat"
-	}
-	if withAlias {
-		if alias := ch.aliasFor(key); alias != "" {
-			req.RoomAliasName = strings.TrimPrefix(strings.SplitN(alias.String(), ":", 2)[0], "#")
-		}
-	}
-	if invite != "" {
-		req.Invite = []id.UserID{invite}
-	}
-	var dmGhost id.UserID
-	if info.IsDM && info.OtherUser != "" {
-		dmGhost = ch.GhostMXID(info.OtherUser)
-		if err := ch.ensureGhost(ctx, info.OtherUser, nameInfo(info.Name)); err != nil {
-			return "", err
-		}
-		req.Invite = append(req.Invite, dmGhost)
-		pl.Users[dmGhost] = 100
-	}
-	resp, err := bot.CreateRoom(ctx, req)
-	if errors.Is(err, mautrix.MRoomInUse) && req.RoomAliasName != "" {
-		// The alias is taken: by our own room when a crash came between its creation
-		// and its recording. That room is adopted, or the chat could never have a
-		// portal again.
-		if roomID, ok := br.orphanPortal(ctx, ch, key); ok {
-			log.Warn().Stringer("room_id", roomID).Msg("Adopting the portal room a crash left unrecorded")
-			resp, err = &mautrix.RespCreateRoom{RoomID: roomID}, nil
-			if invite != "" {
-				if err = bot.EnsureInvited(ctx, roomID, invite); err != nil {
-					return "", fmt.Errorf("inviting user to adopted portal: %w", err)
-				}
-			}
-		}
-	}
+	req, dmGhost, err := br.portalRequest(ctx, ch, info, invite, withAlias, encrypt)
 	if err != nil {
-		return "", fmt.Errorf("creating portal room: %w", err)
+		return "", err
 	}
-	roomID := resp.RoomID
+	roomID, created, err := br.createOrAdopt(ctx, ch, key, req, invite)
+	if err != nil {
+		return "", err
+	}
 	log = log.With().Stringer("room_id", roomID).Logger()
-	if encrypt {
+	switch {
+	case !created:
+		br.learnRoom(ctx, roomID) // an adopted room: its encryption and members as they are
+	case encrypt:
 		// Known at once: the bridge speaks in the room before the homeserver pushes
 		// its creation events back, and must never speak there in clear.
 		if err = br.AS.StateStore.SetEncryptionEvent(ctx, roomID, &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}); err != nil {
@@ -218,6 +149,91 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	}
 	ch.joinMembers(ctx, roomID, info.Members)
 	return roomID, nil
+}
+
+// portalRequest describes a new portal room: bridge info, power levels (the bot, ops,
+// the DM's other side), encryption, history visibility, picture, preset, alias and
+// invites. A DM's other side gets its ghost first, returned to join it afterwards.
+func (br *Bridge) portalRequest(ctx context.Context, ch *connectorHost, info *ChatInfo, invite id.UserID, withAlias, encrypt bool) (*mautrix.ReqCreateRoom, id.UserID, error) {
+	key := info.Key
+	pl := &event.PowerLevelsEventContent{Users: map[id.UserID]int{br.BotMXID(): 100}, StateDefaultPtr: ptr(50)}
+	for _, m := range info.Members {
+		if m.PowerLevel != nil {
+			pl.Users[ch.GhostMXID(m.RemoteID)] = *m.PowerLevel
+		}
+	}
+	bridgeInfo := br.bridgeInfo(ch, info, "")
+	state := func(t event.Type, stateKey string, content any) *event.Event {
+		return &event.Event{Type: t, StateKey: ptr(stateKey), Content: event.Content{Parsed: content}}
+	}
+	req := &mautrix.ReqCreateRoom{
+		Visibility: "private",
+		Name:       info.Name,
+		Topic:      info.Topic,
+		InitialState: []*event.Event{
+			state(event.StateBridge, bridgeStateKey(key), bridgeInfo),
+			state(event.StateHalfShotBridge, bridgeStateKey(key), bridgeInfo),
+		},
+		PowerLevelOverride: pl,
+		IsDirect:           info.IsDM,
+		// A shared chat (a channel) is joinable by alias, as the channel is on its
+		// network; chats of one login are private.
+		Preset: "private_chat",
+	}
+	if key.Receiver == "" && !info.IsDM {
+		req.Preset = "public_chat"
+	}
+	if encrypt {
+		req.InitialState = append(req.InitialState, state(event.StateEncryption, "", &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}))
+	}
+	if info.JoinedHistoryOnly {
+		req.InitialState = append(req.InitialState, state(event.StateHistoryVisibility, "",
+			&event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityJoined}))
+	}
+	if !info.AvatarURL.IsEmpty() {
+		req.InitialState = append(req.InitialState, state(event.StateRoomAvatar, "", &event.RoomAvatarEventContent{URL: info.AvatarURL.CUString()}))
+	}
+	if withAlias {
+		if alias := ch.aliasFor(key); alias != "" {
+			req.RoomAliasName = strings.TrimPrefix(strings.SplitN(alias.String(), ":", 2)[0], "#")
+		}
+	}
+	if invite != "" {
+		req.Invite = []id.UserID{invite}
+	}
+	var dmGhost id.UserID
+	if info.IsDM && info.OtherUser != "" {
+		dmGhost = ch.GhostMXID(info.OtherUser)
+		if err := ch.ensureGhost(ctx, info.OtherUser, nameInfo(info.Name)); err != nil {
+			return nil, "", err
+		}
+		req.Invite = append(req.Invite, dmGhost)
+		pl.Users[dmGhost] = 100
+	}
+	return req, dmGhost, nil
+}
+
+// createOrAdopt creates a portal room as the bot. When its alias is taken by our own
+// room (a crash came between a creation and its recording), that room is adopted, or
+// the chat could never have a portal again; created is false then.
+func (br *Bridge) createOrAdopt(ctx context.Context, ch *connectorHost, key PortalKey, req *mautrix.ReqCreateRoom, invite id.UserID) (id.RoomID, bool, error) {
+	bot := br.AS.BotIntent()
+	resp, err := bot.CreateRoom(ctx, req)
+	if err == nil {
+		return resp.RoomID, true, nil
+	}
+	if errors.Is(err, mautrix.MRoomInUse) && req.RoomAliasName != "" {
+		if roomID, ok := br.orphanPortal(ctx, ch, key); ok {
+			br.Log.Warn().Object("portal", key).Stringer("room_id", roomID).Msg("Adopting the portal room a crash left unrecorded")
+			if invite != "" {
+				if err = bot.EnsureInvited(ctx, roomID, invite); err != nil {
+					return "", false, fmt.Errorf("inviting user to adopted portal: %w", err)
+				}
+			}
+			return roomID, false, nil
+		}
+	}
+	return "", false, fmt.Errorf("creating portal room: %w", err)
 }
 
 // orphanPortal finds the room holding a chat's alias and says whether it is a portal of
