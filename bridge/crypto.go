@@ -208,35 +208,58 @@ func (c *cryptoHelper) encrypt(ctx context.Context, roomID id.RoomID, evtType ev
 	return enc, nil
 }
 
-// keyWait is how long a received event whose room key has not arrived yet is retried
-// before its sender is told it could not be read. The queue keeps it across restarts.
-const keyWait = 2 * time.Minute
-
 // decrypt reads a received m.room.encrypted event. An event whose key has not arrived
 // is waited for briefly, its key asked for from the sender's devices, and then retried
-// by the queue until keyWait has passed.
+// by the queue until bridge.encryption.key_wait has passed since it was sent; the
+// queue keeps it across restarts meanwhile.
 func (c *cryptoHelper) decrypt(ctx context.Context, evt *event.Event) (*event.Event, error) {
 	decrypted, err := c.mach.DecryptMegolmEvent(ctx, evt)
 	if err == nil {
 		return decrypted, nil
 	}
 	content, _ := evt.Content.Parsed.(*event.EncryptedEventContent)
-	if !errors.Is(err, crypto.ErrNoSessionFound) || content == nil {
-		return nil, userErrorf("your message could not be decrypted by the bridge (%v), so it was not bridged", err)
-	}
-	if c.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, 5*time.Second) {
-		if decrypted, err = c.mach.DecryptMegolmEvent(ctx, evt); err == nil {
+	if errors.Is(err, crypto.ErrNoSessionFound) && content != nil &&
+		c.mach.WaitForSession(ctx, evt.RoomID, content.SenderKey, content.SessionID, 5*time.Second) {
+		decrypted, err = c.mach.DecryptMegolmEvent(ctx, evt)
+		if err == nil {
 			return decrypted, nil
 		}
 	}
-	if time.Since(time.UnixMilli(evt.Timestamp)) > keyWait {
-		return nil, userErrorf("your message could not be decrypted by the bridge (its key never arrived), so it was not bridged")
+	if errors.Is(err, crypto.ErrGroupSessionWithheld) {
+		// The sender's device decided the bridge may not read it (Element's "never
+		// send to unverified sessions", say): waiting would not help.
+		var withheld *event.RoomKeyWithheldEventContent
+		if content != nil {
+			withheld, _ = c.store.GetWithheldGroupSession(ctx, evt.RoomID, content.SessionID)
+		}
+		return nil, userErrorf("the bridge could not decrypt it: your device withheld the key from the bridge (%s). "+
+			"If your client sends keys only to verified devices, verify the bridge's device or allow unverified ones in this room", withheldReason(withheld))
+	}
+	if !errors.Is(err, crypto.ErrNoSessionFound) || content == nil {
+		c.log.Debug().Err(err).Str("event_id", evt.ID.String()).Msg("Decryption failed")
+		return nil, userErrorf("the bridge could not decrypt it")
+	}
+	if time.Since(time.UnixMilli(evt.Timestamp)) > c.br.Config.Bridge.Encryption.KeyWait.Std() {
+		return nil, userErrorf("the bridge could not decrypt it: its key never arrived")
 	}
 	if rerr := c.mach.SendRoomKeyRequest(ctx, evt.RoomID, content.SenderKey, content.SessionID, "",
 		map[id.UserID][]id.DeviceID{evt.Sender: {"*"}}); rerr != nil {
 		c.log.Debug().Err(rerr).Msg("Asking for a room key failed")
 	}
 	return nil, fmt.Errorf("the room key for %s has not arrived yet", evt.ID)
+}
+
+// withheldReason says why a key was withheld, in the sender's device's words when it
+// gave them.
+func withheldReason(w *event.RoomKeyWithheldEventContent) string {
+	switch {
+	case w == nil:
+		return "no reason given"
+	case w.Reason != "":
+		return fmt.Sprintf("%s: %s", w.Code, w.Reason)
+	default:
+		return string(w.Code)
+	}
 }
 
 // learnRoom fills the state store with what encryption needs of a room the bot just

@@ -56,6 +56,9 @@ func (br *Bridge) queueItemFailed(ctx context.Context, item database.QueueItem, 
 	}
 	switch evt.Type {
 	case event.EventMessage, event.EventSticker, event.EventReaction, event.EventRedaction:
+	case event.EventEncrypted:
+		// Given up before it could be read (its key never came): its sender is told,
+		// whatever it carried.
 	case event.StateTopic, event.StateRoomName, event.StateMember:
 		// Room changes are told only when there is something to tell (a refusal).
 		var ue *userError

@@ -99,6 +99,9 @@ type EncryptionConfig struct {
 	Default bool `yaml:"default"`
 	// Require makes a bot device mandatory: the bridge refuses to start without one.
 	Require bool `yaml:"require"`
+	// KeyWait is how long a received encrypted event whose room key has not arrived
+	// is retried before its sender is told it was not bridged (default 2m).
+	KeyWait Duration `yaml:"key_wait"`
 }
 
 // DoublePuppetConfig lets the bridge act as a user's real Matrix account.

@@ -72,6 +72,7 @@ bridge:
     allow: true
     default: true                  # new portals (and DM portals) are created encrypted
     require: false
+    key_wait: 2m                   # how long a message whose room key is late waits for it
   # Go text/template formats used when a message is relayed through a shared account.
   # Fields: .Sender, .Message, .FileName, .Caption.
   relay_formats:

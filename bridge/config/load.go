@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -25,6 +26,7 @@ const (
 	DefaultCommandPrefix = "!pass"
 	DefaultRetention     = Duration(30 * day)
 	DefaultMaxQueue      = 10000
+	DefaultKeyWait       = Duration(2 * time.Minute)
 	DefaultMaxBodyBytes  = 16 << 20
 	DefaultAppServiceID  = "passerelle"
 	DefaultBotUsername   = "passerelle"
@@ -138,6 +140,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	}
 	if !present(doc, "bridge", "encryption", "default") {
 		c.Bridge.Encryption.Default = true
+	}
+	if c.Bridge.Encryption.KeyWait <= 0 {
+		c.Bridge.Encryption.KeyWait = DefaultKeyWait
 	}
 	if !present(doc, "appservice", "max_body_bytes") {
 		c.AppService.MaxBodyBytes = DefaultMaxBodyBytes

@@ -45,7 +45,7 @@ func BenchmarkNetworkToMatrix(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(net.Close)
-			run := startBridge(b, ctx, "sqlite", net.URL, map[string]any{"encryption": map[string]any{"default": encrypted}})
+			run := startBridge(b, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"default": encrypted}})
 			_, reader := newE2EEUser(b, ctx, "bench")
 			chat := fmt.Sprintf("#bench%d", time.Now().UnixNano()%1e6)
 			room, err := reader.Join(ctx, "#loopback_"+strings.TrimPrefix(chat, "#")+":"+harness.DefaultDomain)

@@ -23,33 +23,61 @@ import (
 	"github.com/passerelle/passerelle/tests/harness"
 )
 
-var shared *harness.Suite // set once by TestMain, read-only afterwards
+// shared is set once by TestMain, read-only afterwards; ngircd is the suite's IRC server.
+var (
+	shared *harness.Suite
+	ngircd *harness.IRCServer
+)
 
 func TestMain(m *testing.M) {
-	params := harness.BridgeConfigParams{
-		Connectors: map[string]any{"loopback": map[string]any{"network_url": "http://127.0.0.1:1"}}}
-	harness.RunSuite(m, "e2ee", []string{"passerelle_loopback"}, params, func(_ context.Context, s *harness.Suite) (func(), error) {
+	params := harness.BridgeConfigParams{Connectors: connectorsAt("127.0.0.1:1", "http://127.0.0.1:1")}
+	harness.RunSuite(m, "e2ee", []string{"passerelle_loopback"}, params, func(ctx context.Context, s *harness.Suite) (func(), error) {
 		shared = s
-		return nil, nil
+		var err error
+		if ngircd, err = harness.StartIRCServer(ctx, "ngircd", filepath.Join(s.Dir, "ngircd")); err != nil {
+			return nil, err
+		}
+		return ngircd.Stop, nil
 	})
+}
+
+// connectors is the connectors section of the suite's bridges: the loopback network
+// at netURL (a closed port when the test needs no network) and the IRC network
+// "cryptnet" on the suite's ngircd. Every bridge has both, as the registration does.
+func connectors(netURL string) map[string]any { return connectorsAt(ngircd.Addr, netURL) }
+
+func connectorsAt(ircAddr, netURL string) map[string]any {
+	c := map[string]any{"loopback": map[string]any{"network_url": netURL}}
+	c["irc"] = map[string]any{"connects_per_second": 50, "networks": []map[string]any{
+		{"name": "cryptnet", "address": ircAddr, "bot_nick": "cryptbot", "messages_per_second": 50, "burst": 50,
+			"redaction_notice": "{{.Nick}} deleted a message"}}}
+	return c
 }
 
 func bot() id.UserID { return id.NewUserID("passerelle", harness.DefaultDomain) }
 
-// startBridge runs the bridge on a database of its own, its loopback connector on
-// netURL (a closed port when the test needs no network).
-func startBridge(t testing.TB, ctx context.Context, dbType, netURL string, bridgeExtra ...map[string]any) *bridgeRun {
+// startBridge runs the bridge on a database of its own with the given connectors.
+func startBridge(t testing.TB, ctx context.Context, dbType string, connectors map[string]any, bridgeExtra ...map[string]any) *bridgeRun {
+	t.Helper()
+	var extra map[string]any
+	if len(bridgeExtra) > 0 {
+		extra = bridgeExtra[0]
+	}
+	return startBridgeVia(t, ctx, dbType, connectors, "", extra)
+}
+
+// startBridgeVia is startBridge reaching the homeserver at hsURL (the homeserver's own
+// when empty).
+func startBridgeVia(t testing.TB, ctx context.Context, dbType string, connectors map[string]any, hsURL string, bridgeExtra map[string]any) *bridgeRun {
 	t.Helper()
 	// Under the suite's directory, which a failed run keeps for a look.
 	dir := filepath.Join(shared.Dir, fmt.Sprintf("bridge-%s-%d", dbType, time.Now().UnixNano()))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType,
-		Connectors: map[string]any{"loopback": map[string]any{"network_url": netURL}}}
-	if len(bridgeExtra) > 0 {
-		params.BridgeExtra = bridgeExtra[0]
-	}
+	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType, Connectors: connectors,
+		// IRC gets links to files; the bridge serves them on its listener.
+		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", shared.Port), HomeserverURL: hsURL, BridgeExtra: bridgeExtra}
 	if dbType == "sqlite" {
 		params.DatabaseURI = filepath.Join(dir, "passerelle.db")
 	} else {
@@ -105,7 +133,7 @@ func TestEncryptedManagementRoom(t *testing.T) {
 		t.Run(dbType, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
-			run := startBridge(t, ctx, dbType, "http://127.0.0.1:1")
+			run := startBridge(t, ctx, dbType, connectors("http://127.0.0.1:1"))
 			// A name of its own per run: the homeserver outlives the test.
 			user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("eve_%s_%d", dbType, time.Now().UnixNano()%1e9), false)
 			if err != nil {
@@ -203,6 +231,55 @@ func newE2EEUser(t testing.TB, ctx context.Context, name string) (*harness.User,
 	return user, c
 }
 
+// loopbackLogin logs c's user in to the loopback network as account, from an encrypted
+// management room, and returns the room.
+func loopbackLogin(t testing.TB, ctx context.Context, c *harness.E2EEClient, account string) id.RoomID {
+	t.Helper()
+	mgmt, err := c.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBotIn(t, ctx, c, mgmt, "management room")
+	for _, step := range []struct{ send, expect string }{
+		{"login loopback account", "account name"},
+		{account, "Logged in"},
+	} {
+		if _, err = c.SendText(ctx, mgmt, step.send); err != nil {
+			t.Fatal(err)
+		}
+		waitBotIn(t, ctx, c, mgmt, step.expect)
+	}
+	return mgmt
+}
+
+// plumbLoopback plumbs a new encrypted room of c's user to a loopback chat.
+func plumbLoopback(t testing.TB, ctx context.Context, c *harness.E2EEClient, chat string) id.RoomID {
+	t.Helper()
+	// Named, so the bot does not take it for a second DM (a management room).
+	room, err := c.CreateRoom(ctx, harness.E2EERoom{Name: "Team " + chat, Invite: []id.UserID{bot()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBotIn(t, ctx, c, room, "plumb")
+	if _, err = c.SendText(ctx, room, "!pass plumb loopback "+chat); err != nil {
+		t.Fatal(err)
+	}
+	waitBotIn(t, ctx, c, room, "now linked")
+	return room
+}
+
+// waitBotIn waits for an encrypted message from the bot containing part.
+func waitBotIn(t testing.TB, ctx context.Context, c *harness.E2EEClient, room id.RoomID, part string) {
+	t.Helper()
+	m, err := c.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Encrypted {
+		t.Fatalf("clear text from the bot in an encrypted room: %q", m.Body)
+	}
+}
+
 // TestEncryptedPlumbedRoom: an encrypted room plumbed to a network chat. Messages cross
 // both ways; the network sees clear text, the homeserver only ciphertext.
 func TestEncryptedPlumbedRoom(t *testing.T) {
@@ -213,47 +290,11 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(net.Close)
-	startBridge(t, ctx, "sqlite", net.URL)
+	startBridge(t, ctx, "sqlite", connectors(net.URL))
 	user, fay := newE2EEUser(t, ctx, "fay")
 	account := "fay-net"
-
-	// Her login, from an encrypted management room.
-	mgmt, err := fay.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitBot := func(room id.RoomID, part string) {
-		t.Helper()
-		m, err := fay.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !m.Encrypted {
-			t.Fatalf("clear text from the bot in an encrypted room: %q", m.Body)
-		}
-	}
-	waitBot(mgmt, "management room")
-	for _, step := range []struct{ send, expect string }{
-		{"login loopback account", "account name"},
-		{account, "Logged in"},
-	} {
-		if _, err = fay.SendText(ctx, mgmt, step.send); err != nil {
-			t.Fatal(err)
-		}
-		waitBot(mgmt, step.expect)
-	}
-
-	// An encrypted room of hers, plumbed to a network chat.
-	// Named, so the bot does not take it for a second DM (a management room).
-	room, err := fay.CreateRoom(ctx, harness.E2EERoom{Name: "Fay's team", Invite: []id.UserID{bot()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitBot(room, "plumb")
-	if _, err = fay.SendText(ctx, room, "!pass plumb loopback #secret"); err != nil {
-		t.Fatal(err)
-	}
-	waitBot(room, "now linked")
+	loopbackLogin(t, ctx, fay, account)
+	room := plumbLoopback(t, ctx, fay, "#secret")
 
 	// Matrix → network: the network gets what she wrote, in clear.
 	if _, err = fay.SendText(ctx, room, "hello from an encrypted room"); err != nil {
@@ -337,7 +378,7 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 func TestEncryptionNotAllowed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	startBridge(t, ctx, "sqlite", "http://127.0.0.1:1", map[string]any{"encryption": map[string]any{"allow": false}})
+	startBridge(t, ctx, "sqlite", connectors("http://127.0.0.1:1"), map[string]any{"encryption": map[string]any{"allow": false}})
 	user, gil := newE2EEUser(t, ctx, "gil")
 	room, err := gil.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
 	if err != nil {
@@ -377,7 +418,7 @@ func TestEncryptedPortal(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(net.Close)
-	startBridge(t, ctx, "sqlite", net.URL, map[string]any{"encryption": map[string]any{"default": true}})
+	startBridge(t, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"default": true}})
 	user, hal := newE2EEUser(t, ctx, "hal")
 	chat := fmt.Sprintf("#crypt%d", time.Now().UnixNano()%1e6)
 	room, err := hal.Join(ctx, "#loopback_"+strings.TrimPrefix(chat, "#")+":"+harness.DefaultDomain)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -100,4 +102,40 @@ func (b *Bridge) LogTail(n int) string {
 // Pid is the bridge's process ID.
 func (b *Bridge) Pid() int {
 	return b.proc.cmd.Process.Pid
+}
+
+// WaitLog waits until the bridge's log holds a line containing every part, and returns
+// it. The log is console output with colours; parts are matched against the line with
+// its escape sequences removed.
+func (b *Bridge) WaitLog(ctx context.Context, parts ...string) (string, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		data, err := os.ReadFile(b.LogPath)
+		if err != nil {
+			return "", fmt.Errorf("reading the bridge log: %w", err)
+		}
+		for _, line := range strings.Split(ansiEscape.ReplaceAllString(string(data), ""), "\n") {
+			if containsAll(line, parts) {
+				return line, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for a bridge log line with %q: %w", parts, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ansiEscape matches the colour sequences of console logs.
+var ansiEscape = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

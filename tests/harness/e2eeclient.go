@@ -620,6 +620,31 @@ func (c *E2EEClient) SendMessage(ctx context.Context, roomID id.RoomID, content 
 	return res.EventID, res.Encrypted, nil
 }
 
+// SendEvent sends a room event of any type (a reaction, say) like SendMessage.
+func (c *E2EEClient) SendEvent(ctx context.Context, roomID id.RoomID, evtType event.Type, content any) (id.EventID, error) {
+	var res struct {
+		EventID id.EventID `json:"event_id"`
+	}
+	err := c.call(ctx, "send", map[string]any{"room_id": roomID, "type": evtType.Type, "content": content}, &res)
+	return res.EventID, err
+}
+
+// Redact redacts an event.
+func (c *E2EEClient) Redact(ctx context.Context, roomID id.RoomID, target id.EventID) (id.EventID, error) {
+	var res struct {
+		EventID id.EventID `json:"event_id"`
+	}
+	err := c.call(ctx, "redact", map[string]any{"room_id": roomID, "event_id": target}, &res)
+	return res.EventID, err
+}
+
+// BlacklistUnverified makes the client share room keys only with verified devices, as
+// Element's "never send encrypted messages to unverified sessions" does: the others
+// (the bridge's, which nobody verified) are told the key is withheld.
+func (c *E2EEClient) BlacklistUnverified(ctx context.Context, on bool) error {
+	return c.call(ctx, "blacklist_unverified", map[string]any{"on": on}, nil)
+}
+
 // Messages returns a snapshot of the events received in roomID so far, in arrival order.
 func (c *E2EEClient) Messages(roomID id.RoomID) []E2EEMessage {
 	c.mu.Lock()

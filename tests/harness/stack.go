@@ -57,10 +57,15 @@ func StartStack(ctx context.Context, dir, bin string, params BridgeConfigParams)
 }
 
 // WriteConfig writes a bridge config for this stack: params pointed at the running
-// homeserver, with double puppeting and the registration's tokens. Its appservice
+// homeserver (unless params.HomeserverURL names another way to it, a proxy say), with
+// double puppeting and the registration's tokens. Its appservice
 // side (port, connectors' namespaces) must match the params StartStack was given.
 func (s *Stack) WriteConfig(path string, params BridgeConfigParams) error {
-	params.HomeserverURL, params.HomeserverDomain = s.HS.URL, s.HS.Domain
+	// A test may put a proxy between the bridge and the homeserver.
+	if params.HomeserverURL == "" {
+		params.HomeserverURL = s.HS.URL
+	}
+	params.HomeserverDomain = s.HS.Domain
 	if params.DoublePuppetASToken == "" {
 		params.DoublePuppetASToken = s.DoublePuppetToken
 	}

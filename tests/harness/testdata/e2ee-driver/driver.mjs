@@ -294,6 +294,20 @@ const commands = {
     return commands.send({ ...a, content: { msgtype: a.msgtype ?? "m.text", body: a.body } });
   },
 
+  // redact: redact event_id in room_id.
+  async redact(a) {
+    const c = needClient();
+    const res = await c.redactEvent(a.room_id, a.event_id, undefined, a.reason ? { reason: a.reason } : undefined);
+    return { event_id: res.event_id };
+  },
+
+  // blacklist_unverified: share room keys only with verified devices from now on (as
+  // Element's "never send to unverified sessions"): other devices get m.room_key.withheld.
+  async blacklist_unverified(a) {
+    needClient().getCrypto().globalBlacklistUnverifiedDevices = a.on !== false;
+    return {};
+  },
+
   async stop() {
     stopping = true;
     if (client) {
