@@ -303,3 +303,26 @@ func (br *Bridge) cannotReadRoom(ctx context.Context, roomID id.RoomID) bool {
 	}
 	return true
 }
+
+// checkRoomEncryption refuses to link a room whose encryption does not fit the
+// bridge: an encrypted room when the bridge has no encryption (nothing could be read or
+// written there), a room without encryption when the config requires it.
+func (br *Bridge) checkRoomEncryption(ctx context.Context, roomID id.RoomID) error {
+	encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID)
+	if err != nil {
+		return fmt.Errorf("checking the room's encryption: %w", err)
+	}
+	if encrypted && br.crypto == nil {
+		return userErrorf("this room is end-to-end encrypted, and this bridge is not set up to read encrypted rooms")
+	}
+	return br.checkRequiredEncryption(encrypted)
+}
+
+// checkRequiredEncryption refuses a room without encryption (encrypted false) when the
+// config requires encryption.
+func (br *Bridge) checkRequiredEncryption(encrypted bool) error {
+	if br.Config.Bridge.Encryption.Require && !encrypted {
+		return userErrorf("this room is not end-to-end encrypted, and this bridge only bridges encrypted rooms: turn on encryption in the room's settings")
+	}
+	return nil
+}

@@ -44,6 +44,9 @@ func cmdPlumb(ctx context.Context, ce *CommandEvent) error {
 	} else if !ok {
 		return userErrorf("you need power to change this room's state to plumb it")
 	}
+	if err = br.checkRoomEncryption(ctx, ce.RoomID); err != nil {
+		return err
+	}
 	info, err := resolveChatArgs(ctx, ce, ch, "plumbed")
 	if err != nil {
 		return err

@@ -105,7 +105,7 @@ func (br *Bridge) createPortalRoom(ctx context.Context, ch *connectorHost, info 
 	}); err != nil {
 		return "", err
 	}
-	encrypt := br.crypto != nil && br.Config.Bridge.Encryption.Default
+	encrypt := br.crypto != nil && (br.Config.Bridge.Encryption.Default || br.Config.Bridge.Encryption.Require)
 	req, dmGhost, err := br.portalRequest(ctx, ch, info, invite, withAlias, encrypt)
 	if err != nil {
 		return "", err

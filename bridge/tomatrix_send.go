@@ -28,7 +28,11 @@ func (br *Bridge) sendEvent(ctx context.Context, intent *appservice.IntentAPI, r
 	}
 	if encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID); err != nil {
 		return "", fmt.Errorf("checking the room's encryption: %w", err)
-	} else if encrypted {
+	} else if !encrypted {
+		if err = br.refuseClearRemote(intent); err != nil {
+			return "", err
+		}
+	} else {
 		// Never clear text into an encrypted room: without a device the send fails.
 		if br.crypto == nil {
 			return "", fmt.Errorf("%w: the room is encrypted and the bridge has no encryption", errPermanent)
@@ -44,6 +48,15 @@ func (br *Bridge) sendEvent(ctx context.Context, intent *appservice.IntentAPI, r
 		return "", fmt.Errorf("sending %s: %w", evtType.Type, err)
 	}
 	return resp.EventID, nil
+}
+
+// refuseClearRemote refuses remote content (anything not from the bot itself) for a
+// room without encryption when the config requires encryption.
+func (br *Bridge) refuseClearRemote(intent *appservice.IntentAPI) error {
+	if br.Config.Bridge.Encryption.Require && intent.UserID != br.BotMXID() {
+		return fmt.Errorf("%w: the room is not encrypted and bridge.encryption.require is set", errPermanent)
+	}
+	return nil
 }
 
 // markdownNotice renders a bot text written in Markdown (`code` in help texts, links)
@@ -80,6 +93,9 @@ func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, room
 		return fmt.Errorf("checking the room's encryption: %w", err)
 	}
 	if !encrypted {
+		if err = br.refuseClearRemote(intent); err != nil {
+			return err
+		}
 		resp, err := intent.UploadBytesWithName(ctx, data, mimeType, fileName)
 		if err != nil {
 			return fmt.Errorf("uploading %s: %w", fileName, err)

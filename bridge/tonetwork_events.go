@@ -99,6 +99,26 @@ func (br *Bridge) bridgedRoom(ctx context.Context, roomID id.RoomID) (*roomConte
 	return &roomContext{room: room, ch: ch, key: PortalKey{Connector: room.Connector, ChatID: ChatID(room.ChatID), Receiver: LoginID(room.Receiver)}}, nil
 }
 
+// bridgedRoomToNetwork is bridgedRoom for an event going to the network: a room
+// without encryption is refused when the config requires it.
+func (br *Bridge) bridgedRoomToNetwork(ctx context.Context, roomID id.RoomID) (*roomContext, error) {
+	rc, err := br.bridgedRoom(ctx, roomID)
+	if err != nil || rc == nil {
+		return rc, err
+	}
+	if !br.Config.Bridge.Encryption.Require {
+		return rc, nil
+	}
+	encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID)
+	if err != nil {
+		return nil, fmt.Errorf("checking the room's encryption: %w", err)
+	}
+	if err = br.checkRequiredEncryption(encrypted); err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
 func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) error {
 	content := evt.Content.AsMessage()
 	if evt.Type == event.EventSticker {
@@ -108,7 +128,7 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if handled || err != nil {
 		return err
 	}
-	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	rc, err := br.bridgedRoomToNetwork(ctx, evt.RoomID)
 	if err != nil || rc == nil {
 		return err
 	}
@@ -252,7 +272,7 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 }
 
 func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) error {
-	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	rc, err := br.bridgedRoomToNetwork(ctx, evt.RoomID)
 	if err != nil || rc == nil {
 		return err
 	}
@@ -294,7 +314,7 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 }
 
 func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) error {
-	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	rc, err := br.bridgedRoomToNetwork(ctx, evt.RoomID)
 	if err != nil || rc == nil {
 		return err
 	}
@@ -334,7 +354,7 @@ func (br *Bridge) handleMatrixRedaction(ctx context.Context, evt *event.Event) e
 }
 
 func (br *Bridge) handleMatrixRoomMeta(ctx context.Context, evt *event.Event) error {
-	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	rc, err := br.bridgedRoomToNetwork(ctx, evt.RoomID)
 	if err != nil || rc == nil || rc.room.Kind != database.RoomPortal {
 		return err
 	}
@@ -356,7 +376,7 @@ func (br *Bridge) handleMatrixRoomMeta(ctx context.Context, evt *event.Event) er
 }
 
 func (br *Bridge) handleMatrixTyping(ctx context.Context, evt *event.Event) error {
-	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	rc, err := br.bridgedRoomToNetwork(ctx, evt.RoomID)
 	if err != nil || rc == nil {
 		return err
 	}
@@ -381,7 +401,7 @@ func (br *Bridge) handleMatrixTyping(ctx context.Context, evt *event.Event) erro
 }
 
 func (br *Bridge) handleMatrixReceipt(ctx context.Context, evt *event.Event) error {
-	rc, err := br.bridgedRoom(ctx, evt.RoomID)
+	rc, err := br.bridgedRoomToNetwork(ctx, evt.RoomID)
 	if err != nil || rc == nil {
 		return err
 	}

@@ -378,7 +378,12 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 func TestEncryptionNotAllowed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	startBridge(t, ctx, "sqlite", connectors("http://127.0.0.1:1"), map[string]any{"encryption": map[string]any{"allow": false}})
+	net, err := loopnet.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(net.Close)
+	run := startBridge(t, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"allow": false}})
 	user, gil := newE2EEUser(t, ctx, "gil")
 	room, err := gil.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
 	if err != nil {
@@ -405,6 +410,46 @@ func TestEncryptionNotAllowed(t *testing.T) {
 	}
 	if clear != 1 {
 		t.Fatalf("the bot sent %d messages into the encrypted room; want only its one notice", clear)
+	}
+
+	// A clear room plumbed to a chat turns encryption on: one notice, and the chat's
+	// messages stop, never posted in clear.
+	team, err := gil.CreateRoom(ctx, harness.E2EERoom{Name: "Gil's team", Invite: []id.UserID{bot()}, Unencrypted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromBot := func(part string) {
+		t.Helper()
+		if _, err := gil.WaitMessage(ctx, team, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fromBot("plumb")
+	if _, err = gil.SendText(ctx, team, "!pass plumb loopback #gilteam"); err != nil {
+		t.Fatal(err)
+	}
+	fromBot("now linked")
+	ghost := id.NewUserID("loopback_hugo", harness.DefaultDomain)
+	net.Inject(loopnet.Event{Chat: "#gilteam", Sender: "hugo", Text: "before encryption"})
+	if _, err = gil.WaitMessage(ctx, team, harness.E2EEText(ghost, "before encryption")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = user.Client.SendStateEvent(ctx, team, event.StateEncryption, "", &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}); err != nil {
+		t.Fatal(err)
+	}
+	fromBot("not set up to read encrypted rooms")
+	net.Inject(loopnet.Event{Chat: "#gilteam", Sender: "hugo", Text: "after encryption, private"})
+	if _, err = run.b.WaitLog(ctx, "could not be bridged and was given up"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = user.Client.Messages(ctx, team, "", "", mautrix.DirectionBackward, nil, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range resp.Chunk {
+		if e.Sender == ghost && strings.Contains(fmt.Sprint(e.Content.Raw), "after encryption") {
+			t.Fatal("the chat's message was posted in clear into the room after it turned encrypted")
+		}
 	}
 }
 
@@ -440,5 +485,66 @@ func TestEncryptedPortal(t *testing.T) {
 	var enc event.EncryptionEventContent
 	if err = user.Client.StateEvent(ctx, room, event.StateEncryption, "", &enc); err != nil || enc.Algorithm != id.AlgorithmMegolmV1 {
 		t.Fatalf("the portal's encryption state: %+v, %v", enc, err)
+	}
+}
+
+// TestEncryptionRequired: with bridge.encryption.require, a room without encryption is
+// not plumbed (the bot says why) until encryption is turned on, and portals are
+// created encrypted even where default is off.
+func TestEncryptionRequired(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	net, err := loopnet.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(net.Close)
+	startBridge(t, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"require": true, "default": false}})
+	user, nia := newE2EEUser(t, ctx, "nia")
+	loopbackLogin(t, ctx, nia, "nia-net")
+
+	room, err := nia.CreateRoom(ctx, harness.E2EERoom{Name: "Nia's clear room", Invite: []id.UserID{bot()}, Unencrypted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearFromBot := func(part string) {
+		t.Helper()
+		if _, err := nia.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clearFromBot("plumb")
+	if _, err = nia.SendText(ctx, room, "!pass plumb loopback #required"); err != nil {
+		t.Fatal(err)
+	}
+	clearFromBot("only bridges encrypted rooms")
+
+	// Encryption turned on: the same room plumbs, and the network's messages arrive
+	// encrypted.
+	if _, err = user.Client.SendStateEvent(ctx, room, event.StateEncryption, "", &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}); err != nil {
+		t.Fatal(err)
+	}
+	if encrypted, err := nia.WaitRoom(ctx, room); err != nil || !encrypted {
+		t.Fatalf("the room did not turn encrypted (%v)", err)
+	}
+	if _, err = nia.SendText(ctx, room, "!pass plumb loopback #required"); err != nil {
+		t.Fatal(err)
+	}
+	waitBotIn(t, ctx, nia, room, "now linked")
+	net.Inject(loopnet.Event{Chat: "#required", Sender: "ola", Text: "required and encrypted"})
+	m, err := nia.WaitMessage(ctx, room, harness.E2EEText(id.NewUserID("loopback_ola", harness.DefaultDomain), "required and encrypted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Encrypted {
+		t.Fatal("clear text in the encrypted room")
+	}
+
+	portal, err := nia.Join(ctx, "#loopback_required2:"+harness.DefaultDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if encrypted, err := nia.WaitRoom(ctx, portal); err != nil || !encrypted {
+		t.Fatalf("a portal under require is not encrypted (%v)", err)
 	}
 }

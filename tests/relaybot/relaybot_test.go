@@ -76,8 +76,14 @@ type variant struct {
 }
 
 func newVariant(t *testing.T, dbType string) *variant {
+	return newVariantWith(t, dbType, dbType[:2], nil)
+}
+
+// newVariantWith is newVariant whose users and nicks carry name, with keys of the
+// config's bridge: section set or overridden (encryption, say).
+func newVariantWith(t *testing.T, dbType, name string, bridgeExtra map[string]any) *variant {
 	ctx := testCtx(t)
-	v := &variant{t: t, name: dbType[:2]}
+	v := &variant{t: t, name: name}
 	var err error
 	if v.wa, err = fakewa.NewServer(); err != nil {
 		t.Fatal(err)
@@ -120,11 +126,11 @@ func newVariant(t *testing.T, dbType string) *variant {
 	}
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err = shared.st.WriteConfig(cfgPath, harness.BridgeConfigParams{Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
-		Permissions: map[string]string{harness.DefaultDomain: "user"},
-		Connectors:  connectors(v.wa.Addr(), v.name, shared.ngircd.Addr)}); err != nil {
+		Permissions: map[string]string{harness.DefaultDomain: "user"}, BridgeExtra: bridgeExtra,
+		Connectors: connectors(v.wa.Addr(), v.name, shared.ngircd.Addr)}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := harness.StartBridge(ctx, shared.bin, cfgPath, shared.st.RegPath, filepath.Join(shared.dir, "bridge-"+dbType+".log"))
+	b, err := harness.StartBridge(ctx, shared.bin, cfgPath, shared.st.RegPath, filepath.Join(shared.dir, "bridge-"+dbType+"-"+name+".log"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,13 @@ type variant struct {
 // users apart from other tests' on the shared homeserver.
 func newVariant(t *testing.T, tag, dbType string, historyCount int) *variant {
 	t.Helper()
+	return newVariantWith(t, tag, dbType, historyCount, nil)
+}
+
+// newVariantWith is newVariant with keys of the config's bridge: section set or
+// overridden (encryption, say).
+func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeExtra map[string]any) *variant {
+	t.Helper()
 	ctx := context.Background()
 	prefix := map[string]string{"sqlite": "331", "postgres": "332"}[dbType]
 	v := &variant{t: t, name: dbType, alicePhone: prefix + "0000001", bobPhone: prefix + "0000002",
@@ -94,7 +101,7 @@ func newVariant(t *testing.T, tag, dbType string, historyCount int) *variant {
 	}
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
-		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
+		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI, BridgeExtra: bridgeExtra,
 		Permissions: map[string]string{shared.hs.Domain: "user", shared.hs.UserID(tag + "_mallory_" + dbType).String(): "admin"},
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
 			"history_count": historyCount, "contact_names": true}},
