@@ -111,6 +111,9 @@ func newCryptoHelper(ctx context.Context, br *Bridge) (*cryptoHelper, error) {
 	}
 	c := &cryptoHelper{br: br, log: log, client: client, store: store}
 	c.mach = crypto.NewOlmMachine(client, &c.log, store, cryptoStateStore{br.AS.StateStore.(*sqlstatestore.SQLStateStore)})
+	// The ratchet bookkeeping serves deleting used keys, which the bridge does not do;
+	// without it a received message costs no rewrite of its room key in the database.
+	c.mach.DisableRatchetTracking = true
 	if err = c.mach.Load(ctx); err != nil {
 		return nil, fmt.Errorf("loading the bot's crypto state: %w", err)
 	}
@@ -122,17 +125,33 @@ func newCryptoHelper(ctx context.Context, br *Bridge) (*cryptoHelper, error) {
 	return c, nil
 }
 
-// checkOwnKeys warns when the server no longer has the bot's device keys (reset by an
-// admin): members' clients then cannot encrypt for the bot.
+// checkOwnKeys makes sure the server has the bot's device keys. When they are gone
+// (the device was deleted and the login made it again), the same keys are uploaded
+// again and a warning says members' clients will see the device anew; keys on the
+// server that are not the bot's (reset from elsewhere) are reported, as nobody can
+// encrypt for the bot until an admin logs its device out.
 func (c *cryptoHelper) checkOwnKeys(ctx context.Context) {
-	bot := c.br.BotMXID()
-	resp, err := c.client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bot: {c.store.DeviceID}}})
+	bot, device := c.br.BotMXID(), c.store.DeviceID
+	resp, err := c.client.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{bot: {device}}})
 	if err != nil {
 		c.log.Warn().Err(err).Msg("Checking the bot's device keys on the server failed")
 		return
 	}
-	if keys, ok := resp.DeviceKeys[bot][c.store.DeviceID]; !ok || keys.Keys.GetEd25519(c.store.DeviceID) == "" {
-		c.log.Warn().Msg("The server does not have the bot's device keys: its keys were reset; members must re-verify the bridge")
+	own := c.mach.GetAccount().SigningKey()
+	keys, ok := resp.DeviceKeys[bot][device]
+	switch {
+	case ok && keys.Keys.GetEd25519(device) == own:
+		return
+	case ok && keys.Keys.GetEd25519(device) != "":
+		c.log.Error().Str("device", device.String()).
+			Msg("The server holds other keys for the bot's device than the bridge's: encrypted rooms will not work. Log the device out on the homeserver and restart the bridge")
+		return
+	}
+	c.log.Warn().Str("device", device.String()).
+		Msg("The server had lost the bot's device keys (device deleted or keys reset): uploading them again; members who verified the bridge may have to verify it again")
+	c.mach.GetAccount().Shared = false
+	if err = c.mach.ShareKeys(ctx, -1); err != nil {
+		c.log.Error().Err(err).Msg("Uploading the bot's device keys again failed: encrypted rooms will not work")
 	}
 }
 

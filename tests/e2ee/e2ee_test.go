@@ -63,12 +63,22 @@ func startBridge(t testing.TB, ctx context.Context, dbType string, connectors ma
 	if len(bridgeExtra) > 0 {
 		extra = bridgeExtra[0]
 	}
-	return startBridgeVia(t, ctx, dbType, connectors, "", extra)
+	return startBridgeWith(t, ctx, dbType, connectors, bridgeOpts{extra: extra})
 }
 
-// startBridgeVia is startBridge reaching the homeserver at hsURL (the homeserver's own
-// when empty).
-func startBridgeVia(t testing.TB, ctx context.Context, dbType string, connectors map[string]any, hsURL string, bridgeExtra map[string]any) *bridgeRun {
+// bridgeOpts are a test bridge's less common settings.
+type bridgeOpts struct {
+	// hsURL is how the bridge reaches the homeserver (directly when empty).
+	hsURL string
+	// extra sets keys of the config's bridge: section.
+	extra map[string]any
+	// logLevel is the bridge's (the harness's debug when empty); benchmarks use info,
+	// as production does, so formatting debug lines is not measured.
+	logLevel string
+}
+
+// startBridgeWith is startBridge with bridgeOpts.
+func startBridgeWith(t testing.TB, ctx context.Context, dbType string, connectors map[string]any, opts bridgeOpts) *bridgeRun {
 	t.Helper()
 	// Under the suite's directory, which a failed run keeps for a look.
 	dir := filepath.Join(shared.Dir, fmt.Sprintf("bridge-%s-%d", dbType, time.Now().UnixNano()))
@@ -77,7 +87,8 @@ func startBridgeVia(t testing.TB, ctx context.Context, dbType string, connectors
 	}
 	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType, Connectors: connectors,
 		// IRC gets links to files; the bridge serves them on its listener.
-		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", shared.Port), HomeserverURL: hsURL, BridgeExtra: bridgeExtra}
+		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", shared.Port), HomeserverURL: opts.hsURL, BridgeExtra: opts.extra,
+		LogLevel: opts.logLevel}
 	if dbType == "sqlite" {
 		params.DatabaseURI = filepath.Join(dir, "passerelle.db")
 	} else {
@@ -271,12 +282,19 @@ func plumbLoopback(t testing.TB, ctx context.Context, c *harness.E2EEClient, cha
 // waitBotIn waits for an encrypted message from the bot containing part.
 func waitBotIn(t testing.TB, ctx context.Context, c *harness.E2EEClient, room id.RoomID, part string) {
 	t.Helper()
+	waitBotAs(t, ctx, c, room, part, true)
+}
+
+// waitBotAs waits for a message from the bot containing part, encrypted or clear as
+// the room is.
+func waitBotAs(t testing.TB, ctx context.Context, c *harness.E2EEClient, room id.RoomID, part string, encrypted bool) {
+	t.Helper()
 	m, err := c.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.Encrypted {
-		t.Fatalf("clear text from the bot in an encrypted room: %q", m.Body)
+	if m.Encrypted != encrypted {
+		t.Fatalf("the bot's %q came encrypted=%v in a room with encryption %v", m.Body, m.Encrypted, encrypted)
 	}
 }
 
@@ -418,17 +436,11 @@ func TestEncryptionNotAllowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromBot := func(part string) {
-		t.Helper()
-		if _, err := gil.WaitMessage(ctx, team, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fromBot("plumb")
+	waitBotAs(t, ctx, gil, team, "plumb", false)
 	if _, err = gil.SendText(ctx, team, "!pass plumb loopback #gilteam"); err != nil {
 		t.Fatal(err)
 	}
-	fromBot("now linked")
+	waitBotAs(t, ctx, gil, team, "now linked", false)
 	ghost := id.NewUserID("loopback_hugo", harness.DefaultDomain)
 	net.Inject(loopnet.Event{Chat: "#gilteam", Sender: "hugo", Text: "before encryption"})
 	if _, err = gil.WaitMessage(ctx, team, harness.E2EEText(ghost, "before encryption")); err != nil {
@@ -437,7 +449,7 @@ func TestEncryptionNotAllowed(t *testing.T) {
 	if _, err = user.Client.SendStateEvent(ctx, team, event.StateEncryption, "", &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}); err != nil {
 		t.Fatal(err)
 	}
-	fromBot("not set up to read encrypted rooms")
+	waitBotAs(t, ctx, gil, team, "not set up to read encrypted rooms", false)
 	net.Inject(loopnet.Event{Chat: "#gilteam", Sender: "hugo", Text: "after encryption, private"})
 	if _, err = run.b.WaitLog(ctx, "could not be bridged and was given up"); err != nil {
 		t.Fatal(err)
@@ -507,17 +519,11 @@ func TestEncryptionRequired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clearFromBot := func(part string) {
-		t.Helper()
-		if _, err := nia.WaitMessage(ctx, room, func(m harness.E2EEMessage) bool { return m.Sender == bot() && strings.Contains(m.Body, part) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	clearFromBot("plumb")
+	waitBotAs(t, ctx, nia, room, "plumb", false)
 	if _, err = nia.SendText(ctx, room, "!pass plumb loopback #required"); err != nil {
 		t.Fatal(err)
 	}
-	clearFromBot("only bridges encrypted rooms")
+	waitBotAs(t, ctx, nia, room, "only bridges encrypted rooms", false)
 
 	// Encryption turned on: the same room plumbs, and the network's messages arrive
 	// encrypted.

@@ -169,7 +169,7 @@ func TestLateRoomKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	gate := newSyncGate(t, shared.HS.URL)
-	run := startBridgeVia(t, ctx, "sqlite", connectors("http://127.0.0.1:1"), gate.srv.URL, nil)
+	run := startBridgeWith(t, ctx, "sqlite", connectors("http://127.0.0.1:1"), bridgeOpts{hsURL: gate.srv.URL})
 	_, lea := newE2EEUser(t, ctx, "lea")
 	room, err := lea.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
 	if err != nil {
