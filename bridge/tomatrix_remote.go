@@ -265,7 +265,7 @@ func (br *Bridge) recoverSentMessage(ctx context.Context, evt *RemoteEvent, room
 		return false, fmt.Errorf("reading recent history to recover: %w", err)
 	}
 	for _, e := range resp.Chunk {
-		if rid, _ := e.Content.Raw[remoteIDKey].(string); rid == string(evt.ID) && e.Type == event.EventMessage {
+		if rid, _ := br.sentContent(ctx, e).Raw[remoteIDKey].(string); rid == string(evt.ID) {
 			zerolog.Ctx(ctx).Info().Stringer("event_id", e.ID).Msg("Recovered a message sent before a crash")
 			return true, br.DB.InsertMessages(ctx, &database.MessageRow{RoomID: room.RoomID, EventID: e.ID.String(),
 				Connector: key.Connector, ChatID: string(key.ChatID), Receiver: string(key.Receiver), RemoteID: string(evt.ID),
@@ -273,6 +273,26 @@ func (br *Bridge) recoverSentMessage(ctx context.Context, evt *RemoteEvent, room
 		}
 	}
 	return false, nil
+}
+
+// sentContent is the content of a message the bridge may have sent, read from the
+// room's history: in an encrypted room the bot decrypts it (it keeps the keys of what it
+// sent). Anything else has no content worth reading.
+func (br *Bridge) sentContent(ctx context.Context, e *event.Event) *event.Content {
+	switch {
+	case e.Type == event.EventMessage:
+		return &e.Content
+	case e.Type == event.EventEncrypted && br.crypto != nil && br.isBridgeUser(e.Sender):
+		if err := e.Content.ParseRaw(e.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			return &event.Content{}
+		}
+		decrypted, err := br.crypto.mach.DecryptMegolmEvent(ctx, e)
+		if err != nil || decrypted.Type != event.EventMessage {
+			return &event.Content{}
+		}
+		return &decrypted.Content
+	}
+	return &event.Content{}
 }
 
 func nonZeroTime(t time.Time) time.Time {

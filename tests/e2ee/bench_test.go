@@ -43,11 +43,7 @@ func BenchmarkNetworkToMatrix(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			net, err := loopnet.New()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(net.Close)
+			net := newLoopnet(b)
 			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), bridgeOpts{extra: map[string]any{"encryption": map[string]any{"default": encrypted}}, logLevel: "info"})
 			_, reader := newE2EEUser(b, ctx, "bench")
 			chat := fmt.Sprintf("#bench%d", time.Now().UnixNano()%1e6)
@@ -86,11 +82,7 @@ func BenchmarkMatrixToNetwork(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 			defer cancel()
-			net, err := loopnet.New()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(net.Close)
+			net := newLoopnet(b)
 			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), bridgeOpts{logLevel: "info"})
 			_, writer := newE2EEUser(b, ctx, "writer")
 			account := "writer-net"
@@ -139,11 +131,7 @@ func BenchmarkMatrixToNetwork(b *testing.B) {
 func BenchmarkKeyShare50Devices(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	net, err := loopnet.New()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(net.Close)
+	net := newLoopnet(b)
 	run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL),
 		bridgeOpts{extra: map[string]any{"encryption": map[string]any{"default": true}}, logLevel: "info"})
 	_, reader := newE2EEUser(b, ctx, "reader")
@@ -213,11 +201,7 @@ func BenchmarkEncryptedPortalsMemory(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
-			net, err := loopnet.New()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(net.Close)
+			net := newLoopnet(b)
 			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), bridgeOpts{extra: map[string]any{"encryption": map[string]any{"default": encrypted}}, logLevel: "info"})
 			user, err := shared.HS.RegisterUser(ctx, fmt.Sprintf("mem_%d", time.Now().UnixNano()%1e9), false)
 			if err != nil {

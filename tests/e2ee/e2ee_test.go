@@ -242,6 +242,52 @@ func newE2EEUser(t testing.TB, ctx context.Context, name string) (*harness.User,
 	return user, c
 }
 
+// newLoopnet starts a loopback network for a test.
+func newLoopnet(tb testing.TB) *loopnet.Server {
+	tb.Helper()
+	net, err := loopnet.New()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(net.Close)
+	return net
+}
+
+// plumbClearRoom creates a named room of c's user without encryption, asks the bot to
+// plumb it to a loopback chat and waits for the bot's clear answer containing expect.
+func plumbClearRoom(t testing.TB, ctx context.Context, c *harness.E2EEClient, name, chat, expect string) id.RoomID {
+	t.Helper()
+	room, err := c.CreateRoom(ctx, harness.E2EERoom{Name: name, Invite: []id.UserID{bot()}, Unencrypted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBotAs(t, ctx, c, room, "plumb", false)
+	if _, err = c.SendText(ctx, room, "!pass plumb loopback "+chat); err != nil {
+		t.Fatal(err)
+	}
+	waitBotAs(t, ctx, c, room, expect, false)
+	return room
+}
+
+// waitEncrypted waits until c's client knows room is encrypted (it learns of the
+// m.room.encryption event by its /sync).
+func waitEncrypted(t testing.TB, ctx context.Context, c *harness.E2EEClient, room id.RoomID) {
+	t.Helper()
+	for {
+		encrypted, err := c.WaitRoom(ctx, room)
+		if err != nil {
+			t.Fatal(err)
+		} else if encrypted {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the client never saw %s turn encrypted: %v", room, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // loopbackLogin logs c's user in to the loopback network as account, from an encrypted
 // management room, and returns the room.
 func loopbackLogin(t testing.TB, ctx context.Context, c *harness.E2EEClient, account string) id.RoomID {
@@ -303,11 +349,8 @@ func waitBotAs(t testing.TB, ctx context.Context, c *harness.E2EEClient, room id
 func TestEncryptedPlumbedRoom(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	net, err := loopnet.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(net.Close)
+	net := newLoopnet(t)
+	var err error
 	startBridge(t, ctx, "sqlite", connectors(net.URL))
 	user, fay := newE2EEUser(t, ctx, "fay")
 	account := "fay-net"
@@ -396,11 +439,7 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 func TestEncryptionNotAllowed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	net, err := loopnet.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(net.Close)
+	net := newLoopnet(t)
 	run := startBridge(t, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"allow": false}})
 	user, gil := newE2EEUser(t, ctx, "gil")
 	room, err := gil.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
@@ -432,15 +471,7 @@ func TestEncryptionNotAllowed(t *testing.T) {
 
 	// A clear room plumbed to a chat turns encryption on: one notice, and the chat's
 	// messages stop, never posted in clear.
-	team, err := gil.CreateRoom(ctx, harness.E2EERoom{Name: "Gil's team", Invite: []id.UserID{bot()}, Unencrypted: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitBotAs(t, ctx, gil, team, "plumb", false)
-	if _, err = gil.SendText(ctx, team, "!pass plumb loopback #gilteam"); err != nil {
-		t.Fatal(err)
-	}
-	waitBotAs(t, ctx, gil, team, "now linked", false)
+	team := plumbClearRoom(t, ctx, gil, "Gil's team", "#gilteam", "now linked")
 	ghost := id.NewUserID("loopback_hugo", harness.DefaultDomain)
 	net.Inject(loopnet.Event{Chat: "#gilteam", Sender: "hugo", Text: "before encryption"})
 	if _, err = gil.WaitMessage(ctx, team, harness.E2EEText(ghost, "before encryption")); err != nil {
@@ -470,11 +501,7 @@ func TestEncryptionNotAllowed(t *testing.T) {
 func TestEncryptedPortal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	net, err := loopnet.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(net.Close)
+	net := newLoopnet(t)
 	startBridge(t, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"default": true}})
 	user, hal := newE2EEUser(t, ctx, "hal")
 	chat := fmt.Sprintf("#crypt%d", time.Now().UnixNano()%1e6)
@@ -506,33 +533,20 @@ func TestEncryptedPortal(t *testing.T) {
 func TestEncryptionRequired(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	net, err := loopnet.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(net.Close)
+	net := newLoopnet(t)
+	var err error
 	startBridge(t, ctx, "sqlite", connectors(net.URL), map[string]any{"encryption": map[string]any{"require": true, "default": false}})
 	user, nia := newE2EEUser(t, ctx, "nia")
 	loopbackLogin(t, ctx, nia, "nia-net")
 
-	room, err := nia.CreateRoom(ctx, harness.E2EERoom{Name: "Nia's clear room", Invite: []id.UserID{bot()}, Unencrypted: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitBotAs(t, ctx, nia, room, "plumb", false)
-	if _, err = nia.SendText(ctx, room, "!pass plumb loopback #required"); err != nil {
-		t.Fatal(err)
-	}
-	waitBotAs(t, ctx, nia, room, "only bridges encrypted rooms", false)
+	room := plumbClearRoom(t, ctx, nia, "Nia's clear room", "#required", "only bridges encrypted rooms")
 
 	// Encryption turned on: the same room plumbs, and the network's messages arrive
 	// encrypted.
 	if _, err = user.Client.SendStateEvent(ctx, room, event.StateEncryption, "", &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}); err != nil {
 		t.Fatal(err)
 	}
-	if encrypted, err := nia.WaitRoom(ctx, room); err != nil || !encrypted {
-		t.Fatalf("the room did not turn encrypted (%v)", err)
-	}
+	waitEncrypted(t, ctx, nia, room)
 	if _, err = nia.SendText(ctx, room, "!pass plumb loopback #required"); err != nil {
 		t.Fatal(err)
 	}

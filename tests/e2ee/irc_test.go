@@ -252,3 +252,40 @@ func assertServerHoldsCiphertext(t *testing.T, ctx context.Context, user *harnes
 		t.Fatalf("%d encrypted events from the bridge on the server; want at least %d", encrypted, want)
 	}
 }
+
+// TestEncryptedLoginSecret: a login from an encrypted management room whose last answer
+// is a secret (the SASL password): the bot reads it, deletes the message and says the
+// login was saved, all encrypted.
+func TestEncryptedLoginSecret(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	startBridge(t, ctx, "sqlite", connectors("http://127.0.0.1:1"))
+	user, uma := newE2EEUser(t, ctx, "uma")
+	mgmt, err := uma.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBotIn(t, ctx, uma, mgmt, "management room")
+	var secret id.EventID
+	for _, step := range []struct{ send, expect string }{
+		{"login irc cryptnet", "Which nick"},
+		{"uma_sec", "SASL account"},
+		{"umaacct", "SASL password"},
+		{"correct horse battery staple", "Saved: you are uma_sec"},
+	} {
+		evtID, err := uma.SendText(ctx, mgmt, step.send)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret = evtID
+		waitBotIn(t, ctx, uma, mgmt, step.expect)
+	}
+	// The password's event is redacted on the server: its content is gone.
+	evt, err := user.Client.GetEvent(ctx, mgmt, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evt.Content.Raw) != 0 || evt.Unsigned.RedactedBecause == nil {
+		t.Fatalf("the password's event was not deleted: %+v", evt.Content.Raw)
+	}
+}
