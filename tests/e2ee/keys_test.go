@@ -161,7 +161,7 @@ func (g *syncGate) release() {
 }
 
 // TestLateRoomKey: a command whose room key reaches the bridge late (its /sync held
-// back) waits in the queue and is answered once the key arrives.
+// back) waits in the queue, across a crash, and is answered once the key arrives.
 func TestLateRoomKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -178,10 +178,12 @@ func TestLateRoomKey(t *testing.T) {
 	if _, err = lea.SendText(ctx, room, "logins"); err != nil {
 		t.Fatal(err)
 	}
-	// The bridge has the event but not its key: it asks for it and waits.
+	// The bridge has the event but not its key: it asks for it and waits; killed while
+	// it waits, it still has the event after the restart.
 	if _, err = run.b.WaitLog(ctx, "has not arrived yet"); err != nil {
 		t.Fatal(err)
 	}
+	run.restart(true)
 	gate.release()
 	waitBotIn(t, ctx, lea, room, "You have no logins")
 }
