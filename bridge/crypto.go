@@ -334,13 +334,7 @@ func (br *Bridge) checkRoomEncryption(ctx context.Context, roomID id.RoomID) err
 	if encrypted && br.crypto == nil {
 		return userErrorf("this room is end-to-end encrypted, and this bridge is not set up to read encrypted rooms")
 	}
-	return br.checkRequiredEncryption(encrypted)
-}
-
-// checkRequiredEncryption refuses a room without encryption (encrypted false) when the
-// config requires encryption.
-func (br *Bridge) checkRequiredEncryption(encrypted bool) error {
-	if br.Config.Bridge.Encryption.Require && !encrypted {
+	if !encrypted && br.Config.Bridge.Encryption.Require {
 		return userErrorf("this room is not end-to-end encrypted, and this bridge only bridges encrypted rooms: turn on encryption in the room's settings")
 	}
 	return nil

@@ -99,21 +99,15 @@ func (br *Bridge) bridgedRoom(ctx context.Context, roomID id.RoomID) (*roomConte
 	return &roomContext{room: room, ch: ch, key: PortalKey{Connector: room.Connector, ChatID: ChatID(room.ChatID), Receiver: LoginID(room.Receiver)}}, nil
 }
 
-// bridgedRoomToNetwork is bridgedRoom for an event going to the network: a room
-// without encryption is refused when the config requires it.
+// bridgedRoomToNetwork is bridgedRoom for an event going to the network: under
+// bridge.encryption.require a room without encryption is refused (only then is the
+// room's encryption read: this runs for every event).
 func (br *Bridge) bridgedRoomToNetwork(ctx context.Context, roomID id.RoomID) (*roomContext, error) {
 	rc, err := br.bridgedRoom(ctx, roomID)
-	if err != nil || rc == nil {
+	if err != nil || rc == nil || !br.Config.Bridge.Encryption.Require {
 		return rc, err
 	}
-	if !br.Config.Bridge.Encryption.Require {
-		return rc, nil
-	}
-	encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID)
-	if err != nil {
-		return nil, fmt.Errorf("checking the room's encryption: %w", err)
-	}
-	if err = br.checkRequiredEncryption(encrypted); err != nil {
+	if err = br.checkRoomEncryption(ctx, roomID); err != nil {
 		return nil, err
 	}
 	return rc, nil

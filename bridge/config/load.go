@@ -141,7 +141,7 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "encryption", "default") {
 		c.Bridge.Encryption.Default = true
 	}
-	if c.Bridge.Encryption.KeyWait <= 0 {
+	if !present(doc, "bridge", "encryption", "key_wait") {
 		c.Bridge.Encryption.KeyWait = DefaultKeyWait
 	}
 	if !present(doc, "appservice", "max_body_bytes") {
@@ -201,6 +201,9 @@ func (c *Config) validate() []string {
 	}
 	if c.AppService.MaxBodyBytes <= 0 {
 		add("appservice.max_body_bytes", "must be greater than 0")
+	}
+	if c.Bridge.Encryption.KeyWait <= 0 {
+		add("bridge.encryption.key_wait", "must be greater than 0 (a duration such as 2m)")
 	}
 	switch c.Database.Type {
 	case "sqlite", "postgres":

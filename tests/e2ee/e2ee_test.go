@@ -196,32 +196,71 @@ func TestEncryptedManagementRoom(t *testing.T) {
 			run.restart(true)
 			ask("version", "Passerelle")
 
-			assertNoClearText(t, ctx, user.Client, room)
+			// The greeting and four answers, all encrypted.
+			assertServerHoldsCiphertext(t, ctx, user, room, 5)
 		})
 	}
 }
 
-// assertNoClearText reads the room's events as the homeserver stores them and fails on
-// any message event from the bot that is not m.room.encrypted.
-func assertNoClearText(t *testing.T, ctx context.Context, cli *mautrix.Client, room id.RoomID) {
+// assertServerHoldsCiphertext reads a room's events as the homeserver stores them: every
+// message-type event of the bridge's users (bot, ghosts) is m.room.encrypted, and at
+// least want of them are there.
+func assertServerHoldsCiphertext(t testing.TB, ctx context.Context, user *harness.User, room id.RoomID, want int) {
 	t.Helper()
-	resp, err := cli.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 200)
+	resp, err := user.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 500)
 	if err != nil {
 		t.Fatal(err)
 	}
 	encrypted := 0
 	for _, e := range resp.Chunk {
-		if e.Sender != bot() || e.StateKey != nil {
+		ours := e.Sender == bot() || strings.HasPrefix(e.Sender.Localpart(), "irc_") || strings.HasPrefix(e.Sender.Localpart(), "loopback_")
+		if !ours || e.StateKey != nil || e.Type == event.EventRedaction {
 			continue
 		}
 		if e.Type != event.EventEncrypted {
-			raw, _ := json.Marshal(e.Content.Raw)
-			t.Fatalf("the bot sent a clear %s into the encrypted room: %s", e.Type.Type, raw)
+			t.Fatalf("%s sent a clear %s into the encrypted room: %v", e.Sender, e.Type.Type, e.Content.Raw)
 		}
 		encrypted++
 	}
-	if encrypted < 5 {
-		t.Fatal(fmt.Sprintf("only %d encrypted events from the bot on the server; want the greeting and four answers", encrypted))
+	if encrypted < want {
+		t.Fatalf("%d encrypted events from the bridge on the server; want at least %d", encrypted, want)
+	}
+}
+
+// TestEncryptedLoginSecret: a login from an encrypted management room whose last answer
+// is a secret (the SASL password): the bot reads it, deletes the message and says the
+// login was saved, all encrypted.
+func TestEncryptedLoginSecret(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	startBridge(t, ctx, "sqlite", connectors("http://127.0.0.1:1"))
+	user, uma := newE2EEUser(t, ctx, "uma")
+	mgmt, err := uma.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBotIn(t, ctx, uma, mgmt, "management room")
+	var secret id.EventID
+	for _, step := range []struct{ send, expect string }{
+		{"login irc cryptnet", "Which nick"},
+		{"uma_sec", "SASL account"},
+		{"umaacct", "SASL password"},
+		{"correct horse battery staple", "Saved: you are uma_sec"},
+	} {
+		evtID, err := uma.SendText(ctx, mgmt, step.send)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret = evtID
+		waitBotIn(t, ctx, uma, mgmt, step.expect)
+	}
+	// The password's event is redacted on the server: its content is gone.
+	evt, err := user.Client.GetEvent(ctx, mgmt, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evt.Content.Raw) != 0 || evt.Unsigned.RedactedBecause == nil {
+		t.Fatalf("the password's event was not deleted: %+v", evt.Content.Raw)
 	}
 }
 
@@ -421,17 +460,9 @@ func TestEncryptedPlumbedRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The homeserver holds no clear message from the bridge's users in the room.
-	resp, err := user.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 200)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range resp.Chunk {
-		if (e.Sender == bot() || e.Sender == ghost) && e.StateKey == nil && e.Type != event.EventEncrypted {
-			raw, _ := json.Marshal(e.Content.Raw)
-			t.Fatalf("%s sent a clear %s into the encrypted room: %s", e.Sender, e.Type.Type, raw)
-		}
-	}
+	// The homeserver holds only ciphertext from the bridge's users in the room: the
+	// bot's two notices, the ghost's text and file.
+	assertServerHoldsCiphertext(t, ctx, user, room, 4)
 }
 
 // TestEncryptionNotAllowed: with bridge.encryption.allow off, the bot says once, in
@@ -482,7 +513,8 @@ func TestEncryptionNotAllowed(t *testing.T) {
 	}
 	waitBotAs(t, ctx, gil, team, "not set up to read encrypted rooms", false)
 	net.Inject(loopnet.Event{Chat: "#gilteam", Sender: "hugo", Text: "after encryption, private"})
-	if _, err = run.b.WaitLog(ctx, "could not be bridged and was given up"); err != nil {
+	// Given up in the chat's own lane (nothing of the chat was given up before).
+	if _, err = run.b.WaitLog(ctx, "Giving up on event", "queue_key=remote:loopback|#gilteam"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err = user.Client.Messages(ctx, team, "", "", mautrix.DirectionBackward, nil, 100)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ergochat/irc-go/ircmsg"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -226,66 +225,4 @@ func (it *ircTest) portal(channel string) {
 	it.fromIRC(room, channel, "hello in the encrypted portal")
 	it.toIRC(room, map[string]any{"msgtype": "m.text", "body": "answer from the portal"}, says(channel, "answer from the portal"))
 	assertServerHoldsCiphertext(it.t, it.ctx, it.user, room, 1)
-}
-
-// assertServerHoldsCiphertext reads a room's events as the homeserver stores them: every
-// message-type event of the bridge's users (bot, ghosts) is m.room.encrypted, and at
-// least want of them are there.
-func assertServerHoldsCiphertext(t *testing.T, ctx context.Context, user *harness.User, room id.RoomID, want int) {
-	t.Helper()
-	resp, err := user.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	encrypted := 0
-	for _, e := range resp.Chunk {
-		ours := e.Sender == bot() || strings.HasPrefix(e.Sender.Localpart(), "irc_") || strings.HasPrefix(e.Sender.Localpart(), "loopback_")
-		if !ours || e.StateKey != nil || e.Type == event.EventRedaction {
-			continue
-		}
-		if e.Type != event.EventEncrypted {
-			t.Fatalf("%s sent a clear %s into the encrypted room: %v", e.Sender, e.Type.Type, e.Content.Raw)
-		}
-		encrypted++
-	}
-	if encrypted < want {
-		t.Fatalf("%d encrypted events from the bridge on the server; want at least %d", encrypted, want)
-	}
-}
-
-// TestEncryptedLoginSecret: a login from an encrypted management room whose last answer
-// is a secret (the SASL password): the bot reads it, deletes the message and says the
-// login was saved, all encrypted.
-func TestEncryptedLoginSecret(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	startBridge(t, ctx, "sqlite", connectors("http://127.0.0.1:1"))
-	user, uma := newE2EEUser(t, ctx, "uma")
-	mgmt, err := uma.CreateEncryptedRoom(ctx, []id.UserID{bot()}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitBotIn(t, ctx, uma, mgmt, "management room")
-	var secret id.EventID
-	for _, step := range []struct{ send, expect string }{
-		{"login irc cryptnet", "Which nick"},
-		{"uma_sec", "SASL account"},
-		{"umaacct", "SASL password"},
-		{"correct horse battery staple", "Saved: you are uma_sec"},
-	} {
-		evtID, err := uma.SendText(ctx, mgmt, step.send)
-		if err != nil {
-			t.Fatal(err)
-		}
-		secret = evtID
-		waitBotIn(t, ctx, uma, mgmt, step.expect)
-	}
-	// The password's event is redacted on the server: its content is gone.
-	evt, err := user.Client.GetEvent(ctx, mgmt, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evt.Content.Raw) != 0 || evt.Unsigned.RedactedBecause == nil {
-		t.Fatalf("the password's event was not deleted: %+v", evt.Content.Raw)
-	}
 }
