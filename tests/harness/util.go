@@ -13,17 +13,35 @@ import (
 // pollInterval is how often readiness checks and lock waits retry.
 const pollInterval = 100 * time.Millisecond
 
-// FreePort asks the kernel for a TCP port on 127.0.0.1 that is free right now. Another
-// process could take it before the caller binds it; in practice on a test machine that
-// race is rare enough.
+// FreePort returns a TCP port on 127.0.0.1 that is free right now. It is drawn below
+// the kernel's ephemeral range (32768 and up on Linux): a port from that range, once
+// released, is soon taken again as the local port of some outgoing connection (the
+// bridge's, Dendrite's, another test package's), and the listener that meant to bind
+// it then fails with "address already in use". Another process could still take the
+// port before the caller binds it, but only by choosing it on purpose.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
+	var b [2]byte
+	for try := 0; try < 200; try++ {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("finding a free port: %w", err)
+		}
+		port := freePortLow + (int(b[0])<<8+int(b[1]))%(freePortHigh-freePortLow)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("finding a free port: none free in %d-%d", freePortLow, freePortHigh)
 }
+
+// freePortLow and freePortHigh bound the ports FreePort draws from: below the
+// ephemeral range and above the well-known and commonly registered services.
+const (
+	freePortLow  = 20000
+	freePortHigh = 32000
+)
 
 // randomHex returns n random bytes, hex encoded.
 func randomHex(n int) string {
