@@ -64,6 +64,7 @@ type Bridge struct {
 
 	server   *http.Server
 	listener net.Listener
+	diag     *diagnostics
 	ready    chan struct{}
 	stopOnce sync.Once
 	bgCancel context.CancelFunc
@@ -101,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 		Registration:     reg,
 		HomeserverDomain: cfg.Homeserver.Domain,
 		HomeserverURL:    cfg.Homeserver.Address,
-		StateStore:       sqlstatestore.NewSQLStateStore(db.Database, nil, true),
+		StateStore:       newStateStore(sqlstatestore.NewSQLStateStore(db.Database, nil, true)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("setting up appservice client: %w", err)
@@ -111,7 +112,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	// transaction stream recognises it and never bridges it back.
 	as.DoublePuppetValue = "passerelle:" + cfg.AppService.ID
 	br.AS = as
-	if err = as.StateStore.(*sqlstatestore.SQLStateStore).Upgrade(ctx); err != nil {
+	if err = as.StateStore.(*stateStore).Upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("upgrading state store schema: %w", err)
 	}
 
@@ -193,6 +194,9 @@ func (br *Bridge) Start(ctx context.Context) error {
 		}
 	}()
 
+	if err = br.startDiagnostics(ctx); err != nil {
+		return err
+	}
 	if err = br.ensureBot(ctx); err != nil {
 		return err
 	}
@@ -246,6 +250,7 @@ func (br *Bridge) Stop(ctx context.Context) {
 		if br.server != nil {
 			_ = br.server.Shutdown(ctx)
 		}
+		br.stopDiagnostics(ctx)
 		br.queue.Stop()
 		br.stopping.Store(true)
 		br.stopLoginFlows(ctx)

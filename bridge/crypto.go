@@ -21,7 +21,6 @@ import (
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/sqlstatestore"
 )
 
 // cryptoHelper is the bot's end-to-end encryption.
@@ -39,7 +38,7 @@ type cryptoHelper struct {
 // cryptoStateStore answers the Olm machine's room questions from the appservice state
 // store. Its FindSharedRooms reads the rooms' own encryption state: the store's
 // "bridge" variant expects a portal table of another layout than ours.
-type cryptoStateStore struct{ *sqlstatestore.SQLStateStore }
+type cryptoStateStore struct{ *stateStore }
 
 // FindSharedRooms lists the encrypted rooms a user shares with the bot.
 func (s cryptoStateStore) FindSharedRooms(ctx context.Context, userID id.UserID) ([]id.RoomID, error) {
@@ -110,7 +109,7 @@ func newCryptoHelper(ctx context.Context, br *Bridge) (*cryptoHelper, error) {
 			Msg("The bot's device was replaced on the homeserver: members' clients will see a new device")
 	}
 	c := &cryptoHelper{br: br, log: log, client: client, store: store}
-	c.mach = crypto.NewOlmMachine(client, &c.log, store, cryptoStateStore{br.AS.StateStore.(*sqlstatestore.SQLStateStore)})
+	c.mach = crypto.NewOlmMachine(client, &c.log, store, cryptoStateStore{br.stateStore()})
 	// The ratchet bookkeeping serves deleting used keys, which the bridge does not do;
 	// without it a received message costs no rewrite of its room key in the database.
 	c.mach.DisableRatchetTracking = true
@@ -174,6 +173,7 @@ func (c *cryptoHelper) syncLoop(ctx context.Context) {
 	}
 	filterID := ""
 	delay := time.Second
+	var stored time.Time
 	for ctx.Err() == nil {
 		if filterID == "" {
 			if resp, err := c.client.CreateFilter(ctx, syncFilter()); err == nil {
@@ -199,10 +199,42 @@ func (c *cryptoHelper) syncLoop(ctx context.Context) {
 		delay = time.Second
 		c.mach.ProcessSyncResponse(ctx, resp, since)
 		since = resp.NextBatch
+		// The homeserver wakes the /sync for every event in the bot's rooms, which the
+		// filter then leaves out: a response with nothing for crypto moves the stored
+		// position only now and then, so bridged messages cost no write here.
+		if !carriesCrypto(resp) {
+			// During a busy stretch such wake-ups come once per bridged message; a
+			// short pause lets one request cover many of them. Room keys sent
+			// meanwhile are returned at once by the next request.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(emptySyncPause):
+			}
+			if time.Since(stored) < syncPositionEvery {
+				continue
+			}
+		}
 		if err = c.store.PutNextBatch(ctx, since); err != nil {
 			c.log.Warn().Err(err).Msg("Storing the /sync position failed")
+		} else {
+			stored = time.Now()
 		}
 	}
+}
+
+// syncPositionEvery is how stale the stored /sync position may get while responses
+// bring nothing; a restart then asks again from there, which costs only a larger
+// empty response.
+const syncPositionEvery = 5 * time.Minute
+
+// emptySyncPause is the wait after a /sync response that brought nothing for crypto.
+const emptySyncPause = 200 * time.Millisecond
+
+// carriesCrypto tells whether a /sync response brought anything whose position must
+// be stored: to-device events (room keys) or device-list changes.
+func carriesCrypto(resp *mautrix.RespSync) bool {
+	return len(resp.ToDevice.Events) > 0 || len(resp.DeviceLists.Changed) > 0 || len(resp.DeviceLists.Left) > 0
 }
 
 // encrypt turns an event into m.room.encrypted for a room, sharing a room key with the

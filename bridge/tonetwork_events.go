@@ -12,7 +12,6 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/sqlstatestore"
 
 	"github.com/passerelle/passerelle/bridge/database"
 )
@@ -428,8 +427,8 @@ func (br *Bridge) handleMatrixReceipt(ctx context.Context, evt *event.Event) err
 }
 
 // stateStore is the SQL state store the appservice was created with.
-func (br *Bridge) stateStore() *sqlstatestore.SQLStateStore {
-	return br.AS.StateStore.(*sqlstatestore.SQLStateStore)
+func (br *Bridge) stateStore() *stateStore {
+	return br.AS.StateStore.(*stateStore)
 }
 
 // matrixTxnID is the stable network-side idempotency key of a Matrix event.

@@ -19,6 +19,7 @@ type Config struct {
 	Connectors   map[string]yaml.Node `yaml:"connectors"`
 	Logging      LoggingConfig        `yaml:"logging"`
 	DoublePuppet DoublePuppetConfig   `yaml:"double_puppet"`
+	Metrics      MetricsConfig        `yaml:"metrics"`
 
 	// Path is the file the config was loaded from; it is where generated tokens are
 	// written back and where the default SQLite file is placed beside.
@@ -118,6 +119,16 @@ type LoggingConfig struct {
 	Level string `yaml:"level"`
 	// Format is "console" or "json".
 	Format string `yaml:"format"`
+}
+
+// MetricsConfig is the operator's own listener, apart from the appservice one (which
+// may face the internet once public_address is set).
+type MetricsConfig struct {
+	// Listen is the host:port of the diagnostics listener; empty: none.
+	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/ on that listener. Profiles show
+	// memory contents, so keep the listener private.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Duration is a time.Duration that also accepts a day suffix ("30d").

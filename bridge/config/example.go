@@ -141,6 +141,12 @@ logging:
   # console (human-readable) or json.
   format: console
 
+# The operator's diagnostics listener, separate from the appservice listener. Keep it
+# on a private address: profiles show memory contents.
+metrics:
+  listen: ""         # e.g. 127.0.0.1:29301; empty: no listener
+  pprof: false       # Go profiler under /debug/pprof/
+
 # Double puppeting: sending a user's own remote actions as their real Matrix account.
 # Map a homeserver's server name to "as_token:<token>", the as_token of a second
 # registration whose non-exclusive user namespace covers that server's users.

@@ -196,6 +196,14 @@ func (c *Config) validate() []string {
 	if l := c.AppService.Listen; l != "" && !isHostPort(l) {
 		add("appservice.listen", "want host:port such as 127.0.0.1:29300, got %q", l)
 	}
+	if l := c.Metrics.Listen; l != "" && !isHostPort(l) {
+		add("metrics.listen", "want host:port such as 127.0.0.1:29301, got %q", l)
+	} else if l != "" && l == c.AppService.Listen {
+		add("metrics.listen", "must differ from appservice.listen")
+	}
+	if c.Metrics.Pprof && c.Metrics.Listen == "" {
+		add("metrics.pprof", "needs metrics.listen")
+	}
 	if !localpartRe.MatchString(c.AppService.Bot.Username) {
 		add("appservice.bot.username", "%q is not a valid Matrix localpart (use a-z, 0-9 and ._=/+-)", c.AppService.Bot.Username)
 	}

@@ -27,6 +27,8 @@ var upgrades embed.FS
 // Database is the core's handle on its tables.
 type Database struct {
 	*dbutil.Database
+	// Stats counts the statements run, for the diagnostics listener.
+	Stats *QueryStats
 }
 
 // Open connects to the database ("sqlite" with a file path, or "postgres" with a URI)
@@ -57,7 +59,12 @@ func Open(ctx context.Context, dbType, uri string, maxOpen int, log zerolog.Logg
 	default:
 		return nil, fmt.Errorf("unknown database type %q", dbType)
 	}
-	raw, err := dbutil.NewWithDialect(uri, driver)
+	stats := NewQueryStats()
+	sqlDB, err := openCached(driver, uri, stats)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s database: %w", dbType, err)
+	}
+	raw, err := dbutil.NewWithDB(sqlDB, driver)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s database: %w", dbType, err)
 	}
@@ -73,7 +80,7 @@ func Open(ctx context.Context, dbType, uri string, maxOpen int, log zerolog.Logg
 	if err = raw.Upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("upgrading database schema: %w", err)
 	}
-	return &Database{Database: raw}, nil
+	return &Database{Database: raw, Stats: stats}, nil
 }
 
 func sqliteURI(path string) string {

@@ -44,7 +44,8 @@ func BenchmarkNetworkToMatrix(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			net := newLoopnet(b)
-			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), bridgeOpts{extra: map[string]any{"encryption": map[string]any{"default": encrypted}}, logLevel: "info"})
+			opts, profile := profiling(b, bridgeOpts{extra: map[string]any{"encryption": map[string]any{"default": encrypted}}, logLevel: "info"})
+			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), opts)
 			_, reader := newE2EEUser(b, ctx, "bench")
 			chat := fmt.Sprintf("#bench%d", time.Now().UnixNano()%1e6)
 			room, err := reader.Join(ctx, "#loopback_"+strings.TrimPrefix(chat, "#")+":"+harness.DefaultDomain)
@@ -59,6 +60,7 @@ func BenchmarkNetworkToMatrix(b *testing.B) {
 			}
 			before := cpuTime(b, run.b.Pid())
 			b.ResetTimer()
+			profiled := profile(ctx)
 			for i := 0; i < b.N; i++ {
 				net.Inject(loopnet.Event{Chat: chat, Sender: "sam", Text: fmt.Sprintf("message %d", i)})
 			}
@@ -66,6 +68,7 @@ func BenchmarkNetworkToMatrix(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			profiled()
 			used := cpuTime(b, run.b.Pid()) - before
 			b.ReportMetric(float64(used.Microseconds())/1000/float64(b.N), "bridge-cpu-ms/msg")
 		})
@@ -83,7 +86,8 @@ func BenchmarkMatrixToNetwork(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 			defer cancel()
 			net := newLoopnet(b)
-			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), bridgeOpts{logLevel: "info"})
+			opts, profile := profiling(b, bridgeOpts{logLevel: "info"})
+			run := startBridgeWith(b, ctx, "sqlite", connectors(net.URL), opts)
 			_, writer := newE2EEUser(b, ctx, "writer")
 			account := "writer-net"
 			loopbackLogin(b, ctx, writer, account)
@@ -105,6 +109,7 @@ func BenchmarkMatrixToNetwork(b *testing.B) {
 			}
 			before := cpuTime(b, run.b.Pid())
 			b.ResetTimer()
+			profiled := profile(ctx)
 			for i := 0; i < b.N; i++ {
 				if _, err = writer.SendText(ctx, room, fmt.Sprintf("message %d", i)); err != nil {
 					b.Fatal(err)
@@ -115,6 +120,7 @@ func BenchmarkMatrixToNetwork(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			profiled()
 			used := cpuTime(b, run.b.Pid()) - before
 			b.ReportMetric(float64(used.Microseconds())/1000/float64(b.N), "bridge-cpu-ms/msg")
 		})
@@ -288,4 +294,47 @@ func (memoryStateStore) GetEncryptionEvent(context.Context, id.RoomID) (*event.E
 }
 func (memoryStateStore) FindSharedRooms(context.Context, id.UserID) ([]id.RoomID, error) {
 	return nil, nil
+}
+
+// profiling returns bridgeOpts that open the profiler when PASSERELLE_BENCH_PROFILE
+// names a directory, and a function that takes a CPU profile of the bridge for the
+// next PASSERELLE_BENCH_PROFILE_SECONDS (default 10) into that directory, returning a
+// wait for it; the statements run per message go beside it (.queries). Choose -benchtime so the measured loop lasts at least that long.
+func profiling(b *testing.B, opts bridgeOpts) (bridgeOpts, func(ctx context.Context) (wait func())) {
+	dir := os.Getenv("PASSERELLE_BENCH_PROFILE")
+	if dir == "" {
+		return opts, func(context.Context) func() { return func() {} }
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts.metricsListen = fmt.Sprintf("127.0.0.1:%d", port)
+	seconds := 10
+	if s, err := strconv.Atoi(os.Getenv("PASSERELLE_BENCH_PROFILE_SECONDS")); err == nil && s > 0 {
+		seconds = s
+	}
+	path := fmt.Sprintf("%s/%s.pprof", dir, strings.ReplaceAll(b.Name(), "/", "_"))
+	return opts, func(ctx context.Context) func() {
+		before, err := harness.QueryCounts(ctx, opts.metricsListen)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- harness.CPUProfile(ctx, opts.metricsListen, seconds, path) }()
+		return func() {
+			after, err := harness.QueryCounts(ctx, opts.metricsListen)
+			if err == nil {
+				err = harness.WriteQueryDelta(strings.TrimSuffix(path, ".pprof")+".queries", before, after, b.N)
+			}
+			if err != nil {
+				b.Error(err)
+			}
+			if err := <-done; err != nil {
+				b.Error(err)
+			} else {
+				b.Logf("CPU profile of the bridge: %s", path)
+			}
+		}
+	}
 }

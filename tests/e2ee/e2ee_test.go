@@ -75,6 +75,8 @@ type bridgeOpts struct {
 	// logLevel is the bridge's (the harness's debug when empty); benchmarks use info,
 	// as production does, so formatting debug lines is not measured.
 	logLevel string
+	// metricsListen opens the diagnostics listener with the profiler there.
+	metricsListen string
 }
 
 // startBridgeWith is startBridge with bridgeOpts.
@@ -88,7 +90,7 @@ func startBridgeWith(t testing.TB, ctx context.Context, dbType string, connector
 	params := harness.BridgeConfigParams{Port: shared.Port, DatabaseType: dbType, Connectors: connectors,
 		// IRC gets links to files; the bridge serves them on its listener.
 		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", shared.Port), HomeserverURL: opts.hsURL, BridgeExtra: opts.extra,
-		LogLevel: opts.logLevel}
+		LogLevel: opts.logLevel, MetricsListen: opts.metricsListen}
 	if dbType == "sqlite" {
 		params.DatabaseURI = filepath.Join(dir, "passerelle.db")
 	} else {
@@ -103,7 +105,7 @@ func startBridgeWith(t testing.TB, ctx context.Context, dbType string, connector
 	if err := shared.WriteConfig(cfgPath, params); err != nil {
 		t.Fatal(err)
 	}
-	run := &bridgeRun{}
+	run := &bridgeRun{dbType: dbType, dbURI: params.DatabaseURI}
 	run.start = func() {
 		var err error
 		if run.b, err = harness.StartBridge(ctx, shared.Bin, cfgPath, shared.RegPath, logPath); err != nil {
@@ -124,6 +126,8 @@ func startBridgeWith(t testing.TB, ctx context.Context, dbType string, connector
 type bridgeRun struct {
 	b     *harness.Bridge
 	start func()
+	// dbType and dbURI are the bridge's database, for a test that looks inside.
+	dbType, dbURI string
 }
 
 // restart stops the bridge (SIGTERM, or SIGKILL) and starts it again.

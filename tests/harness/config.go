@@ -46,6 +46,9 @@ type BridgeConfigParams struct {
 	LogLevel string
 	// PublicAddress sets appservice.public_address (media links).
 	PublicAddress string
+	// MetricsListen, when set, opens the diagnostics listener there with the
+	// profiler on (benchmarks take CPU profiles from it).
+	MetricsListen string
 }
 
 // WriteBridgeConfig writes a passerelle config file built from c to path. The
@@ -94,6 +97,9 @@ func WriteBridgeConfig(path string, c BridgeConfigParams) error {
 		"permissions": perms,
 		"connectors":  connectors,
 		"logging":     map[string]any{"level": or(c.LogLevel, "debug")},
+	}
+	if c.MetricsListen != "" {
+		cfg["metrics"] = map[string]any{"listen": c.MetricsListen, "pprof": true}
 	}
 	if c.PublicAddress != "" {
 		cfg["appservice"].(map[string]any)["public_address"] = c.PublicAddress
