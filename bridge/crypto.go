@@ -28,7 +28,7 @@ type cryptoHelper struct {
 	br     *Bridge
 	log    zerolog.Logger
 	client *mautrix.Client
-	store  *crypto.SQLCryptoStore
+	store  *cryptoStore
 	mach   *crypto.OlmMachine
 	// roomLocks serialise encrypting (and sharing a room key) per room, so two lanes
 	// never share two sessions for one room at once.
@@ -77,8 +77,8 @@ func newCryptoHelper(ctx context.Context, br *Bridge) (*cryptoHelper, error) {
 	// The pickle key protects the Olm account and sessions at rest. It comes from the
 	// tokens in the config, so the database alone does not give the keys away.
 	pickle := sha256.Sum256([]byte("passerelle olm pickle\x00" + br.Config.AppService.ASToken + "\x00" + br.Config.AppService.HSToken))
-	store := crypto.NewSQLCryptoStore(br.DB.Database, dbutil.ZeroLogger(log.With().Str("db_section", "crypto").Logger()),
-		"passerelle_bot", "", pickle[:])
+	store := newCryptoStore(crypto.NewSQLCryptoStore(br.DB.Database, dbutil.ZeroLogger(log.With().Str("db_section", "crypto").Logger()),
+		"passerelle_bot", "", pickle[:]))
 	if err := store.DB.Upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("upgrading the crypto store: %w", err)
 	}

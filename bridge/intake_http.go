@@ -110,11 +110,7 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusBadRequest, "M_NOT_JSON", "Malformed transaction body")
 		return
 	}
-	if n, err := br.DB.QueueLength(r.Context()); err != nil {
-		log.Error().Err(err).Msg("Checking queue length failed")
-		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Database unavailable")
-		return
-	} else if n >= br.Config.Bridge.MaxQueue {
+	if n := br.queue.Len(); n >= br.Config.Bridge.MaxQueue {
 		// Overload: refuse so the homeserver retries later. Never drop.
 		log.Warn().Int("queued", n).Msg("Event queue full, asking homeserver to retry")
 		writeMatrixError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "Bridge is busy, retry later")
@@ -123,6 +119,9 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 	items := make([]database.TxnItem, 0, len(txn.Events))
 	for _, evt := range txn.Events {
 		if evt == nil || evt.ID == "" {
+			continue
+		}
+		if br.ownEcho(evt) {
 			continue
 		}
 		if it, ok := br.queueItemFor(evt, kindMatrix, "event:"+evt.ID.String()); ok {
@@ -160,6 +159,15 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 
 // queueItemFor decides the ordering key of an event: its room. Events without a room
 // (presence) are not bridged.
+// ownEcho says whether an event is the homeserver showing the bridge what it sent
+// itself (a ghost's, the bot's or a double puppet's message, reaction or redaction):
+// handling it would do nothing but drop it, so it is not stored at all. State events
+// are always stored, whoever sent them: the state store learns memberships and room
+// settings from them in order.
+func (br *Bridge) ownEcho(evt *event.Event) bool {
+	return evt.StateKey == nil && br.loops.ShouldIgnore(evt, br.isBridgeUser)
+}
+
 func (br *Bridge) queueItemFor(evt *event.Event, kind, dedupKey string) (database.TxnItem, bool) {
 	if evt == nil || evt.RoomID == "" {
 		return database.TxnItem{}, false

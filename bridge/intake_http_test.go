@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -27,6 +28,8 @@ type inboxFixture struct {
 	db      *database.Database
 	srv     *httptest.Server
 	handled chan database.QueueItem
+	// hold, when set, makes remote items wait for a value (or the end of the queue).
+	hold chan struct{}
 }
 
 // newInboxFixture builds the smallest Bridge that can serve the appservice API: config,
@@ -40,7 +43,23 @@ func newInboxFixture(t *testing.T, maxQueue int, maxBody int64) *inboxFixture {
 	db := dbtest.OpenSQLite(t)
 	f := &inboxFixture{db: db, handled: make(chan database.QueueItem, 100)}
 	f.br = &Bridge{Config: cfg, DB: db, Log: zerolog.Nop(), ready: make(chan struct{})}
+	loops, err := NewLoopGuard(cfg, "passerelle:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.br.loops = loops
+	f.br.AS = appservice.Create()
+	f.br.AS.Registration = &appservice.Registration{SenderLocalpart: "passerelle"}
+	f.br.AS.HomeserverDomain = "example.org"
 	f.br.queue = queue.New(db, func(ctx context.Context, it database.QueueItem) error {
+		if it.Kind == kindRemote && f.hold != nil {
+			select {
+			case <-f.hold:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		f.handled <- it
 		return nil
 	}, func(_ context.Context, it database.QueueItem, err error) {
@@ -364,14 +383,14 @@ func TestInboxQueueFull(t *testing.T) {
 	const maxQueue = 2
 	f := newInboxFixture(t, maxQueue, 1<<20)
 	ctx := context.Background()
-	// Items stored but not handed to the queue: they stay until completed below.
-	var pending []database.QueueItem
+	// Remote items whose handling waits for the test: they fill the queue.
+	f.hold = make(chan struct{})
 	for i := range maxQueue {
 		it, err := f.db.Enqueue(ctx, "remote:irc|#x", kindRemote, []byte(fmt.Sprintf(`{"n":%d}`, i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		pending = append(pending, it)
+		f.br.queue.Push(it)
 	}
 	body := txnBody(t, map[string]any{"events": []any{msgEvent("$full", "!r:example.org", "x")}})
 	status, code := f.putTxn(t, "full", body)
@@ -383,8 +402,9 @@ func TestInboxQueueFull(t *testing.T) {
 	}
 	// Below the limit again, the homeserver's retry is accepted: the refused events were
 	// not recorded as seen.
-	if err := f.db.CompleteQueueItem(ctx, pending[0].Seq); err != nil {
-		t.Fatal(err)
+	f.hold <- struct{}{}
+	for f.br.queue.Len() >= maxQueue {
+		time.Sleep(time.Millisecond)
 	}
 	if status, code = f.putTxn(t, "full", body); status != 200 {
 		t.Fatalf("retry below the limit: %d %s", status, code)
@@ -419,5 +439,32 @@ func TestInboxMiscEndpoints(t *testing.T) {
 				t.Errorf("got %d %q, want %d %q", status, code, tt.wantStatus, tt.wantCode)
 			}
 		})
+	}
+}
+
+// TestInboxSkipsOwnEchoes: the bot's own messages (and those a double puppet marked as
+// the bridge's) come back in transactions; they are not stored, while a user's message
+// and the bot's own state events (memberships the state store follows) are.
+func TestInboxSkipsOwnEchoes(t *testing.T) {
+	f := newInboxFixture(t, 100, 1<<20)
+	bot := f.br.BotMXID().String()
+	own := msgEvent("$own", "!r:example.org", "from the bot")
+	own["sender"] = bot
+	puppet := msgEvent("$puppet", "!r:example.org", "from a double puppet")
+	puppet["content"].(map[string]any)["fi.mau.double_puppet_source"] = "passerelle:test"
+	join := map[string]any{"type": "m.room.member", "event_id": "$join", "room_id": "!r:example.org", "sender": bot,
+		"state_key": bot, "origin_server_ts": 1700000000000, "content": map[string]any{"membership": "join"}}
+	user := msgEvent("$user", "!r:example.org", "from a user")
+	body := txnBody(t, map[string]any{"events": []any{own, puppet, join, user}})
+	if status, code := f.putTxn(t, "echoes", body); status != 200 {
+		t.Fatalf("PUT: %d %s", status, code)
+	}
+	for _, want := range []id.EventID{"$join", "$user"} {
+		if _, evt := f.next(t); evt.ID != want {
+			t.Fatalf("queued %s, want %s", evt.ID, want)
+		}
+	}
+	if n, err := f.db.QueueLength(context.Background()); err != nil || n != 0 {
+		t.Fatalf("stored items left: %d (%v); the echoes were stored", n, err)
 	}
 }

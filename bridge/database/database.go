@@ -29,6 +29,8 @@ type Database struct {
 	*dbutil.Database
 	// Stats counts the statements run, for the diagnostics listener.
 	Stats *QueryStats
+	// memos remember hot-path lookups between writes.
+	memos memos
 }
 
 // Open connects to the database ("sqlite" with a file path, or "postgres" with a URI)

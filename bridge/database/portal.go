@@ -108,6 +108,10 @@ func scanRooms(rows interface {
 
 // GetRoom returns the link of a Matrix room, or nil if the room is not bridged.
 func (db *Database) GetRoom(ctx context.Context, roomID string) (*RoomRow, error) {
+	return db.memos.room.lookup(ctx, db, roomID, func() (*RoomRow, error) { return db.loadRoom(ctx, roomID) }, cloneRoom)
+}
+
+func (db *Database) loadRoom(ctx context.Context, roomID string) (*RoomRow, error) {
 	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room WHERE room_id=$1`, roomID))
 	if err != nil {
 		return nil, fmt.Errorf("loading room link: %w", err)
@@ -120,6 +124,12 @@ func (db *Database) GetRoom(ctx context.Context, roomID string) (*RoomRow, error
 
 // RoomsForChat lists every Matrix room linked to a chat, the portal first.
 func (db *Database) RoomsForChat(ctx context.Context, connector, chatID, receiver string) ([]*RoomRow, error) {
+	return db.memos.chatRooms.lookup(ctx, db, [3]string{connector, chatID, receiver}, func() ([]*RoomRow, error) {
+		return db.loadRoomsForChat(ctx, connector, chatID, receiver)
+	}, cloneRooms)
+}
+
+func (db *Database) loadRoomsForChat(ctx context.Context, connector, chatID, receiver string) ([]*RoomRow, error) {
 	rooms, err := scanRooms(db.Query(ctx, `SELECT `+roomCols+` FROM room WHERE connector=$1 AND chat_id=$2 AND receiver=$3
 		ORDER BY CASE kind WHEN 'portal' THEN 0 ELSE 1 END, created_at`, connector, chatID, receiver))
 	if err != nil {
@@ -167,6 +177,7 @@ func (db *Database) AllRooms(ctx context.Context) ([]*RoomRow, error) {
 
 // InsertRoom links a Matrix room to a chat.
 func (db *Database) InsertRoom(ctx context.Context, r *RoomRow) error {
+	defer db.forgetRooms()
 	_, err := db.Exec(ctx, `INSERT INTO room (`+roomCols+`, pending_watch, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
 		r.RoomID, r.Connector, r.ChatID, r.Receiver, r.Kind, r.RelayLogin, r.RelayOptions, r.CreatedBy, r.PendingWatch, time.Now().UnixMilli())
 	if err != nil {
@@ -204,6 +215,7 @@ func (db *Database) ClearPendingWatch(ctx context.Context, roomID string) error 
 
 // SetRoomRelay sets or clears (empty login) a room's relay login and its options.
 func (db *Database) SetRoomRelay(ctx context.Context, roomID, login, options string) error {
+	defer db.forgetRooms()
 	_, err := db.Exec(ctx, `UPDATE room SET relay_login=$2, relay_options=$3 WHERE room_id=$1`, roomID, login, options)
 	if err != nil {
 		return fmt.Errorf("setting relay: %w", err)
@@ -213,6 +225,7 @@ func (db *Database) SetRoomRelay(ctx context.Context, roomID, login, options str
 
 // DeleteRoom unlinks a room and forgets its message mappings.
 func (db *Database) DeleteRoom(ctx context.Context, roomID string) error {
+	defer db.forgetRooms()
 	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		if _, err := db.Exec(ctx, `DELETE FROM message WHERE room_id=$1`, roomID); err != nil {
 			return fmt.Errorf("deleting room messages: %w", err)

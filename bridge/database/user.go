@@ -23,6 +23,7 @@ func (db *Database) GetManagementRoom(ctx context.Context, mxid string) (string,
 
 // SetManagementRoom records a user's management room.
 func (db *Database) SetManagementRoom(ctx context.Context, mxid, roomID string) error {
+	defer db.memos.management.forget()
 	_, err := db.Exec(ctx, `INSERT INTO matrix_user (mxid, management_room, created_at) VALUES ($1,$2,$3)
 		ON CONFLICT (mxid) DO UPDATE SET management_room=excluded.management_room`, mxid, roomID, time.Now().UnixMilli())
 	if err != nil {
@@ -33,6 +34,10 @@ func (db *Database) SetManagementRoom(ctx context.Context, mxid, roomID string) 
 
 // IsManagementRoom says whether a room is someone's management room, and whose.
 func (db *Database) IsManagementRoom(ctx context.Context, roomID string) (string, error) {
+	return db.memos.management.lookup(ctx, db, roomID, func() (string, error) { return db.loadManagementOwner(ctx, roomID) }, same[string])
+}
+
+func (db *Database) loadManagementOwner(ctx context.Context, roomID string) (string, error) {
 	var mxid string
 	err := db.QueryRow(ctx, `SELECT mxid FROM matrix_user WHERE management_room=$1`, roomID).Scan(&mxid)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -81,7 +86,9 @@ func (db *Database) AllLogins(ctx context.Context) ([]*LoginRow, error) {
 
 // LoginsOfUser lists a Matrix user's logins.
 func (db *Database) LoginsOfUser(ctx context.Context, mxid string) ([]*LoginRow, error) {
-	return db.queryLogins(ctx, `WHERE mxid=$1`, mxid)
+	return db.memos.userLogins.lookup(ctx, db, mxid, func() ([]*LoginRow, error) {
+		return db.queryLogins(ctx, `WHERE mxid=$1`, mxid)
+	}, cloneLogins)
 }
 
 // LoginsOfConnector lists a connector's logins.
@@ -100,6 +107,7 @@ func (db *Database) GetLogin(ctx context.Context, connector, loginID string) (*L
 
 // UpsertLogin saves a login.
 func (db *Database) UpsertLogin(ctx context.Context, l *LoginRow) error {
+	defer db.forgetLogins()
 	meta := string(l.Metadata)
 	if meta == "" {
 		meta = "{}"
@@ -115,6 +123,7 @@ func (db *Database) UpsertLogin(ctx context.Context, l *LoginRow) error {
 
 // SetLoginMetadata updates a login's connector metadata.
 func (db *Database) SetLoginMetadata(ctx context.Context, connector, loginID string, meta json.RawMessage) error {
+	defer db.forgetLogins()
 	_, err := db.Exec(ctx, `UPDATE login SET metadata=$3 WHERE connector=$1 AND login_id=$2`, connector, loginID, string(meta))
 	if err != nil {
 		return fmt.Errorf("saving login metadata: %w", err)
@@ -124,6 +133,7 @@ func (db *Database) SetLoginMetadata(ctx context.Context, connector, loginID str
 
 // SetLoginState records a login's connection state.
 func (db *Database) SetLoginState(ctx context.Context, connector, loginID, state, message string) error {
+	defer db.forgetLogins()
 	_, err := db.Exec(ctx, `UPDATE login SET state=$3, state_message=$4 WHERE connector=$1 AND login_id=$2`, connector, loginID, state, message)
 	if err != nil {
 		return fmt.Errorf("saving login state: %w", err)
@@ -133,6 +143,8 @@ func (db *Database) SetLoginState(ctx context.Context, connector, loginID, state
 
 // DeleteLogin forgets a login, and clears it as relay wherever it was one.
 func (db *Database) DeleteLogin(ctx context.Context, connector, loginID string) error {
+	defer db.forgetLogins()
+	defer db.forgetRooms()
 	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		if _, err := db.Exec(ctx, `UPDATE room SET relay_login='' WHERE connector=$1 AND relay_login=$2`, connector, loginID); err != nil {
 			return fmt.Errorf("clearing relay of deleted login: %w", err)

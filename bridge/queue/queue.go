@@ -30,8 +30,11 @@ type Queue struct {
 	giveUp func(ctx context.Context, item database.QueueItem, err error)
 	log    zerolog.Logger
 
-	mu      sync.Mutex
-	lanes   map[string]*lane
+	mu    sync.Mutex
+	lanes map[string]*lane
+	// pending counts the items held in lanes: those stored and not yet finished, once
+	// Resume ran. Intake compares it with its cap instead of counting the table.
+	pending int
 	started bool
 	stopped bool
 	// ctx ends when stopping (no new items, no more retries); handlerCtx a grace
@@ -100,6 +103,13 @@ func (q *Queue) Resume(ctx context.Context) error {
 	return nil
 }
 
+// Len is how many stored items wait in the lanes or are being handled.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pending
+}
+
 // Push hands stored items to their lanes. Before Resume ran, items are only kept in the
 // database (Resume picks them up in order); items already in a lane are ignored.
 func (q *Queue) Push(items ...database.QueueItem) {
@@ -124,6 +134,7 @@ func (q *Queue) pushLocked(items []database.QueueItem) {
 			continue
 		}
 		l.seen[it.Seq] = struct{}{}
+		q.pending++
 		// Keep each lane in arrival (seq) order even when pushes race; the head may
 		// be running, so an item never goes before it.
 		i := len(l.items)
@@ -156,6 +167,7 @@ func (q *Queue) run(key string, l *lane) {
 		q.mu.Lock()
 		l.items = l.items[1:]
 		delete(l.seen, it.Seq)
+		q.pending--
 		q.mu.Unlock()
 	}
 }
