@@ -42,6 +42,7 @@ func (n *network) onBotConnected(ctx context.Context) {
 	var names []string
 	for _, st := range n.channels {
 		st.joined = false
+		n.noteBotPresenceLocked()
 		st.namesDone = make(chan struct{})
 		names = append(names, st.name)
 	}
@@ -98,6 +99,7 @@ func (n *network) onJoin(ctx context.Context, msg ircmsg.Message) {
 	st := n.wantChannelLocked(channel)
 	if n.bot.IsMe(nick) {
 		st.name, st.joined = channel, true
+		n.noteBotPresenceLocked()
 		st.names = map[string]member{}
 		n.mu.Unlock()
 		return
@@ -128,6 +130,7 @@ func (n *network) onPart(ctx context.Context, msg ircmsg.Message) {
 	st := n.wantChannelLocked(channel)
 	if n.bot.IsMe(nick) {
 		st.joined = false
+		n.noteBotPresenceLocked()
 		n.mu.Unlock()
 		return
 	}
@@ -211,6 +214,7 @@ func (n *network) onKick(ctx context.Context, msg ircmsg.Message) {
 	delete(st.members, n.fold(target))
 	if n.bot.IsMe(target) {
 		st.joined = false
+		n.noteBotPresenceLocked()
 	}
 	n.mu.Unlock()
 	if n.bot.IsMe(target) {

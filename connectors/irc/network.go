@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ergochat/irc-go/ircmsg"
@@ -42,6 +43,8 @@ type network struct {
 	// idle, logout), by folded nick, until the bot sees them quit: their QUIT is ours,
 	// not a remote user leaving.
 	departed map[string]time.Time
+	// botInAll is set while the bot is in every channel of channels (see botBridges).
+	botInAll atomic.Bool
 }
 
 // channelState is what the bot knows of a channel it is in (or wants to be in).
@@ -123,6 +126,7 @@ func (n *network) wantChannelLocked(name string) *channelState {
 	if st == nil {
 		st = &channelState{name: name, members: map[string]member{}, namesDone: make(chan struct{})}
 		n.channels[key] = st
+		n.noteBotPresenceLocked()
 	}
 	return st
 }
@@ -360,9 +364,38 @@ func msgTime(msg ircmsg.Message) time.Time {
 	return time.Now()
 }
 
-// standInOwner returns the puppet that bridges a channel's lines while the bot is
-// disconnected: the connected puppet in the channel with the smallest login ID, so
-// exactly one does.
+// standInOwner returns the puppet that bridges a channel's lines while the bot is not
+// there to (disconnected, or not yet back in the channel after connecting): the
+// connected puppet in the channel with the smallest login ID, so exactly one does.
+// botBridges says whether the bot bridges a channel's lines now: it is connected and in
+// the channel. Every puppet asks this for every channel line it receives, so the usual
+// answer (the bot is in all its channels) costs one atomic load.
+func (n *network) botBridges(channel []byte) bool {
+	if n.bot == nil || !n.bot.Connected() {
+		return false
+	}
+	if n.botInAll.Load() {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.channels[n.fold(string(channel))]
+	return st != nil && st.joined
+}
+
+// noteBotPresenceLocked records whether the bot is in every channel it wants; called
+// wherever a channel's joined state changes or a channel is added.
+func (n *network) noteBotPresenceLocked() {
+	all := true
+	for _, st := range n.channels {
+		if !st.joined {
+			all = false
+			break
+		}
+	}
+	n.botInAll.Store(all)
+}
+
 func (n *network) standInOwner(channel string) *puppet {
 	folded := n.fold(channel)
 	n.mu.Lock()

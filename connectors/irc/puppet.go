@@ -118,7 +118,9 @@ func (p *puppet) Connect(ctx context.Context) {
 		p.mu.Unlock()
 		return
 	}
-	p.conn = ircconn.New(p.n.connConfig(p.meta.Nick, p.meta.SASLUser, p.meta.SASLPassword), p.handle)
+	cfg := p.n.connConfig(p.meta.Nick, p.meta.SASLUser, p.meta.SASLPassword)
+	cfg.SkipChannelText = p.skipsChannelText
+	p.conn = ircconn.New(cfg, p.handle)
 	conn := p.conn
 	p.mu.Unlock()
 	p.n.c.host.ReportState(ctx, p.login.ID, bridge.StateConnecting, "")

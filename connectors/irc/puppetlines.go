@@ -186,13 +186,25 @@ func (p *puppet) onText(ctx context.Context, conn *ircconn.Conn, msg ircmsg.Mess
 		return
 	}
 	if len(msg.Params) >= 2 && isChannel(msg.Params[0]) {
-		// Channel traffic is the bot's; while the bot is down one puppet stands in.
-		if p.n.bot != nil && !p.n.bot.Connected() && p.n.standInOwner(msg.Params[0]) == p {
+		if !p.skipsChannelText([]byte(msg.Params[0])) {
 			p.n.bridgeChannelLine(ctx, msg)
 		}
 		return
 	}
 	p.bridgePrivateLine(ctx, conn, msg)
+}
+
+// skipsChannelText says whether others' text to a channel is none of this puppet's
+// business: channel traffic is the bot's, and only while the bot is not there to bridge
+// it (disconnected, or not yet back in that channel) does one puppet stand in. The
+// puppet's connection asks it before parsing each such line
+// (ircconn.Config.SkipChannelText), so with hundreds of puppets in a channel a line
+// costs each of them next to nothing.
+func (p *puppet) skipsChannelText(channel []byte) bool {
+	if p.n.botBridges(channel) {
+		return true
+	}
+	return p.n.standInOwner(string(channel)) != p
 }
 
 // bridgePrivateLine bridges a private message from a remote user into the DM portal

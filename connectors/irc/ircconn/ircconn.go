@@ -85,6 +85,13 @@ type Config struct {
 	// received) before the client sends a PING; PingTimeout is how long it
 	// may receive nothing before it is considered dead. Defaults 60s, 120s.
 	PingInterval, PingTimeout time.Duration
+	// SkipChannelText, when set, is asked about each PRIVMSG, NOTICE and TAGMSG to a
+	// channel sent by someone else, on the reading goroutine and before the line is
+	// parsed: true drops the line (no Message event). Connections that share their
+	// channels with another one that bridges them (puppets beside the bot) use it to
+	// spend almost nothing on lines they would throw away. It must be quick and must
+	// not block; channel is only valid during the call.
+	SkipChannelText func(channel []byte) bool
 	// Log receives the Conn's logs.
 	Log zerolog.Logger
 }

@@ -49,11 +49,14 @@ type session struct {
 	lastRead     time.Time
 	registerBy   time.Time
 	skippingLong bool
+	// chantypes are the server's channel prefixes (ISUPPORT CHANTYPES).
+	chantypes string
 }
 
 func newSession(parent context.Context, c *Conn, nc net.Conn) *session {
 	ctx, cancel := context.WithCancelCause(parent)
-	s := &session{c: c, conn: nc, ctx: ctx, cancel: cancel, done: make(chan struct{}), offered: map[string]string{}}
+	s := &session{c: c, conn: nc, ctx: ctx, cancel: cancel, done: make(chan struct{}), offered: map[string]string{},
+		chantypes: defaultChanTypes}
 	context.AfterFunc(ctx, func() { nc.Close() })
 	return s
 }
@@ -172,6 +175,9 @@ func (s *session) readLoop() error {
 			continue
 		}
 		if len(raw) == 0 {
+			continue
+		}
+		if s.skipLine(raw) {
 			continue
 		}
 		line := string(raw)
@@ -347,7 +353,14 @@ func (s *session) handleISupport(msg *ircmsg.Message) {
 			c.isupport[strings.ToUpper(k)] = unescapeISupport(v)
 		}
 	}
+	s.chantypes = defaultChanTypes
+	if v, ok := c.isupport["CHANTYPES"]; ok {
+		s.chantypes = v
+	}
 }
+
+// defaultChanTypes are the channel prefixes of a server that does not say (RFC 2812).
+const defaultChanTypes = "#&"
 
 // unescapeISupport decodes \xHH escapes in an ISUPPORT value.
 func unescapeISupport(v string) string {
