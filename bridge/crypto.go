@@ -244,7 +244,7 @@ func (c *cryptoHelper) encrypt(ctx context.Context, roomID id.RoomID, evtType ev
 	defer unlock()
 	enc, err := c.mach.EncryptMegolmEvent(ctx, roomID, evtType, content)
 	if errors.Is(err, crypto.ErrNoGroupSession) || errors.Is(err, crypto.ErrSessionExpired) || errors.Is(err, crypto.ErrSessionNotShared) {
-		members, merr := c.br.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID)
+		members, merr := c.keyRecipients(ctx, roomID)
 		if merr != nil {
 			return nil, fmt.Errorf("listing the room's members to share a key: %w", merr)
 		}
@@ -257,6 +257,19 @@ func (c *cryptoHelper) encrypt(ctx context.Context, roomID id.RoomID, evtType ev
 		return nil, fmt.Errorf("encrypting: %w", err)
 	}
 	return enc, nil
+}
+
+// keyRecipients lists who gets a new room key: the room's joined and invited members
+// as the homeserver has them now. The transaction stream alone would miss someone who
+// joined a moment ago (their join not delivered yet) and leave them unable to read
+// what the bridge sends next; asking costs one request per new key, not per message.
+func (c *cryptoHelper) keyRecipients(ctx context.Context, roomID id.RoomID) ([]id.UserID, error) {
+	// The bot's client writes the answer into the state store (mautrix does it for
+	// every members request), replacing what it had for those memberships.
+	if _, err := c.br.AS.BotIntent().Members(ctx, roomID, mautrix.ReqMembers{NotMembership: event.MembershipLeave}); err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("Asking the homeserver for the room's members failed; sharing with the members known")
+	}
+	return c.br.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, roomID)
 }
 
 // decrypt reads a received m.room.encrypted event. An event whose key has not arrived
