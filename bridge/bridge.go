@@ -65,6 +65,7 @@ type Bridge struct {
 	server   *http.Server
 	listener net.Listener
 	diag     *diagnostics
+	metrics  *bridgeMetrics
 	ready    chan struct{}
 	stopOnce sync.Once
 	bgCancel context.CancelFunc
@@ -131,6 +132,8 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.commands = newCommandProcessor(br)
 	br.queue = queue.New(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
 	br.queue.Retryable = isRetryable
+	br.metrics = newBridgeMetrics(br.queue.Len)
+	br.metrics.timeHomeserverRequests(as.HTTPClient)
 
 	for _, c := range networks {
 		info := c.Info()

@@ -25,6 +25,7 @@ func (br *Bridge) startDiagnostics(ctx context.Context) error {
 		return nil
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", br.metrics.handler())
 	if cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -53,6 +53,7 @@ func newConnectorHost(br *Bridge, c Network, common config.ConnectorCommon) (*co
 
 // QueueRemoteEvent implements Host.
 func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent) error {
+	arrived := time.Now()
 	if evt.Chat.Connector == "" {
 		evt.Chat.Connector = ch.info.Name
 	}
@@ -69,6 +70,7 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	for attempt := 1; ; attempt++ {
 		item, err := ch.br.DB.Enqueue(ctx, remoteQueueKey(evt.Chat), kindRemote, payload)
 		if err == nil {
+			item.Accepted = arrived
 			ch.br.queue.Push(item)
 			return nil
 		}

@@ -17,7 +17,18 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
+// handleQueueItem handles one item, timing it for the metrics once it succeeded
+// (given-up items are counted by queueItemFailed).
 func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) error {
+	timing := &itemTiming{}
+	err := br.dispatchQueueItem(withItemTiming(ctx, timing), item)
+	if err == nil {
+		br.metrics.observe(item, timing, nil)
+	}
+	return err
+}
+
+func (br *Bridge) dispatchQueueItem(ctx context.Context, item database.QueueItem) error {
 	switch item.Kind {
 	case kindRemote:
 		return br.handleRemoteItem(ctx, item)
@@ -43,6 +54,7 @@ func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) 
 
 // queueItemFailed tells the sender of a Matrix event that it was not bridged.
 func (br *Bridge) queueItemFailed(ctx context.Context, item database.QueueItem, err error) {
+	br.metrics.observe(item, nil, err)
 	if item.Kind == kindRemote {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("A remote event could not be bridged and was given up")
 		return

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
@@ -92,6 +93,7 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 	if !br.authorized(w, r) {
 		return
 	}
+	arrived := time.Now()
 	txnID := r.PathValue("txnID")
 	log := br.Log.With().Str("txn_id", txnID).Logger()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, br.Config.AppService.MaxBodyBytes))
@@ -151,6 +153,9 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		e.Strs("events", types).Int("new", len(added)).Msg("Transaction stored")
+	}
+	for i := range added {
+		added[i].Accepted = arrived
 	}
 	br.queue.Push(added...)
 	// Dendrite counts only 200 as success.

@@ -19,6 +19,9 @@ type QueueItem struct {
 	// Resumed marks an item loaded after a restart: its handling may have been cut
 	// short by a crash after an effect but before it was recorded.
 	Resumed bool
+	// Accepted is when the event reached the bridge, for latency metrics; only in
+	// memory (zero for items loaded after a restart).
+	Accepted time.Time
 }
 
 // TxnItem is one event of an appservice transaction.

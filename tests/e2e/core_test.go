@@ -27,6 +27,7 @@ func TestCore(t *testing.T) {
 			mgmt := v.testManagementLogin(t)
 			portal := v.testAliasPortal(t)
 			v.testMessagesBothWays(t, portal)
+			v.testMetrics(t)
 			v.testDoublePuppet(t, portal)
 			dm := v.testDMPortals(t, mgmt)
 			v.testPlumbing(t, portal)

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +57,8 @@ type variant struct {
 	// lobby and stream are this variant's channels: the homeserver outlives variants,
 	// so each needs aliases of its own.
 	lobby, stream string
+	// metricsURL is the bridge's /metrics on its diagnostics listener.
+	metricsURL string
 }
 
 func newVariant(t *testing.T, dbType string) *variant {
@@ -76,11 +79,16 @@ func newVariant(t *testing.T, dbType string) *variant {
 		t.Cleanup(drop)
 		dbURI = uri
 	}
+	mport, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
 	hs := shared.hs
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	v.logPath = filepath.Join(shared.dir, "bridge-"+dbType+".log")
 	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
-		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI,
+		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI, MetricsListen: fmt.Sprintf("127.0.0.1:%d", mport),
 		Permissions: map[string]string{
 			hs.Domain:                             "user",
 			hs.UserID("alice_" + dbType).String(): "admin",
