@@ -21,7 +21,11 @@ import (
 // (given-up items are counted by queueItemFailed).
 func (br *Bridge) handleQueueItem(ctx context.Context, item database.QueueItem) error {
 	timing := &itemTiming{}
-	err := br.dispatchQueueItem(withItemTiming(ctx, timing), item)
+	ctx = withItemTiming(ctx, timing)
+	if item.Resumed || item.Retried {
+		ctx = context.WithValue(ctx, mayHaveRunKey{}, true)
+	}
+	err := br.dispatchQueueItem(ctx, item)
 	if err == nil {
 		br.metrics.observe(item, timing, nil)
 	}
@@ -50,6 +54,17 @@ func (br *Bridge) dispatchQueueItem(ctx context.Context, item database.QueueItem
 	default:
 		return fmt.Errorf("%w: unknown queue item kind %q", errPermanent, item.Kind)
 	}
+}
+
+type mayHaveRunKey struct{}
+
+// mayHaveRun says whether the item being handled may have had effects already: it was
+// resumed after a restart, or an earlier attempt failed. A Matrix event handled for the
+// first time cannot have been sent before (the inbox takes each event once), so only
+// then is the message map asked.
+func mayHaveRun(ctx context.Context) bool {
+	v, _ := ctx.Value(mayHaveRunKey{}).(bool)
+	return v
 }
 
 // queueItemFailed tells the sender of a Matrix event that it was not bridged.

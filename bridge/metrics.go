@@ -36,8 +36,9 @@ type bridgeMetrics struct {
 	// latency is from an event's arrival (the transaction stored, the remote event
 	// queued) until its last effect returned (sent on the network, or into Matrix).
 	latency *prometheus.HistogramVec
-	// own is latency less the time spent waiting for the homeserver's answers: what
-	// the bridge itself adds.
+	// own is latency less the time spent waiting for the homeserver's answers and
+	// behind earlier events of the same room or chat (kept in order): what the bridge
+	// itself adds.
 	own *prometheus.HistogramVec
 	// homeserver times every request to the homeserver, whatever made it.
 	homeserver prometheus.Histogram
@@ -57,7 +58,7 @@ func newBridgeMetrics(queueLen func() int) *bridgeMetrics {
 		}, []string{"direction"}),
 		own: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "passerelle_event_bridge_seconds",
-			Help:    "The bridge's own share of passerelle_event_latency_seconds: the latency less the time spent waiting for the homeserver.",
+			Help:    "The bridge's own share of passerelle_event_latency_seconds: the latency less the time spent waiting for the homeserver and for earlier events of the same room or chat.",
 			Buckets: latencyBuckets,
 		}, []string{"direction"}),
 		homeserver: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -100,7 +101,7 @@ func (m *bridgeMetrics) observe(item database.QueueItem, t *itemTiming, err erro
 	}
 	total := time.Since(item.Accepted)
 	m.latency.WithLabelValues(dir).Observe(total.Seconds())
-	m.own.WithLabelValues(dir).Observe(max(total-t.homeserver(), 0).Seconds())
+	m.own.WithLabelValues(dir).Observe(max(total-item.Behind-t.homeserver(), 0).Seconds())
 }
 
 // itemTiming adds up, for one queue item's handling, the time its requests to the

@@ -18,10 +18,86 @@ type stateStore struct {
 	// encryption maps a room to its m.room.encryption content; a nil value records
 	// that the room is known to be clear.
 	encryption sync.Map
+
+	// joined remembers each room's joined members, read for every message sent to a
+	// network (display names, and telling apart two users who share one); any
+	// membership write to a room forgets that room's. gen counts a room's writes, so a
+	// read that raced with a write is not remembered.
+	mu     sync.Mutex
+	joined map[id.RoomID]map[id.UserID]*event.MemberEventContent
+	gen    map[id.RoomID]uint64
 }
 
 func newStateStore(s *sqlstatestore.SQLStateStore) *stateStore {
-	return &stateStore{SQLStateStore: s}
+	return &stateStore{SQLStateStore: s,
+		joined: make(map[id.RoomID]map[id.UserID]*event.MemberEventContent),
+		gen:    make(map[id.RoomID]uint64)}
+}
+
+// JoinedMembers is GetRoomMembers for joined members, remembered between membership
+// writes. The map is shared: callers only read it.
+func (s *stateStore) JoinedMembers(ctx context.Context, roomID id.RoomID) (map[id.UserID]*event.MemberEventContent, error) {
+	s.mu.Lock()
+	members, ok := s.joined[roomID]
+	gen := s.gen[roomID]
+	s.mu.Unlock()
+	if ok {
+		return members, nil
+	}
+	members, err := s.SQLStateStore.GetRoomMembers(ctx, roomID, event.MembershipJoin)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.gen[roomID] == gen {
+		s.joined[roomID] = members
+	}
+	s.mu.Unlock()
+	return members, nil
+}
+
+// GetMember answers for a joined member from memory when the room's members are
+// remembered; anyone else is read from the database.
+func (s *stateStore) GetMember(ctx context.Context, roomID id.RoomID, userID id.UserID) (*event.MemberEventContent, error) {
+	s.mu.Lock()
+	member, ok := s.joined[roomID][userID]
+	s.mu.Unlock()
+	if ok && member != nil {
+		return member, nil
+	}
+	return s.SQLStateStore.GetMember(ctx, roomID, userID)
+}
+
+// forget drops what is remembered of a room's members, after a write to them.
+func (s *stateStore) forget(roomID id.RoomID) {
+	s.mu.Lock()
+	delete(s.joined, roomID)
+	s.gen[roomID]++
+	s.mu.Unlock()
+}
+
+// SetMembership stores, then forgets the room's members.
+func (s *stateStore) SetMembership(ctx context.Context, roomID id.RoomID, userID id.UserID, membership event.Membership) error {
+	defer s.forget(roomID)
+	return s.SQLStateStore.SetMembership(ctx, roomID, userID, membership)
+}
+
+// SetMember stores, then forgets the room's members.
+func (s *stateStore) SetMember(ctx context.Context, roomID id.RoomID, userID id.UserID, member *event.MemberEventContent) error {
+	defer s.forget(roomID)
+	return s.SQLStateStore.SetMember(ctx, roomID, userID, member)
+}
+
+// ReplaceCachedMembers stores, then forgets the room's members.
+func (s *stateStore) ReplaceCachedMembers(ctx context.Context, roomID id.RoomID, evts []*event.Event, onlyMemberships ...event.Membership) error {
+	defer s.forget(roomID)
+	return s.SQLStateStore.ReplaceCachedMembers(ctx, roomID, evts, onlyMemberships...)
+}
+
+// ClearCachedMembers clears, then forgets the room's members.
+func (s *stateStore) ClearCachedMembers(ctx context.Context, roomID id.RoomID, memberships ...event.Membership) error {
+	defer s.forget(roomID)
+	return s.SQLStateStore.ClearCachedMembers(ctx, roomID, memberships...)
 }
 
 // SetEncryptionEvent stores the room's settings, then remembers them.

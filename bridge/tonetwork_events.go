@@ -125,10 +125,8 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if err != nil || rc == nil {
 		return err
 	}
-	if existing, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, evt.ID.String()); err != nil {
+	if sent, err := br.sentBefore(ctx, rc, evt.ID); err != nil || sent {
 		return err
-	} else if len(existing) > 0 {
-		return nil // already sent before a restart
 	}
 	rt, err := br.senderSession(ctx, rc, evt.Sender)
 	if err != nil {
@@ -270,7 +268,7 @@ func (br *Bridge) handleMatrixReaction(ctx context.Context, evt *event.Event) er
 		return err
 	}
 	content := evt.Content.AsReaction()
-	if existing, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, evt.ID.String()); err != nil || len(existing) > 0 {
+	if sent, err := br.sentBefore(ctx, rc, evt.ID); err != nil || sent {
 		return err
 	}
 	targets, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, content.RelatesTo.EventID.String())
@@ -437,6 +435,16 @@ func matrixTxnID(eventID id.EventID) string {
 }
 
 // matrixSender fills in the display names relay formats need.
+// sentBefore says whether a Matrix event was already sent to the network by an
+// earlier attempt (cut short by a restart, or failing after its effect).
+func (br *Bridge) sentBefore(ctx context.Context, rc *roomContext, eventID id.EventID) (bool, error) {
+	if !mayHaveRun(ctx) {
+		return false, nil
+	}
+	existing, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, eventID.String())
+	return len(existing) > 0, err
+}
+
 func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.UserID) MatrixSender {
 	s := MatrixSender{MXID: user}
 	if member, err := br.AS.StateStore.GetMember(ctx, roomID, user); err == nil && member != nil && member.Displayname != "" {
@@ -447,7 +455,7 @@ func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.Us
 		s.DisplayName = user.Localpart()
 	}
 	s.Disambiguated = s.DisplayName
-	if members, err := br.stateStore().GetRoomMembers(ctx, roomID, event.MembershipJoin); err == nil {
+	if members, err := br.stateStore().JoinedMembers(ctx, roomID); err == nil {
 		for other, m := range members {
 			// Only other Matrix users: a contact who shares the name is told apart on
 			// the network already, and must not learn the user's Matrix ID.

@@ -171,7 +171,7 @@ func (br *Bridge) roomFormats(opts *RelayOptions) map[string]string {
 func (br *Bridge) relayHandlers(ctx context.Context, rc *roomContext) (int, error) {
 	// The state store follows the room's membership from the transaction stream: no
 	// request to the homeserver per relayed message.
-	members, err := br.stateStore().GetRoomMembers(ctx, id.RoomID(rc.room.RoomID), event.MembershipJoin)
+	members, err := br.stateStore().JoinedMembers(ctx, id.RoomID(rc.room.RoomID))
 	if err != nil {
 		return 0, fmt.Errorf("reading the room's members: %w", err)
 	}

@@ -22,6 +22,12 @@ type QueueItem struct {
 	// Accepted is when the event reached the bridge, for latency metrics; only in
 	// memory (zero for items loaded after a restart).
 	Accepted time.Time
+	// Retried marks an attempt after one that failed in this run (the failed one
+	// may have had effects before failing). Only in memory.
+	Retried bool
+	// Behind is how long the item waited for the items before it in its lane to
+	// finish (set by the queue as it starts the item): time its lane spent on others.
+	Behind time.Duration
 }
 
 // TxnItem is one event of an appservice transaction.

@@ -149,6 +149,9 @@ func (q *Queue) pushLocked(items []database.QueueItem) {
 
 func (q *Queue) run(key string, l *lane) {
 	defer q.wg.Done()
+	// prevDone is when the lane finished its previous item: an item that arrived
+	// before then waited behind it.
+	var prevDone time.Time
 	for {
 		q.mu.Lock()
 		if len(l.items) == 0 || q.stopped {
@@ -161,9 +164,13 @@ func (q *Queue) run(key string, l *lane) {
 		it := l.items[0]
 		q.mu.Unlock()
 
+		if !it.Accepted.IsZero() && prevDone.After(it.Accepted) {
+			it.Behind = prevDone.Sub(it.Accepted)
+		}
 		if !q.process(it) {
 			return // stopping: the item stays in the database for the next start
 		}
+		prevDone = time.Now()
 		q.mu.Lock()
 		l.items = l.items[1:]
 		delete(l.seen, it.Seq)
@@ -185,6 +192,7 @@ func (q *Queue) process(it database.QueueItem) bool {
 		case <-q.ctx.Done():
 			return false
 		}
+		it.Retried = attempt > it.Attempts+1
 		err := q.safeHandle(ctx, it)
 		<-q.slots
 		if q.handlerCtx.Err() != nil && err != nil {

@@ -204,6 +204,7 @@ func TestQueueRetry(t *testing.T) {
 			var mu sync.Mutex
 			var calls int
 			var storedAttempts []int
+			var retried []bool
 			done := make(chan struct{}, 1)
 			wantCalls := min(tt.failures+1, tt.maxAttempts)
 			giveUps := make(chan error, 10)
@@ -211,6 +212,7 @@ func TestQueueRetry(t *testing.T) {
 				mu.Lock()
 				defer mu.Unlock()
 				calls++
+				retried = append(retried, it.Retried)
 				// The attempt count recorded in the database before this attempt.
 				items, err := db.PendingQueue(ctx)
 				if err == nil && len(items) == 1 {
@@ -252,6 +254,14 @@ func TestQueueRetry(t *testing.T) {
 			}
 			if !slices.Equal(storedAttempts, wantStored) {
 				t.Errorf("attempts recorded before each call = %v, want %v", storedAttempts, wantStored)
+			}
+			// Only the first attempt is known to have had no effect before it.
+			wantRetried := make([]bool, wantCalls)
+			for i := 1; i < wantCalls; i++ {
+				wantRetried[i] = true
+			}
+			if !slices.Equal(retried, wantRetried) {
+				t.Errorf("items marked retried per call = %v, want %v", retried, wantRetried)
 			}
 			close(giveUps)
 			for err := range giveUps {

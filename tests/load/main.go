@@ -61,6 +61,8 @@ type options struct {
 	timeout     time.Duration
 	probes      int
 	rooms       int
+	db          string
+	profile     string
 }
 
 func main() {
@@ -74,7 +76,13 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 25*time.Minute, "bound on the whole run")
 	flag.IntVar(&o.probes, "probes", 20, "sequential latency probes per path (each waits for the previous)")
 	flag.IntVar(&o.rooms, "rooms", 1, "portals #load0…#load<R-1>; user i joins portal i mod R (keeps each Dendrite room small)")
+	flag.StringVar(&o.db, "db", "sqlite", "the bridge's database: sqlite, or postgres (a fresh database on $PASSERELLE_TEST_POSTGRES, default the local server)")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of each bridged burst's first seconds into this directory (for go tool pprof)")
 	flag.Parse()
+	if o.db != "sqlite" && o.db != "postgres" {
+		fmt.Fprintln(os.Stderr, "load: -db must be sqlite or postgres")
+		os.Exit(2)
+	}
 	if o.users < 2 || o.messages < 1 || o.workers < 1 || o.concurrency < 1 || o.probes < 1 || o.rooms < 1 || o.rooms > o.users {
 		fmt.Fprintln(os.Stderr, "load: need -users >= 2, -messages >= 1, -workers >= 1, -concurrency >= 1, -probes >= 1, 1 <= -rooms <= -users")
 		os.Exit(2)
@@ -127,6 +135,9 @@ type run struct {
 	hs      *harness.Homeserver
 	bridge  *harness.Bridge
 	clients []*harness.IRCClient
+	// metricsURL is the bridge's /metrics; dropDB removes a PostgreSQL database.
+	metricsURL string
+	dropDB     func()
 
 	observer *harness.User
 	senders  []*mautrix.Client // index i is user i (0 is the observer's client)
@@ -158,6 +169,27 @@ type measure struct {
 	firstSend time.Time
 	lastRecv  time.Time
 	lat       []time.Duration // sorted
+	// Bridged phases only: the bridge's CPU time over the phase, and its own share of
+	// each message's latency as its /metrics histogram saw it.
+	bridged bool
+	cpu     time.Duration
+	own     harness.Histogram
+}
+
+// cpuPerMsg is the bridge's CPU time per message received.
+func (m *measure) cpuPerMsg() string {
+	if !m.bridged || m.received == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f ms", float64(m.cpu)/float64(time.Millisecond)/float64(m.received))
+}
+
+// ownPct is a percentile of the bridge's own share, from its histogram.
+func (m *measure) ownPct(q float64) string {
+	if !m.bridged || m.own.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f ms", 1000*m.own.Quantile(q))
 }
 
 func (m *measure) rate() float64 {
@@ -193,6 +225,9 @@ func (r *run) cleanup(failed bool) {
 	if r.hs != nil {
 		r.hs.Stop()
 	}
+	if r.dropDB != nil {
+		r.dropDB()
+	}
 	if r.irc != nil {
 		r.irc.Stop()
 	}
@@ -224,7 +259,7 @@ func (r *run) run(ctx context.Context) error {
 	if r.dir, err = os.MkdirTemp("", "passerelle-load-"); err != nil {
 		return err
 	}
-	r.logf("users=%d rooms=%d messages=%d server=%s dir=%s", o.users, o.rooms, o.messages, o.server, r.dir)
+	r.logf("users=%d rooms=%d messages=%d server=%s db=%s dir=%s", o.users, o.rooms, o.messages, o.server, o.db, r.dir)
 
 	// --- the stack ---
 	if r.irc, err = harness.StartIRCServer(ctx, o.server, filepath.Join(r.dir, o.server)); err != nil {
@@ -240,9 +275,20 @@ func (r *run) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mport, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	r.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+	dbURI := filepath.Join(r.dir, "passerelle.db")
+	if o.db == "postgres" {
+		if dbURI, r.dropDB, err = harness.NewPostgresDB(ctx); err != nil {
+			return fmt.Errorf("creating the bridge's PostgreSQL database: %w", err)
+		}
+	}
 	cfgPath := filepath.Join(r.dir, "config.yaml")
 	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain,
-		Port: port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(r.dir, "passerelle.db"), LogLevel: "info",
+		Port: port, DatabaseType: o.db, DatabaseURI: dbURI, LogLevel: "info", MetricsListen: fmt.Sprintf("127.0.0.1:%d", mport),
 		Connectors: map[string]any{"irc": map[string]any{
 			"connects_per_second": connectsPerSecond,
 			"networks": []map[string]any{{
@@ -752,10 +798,10 @@ func trackMatrix(ctx context.Context, u *harness.User, room id.RoomID, prefix st
 
 // exchange runs one measured phase: tracker waits for M bodies while send sends them
 // (recording each send time), then latencies are matched by body.
-func (r *run) exchange(ctx context.Context, name, prefix string,
+func (r *run) exchange(ctx context.Context, name, prefix, dir string,
 	track func(ctx context.Context, prefix string, want int) (map[string]time.Time, error),
 	send func(ctx context.Context, bodies []string, sent []time.Time) error) (burst, probe *measure, err error) {
-	probe, err = r.probe(ctx, name, "p"+prefix, track, send)
+	probe, err = r.probe(ctx, name, "p"+prefix, dir, track, send)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -772,13 +818,21 @@ func (r *run) exchange(ctx context.Context, name, prefix string,
 		err  error
 	}
 	got := make(chan tracked, 1)
+	before, err := r.sample(ctx, dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	go func() {
 		seen, err := track(ctx, prefix, m)
 		got <- tracked{seen, err}
 	}()
 	r.logf("%s: sending %d messages", name, m)
+	profiled := r.profileBurst(ctx, prefix, dir)
 	sendErr := send(ctx, bodies, sent)
 	t := <-got
+	if err := <-profiled; err != nil {
+		r.logf("%s: no CPU profile: %v", name, err)
+	}
 	res := &measure{name: name, sent: m, received: len(t.seen)}
 	if sendErr != nil {
 		return nil, nil, fmt.Errorf("%s: sending: %w", name, sendErr)
@@ -798,17 +852,24 @@ func (r *run) exchange(ctx context.Context, name, prefix string,
 		res.lat = append(res.lat, at.Sub(sent[i]))
 	}
 	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
-	r.logf("%s: %d messages, %.1f msg/s, p50 %s, p99 %s", name, res.received, res.rate(),
-		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond))
+	if err = r.settle(ctx, res, dir, before); err != nil {
+		return nil, nil, err
+	}
+	r.logf("%s: %d messages, %.1f msg/s, p50 %s, p99 %s; bridge CPU %s per message, its own share p50 %s, p99 %s", name, res.received, res.rate(),
+		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond), res.cpuPerMsg(), res.ownPct(0.5), res.ownPct(0.99))
 	return res, probe, nil
 }
 
 // probe sends -probes messages one at a time, each only after the previous one
 // arrived: the latency of an otherwise idle path.
-func (r *run) probe(ctx context.Context, name, prefix string,
+func (r *run) probe(ctx context.Context, name, prefix, dir string,
 	track func(ctx context.Context, prefix string, want int) (map[string]time.Time, error),
 	send func(ctx context.Context, bodies []string, sent []time.Time) error) (*measure, error) {
 	res := &measure{name: name}
+	before, err := r.sample(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
 	for i := 0; i < r.o.probes; i++ {
 		body := fmt.Sprintf("%s%d-%s", prefix, i, r.runID)
 		sent := make([]time.Time, 1)
@@ -826,9 +887,97 @@ func (r *run) probe(ctx context.Context, name, prefix string,
 		res.received++
 	}
 	sort.Slice(res.lat, func(i, j int) bool { return res.lat[i] < res.lat[j] })
-	r.logf("%s: %d sequential probes, p50 %s, p99 %s", name, res.received,
-		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond))
+	if err = r.settle(ctx, res, dir, before); err != nil {
+		return nil, err
+	}
+	r.logf("%s: %d sequential probes, p50 %s, p99 %s; bridge CPU %s per message, its own share p50 %s, p99 %s", name, res.received,
+		res.pct(0.5).Round(100*time.Microsecond), res.pct(0.99).Round(100*time.Microsecond), res.cpuPerMsg(), res.ownPct(0.5), res.ownPct(0.99))
 	return res, nil
+}
+
+// profileBurst takes a CPU profile of a bridged burst's first seconds when -profile
+// is set; the channel gives its outcome once written.
+func (r *run) profileBurst(ctx context.Context, prefix, dir string) <-chan error {
+	done := make(chan error, 1)
+	if r.o.profile == "" || dir == "" {
+		done <- nil
+		return done
+	}
+	listen := strings.TrimSuffix(strings.TrimPrefix(r.metricsURL, "http://"), "/metrics")
+	path := filepath.Join(r.o.profile, fmt.Sprintf("%s%s.pprof", prefix, r.o.db))
+	go func() {
+		err := harness.CPUProfile(ctx, listen, 8, path)
+		if err == nil {
+			r.logf("CPU profile written to %s", path)
+		}
+		done <- err
+	}()
+	return done
+}
+
+// bridgeSample is the bridge's CPU time so far and its histogram of its own share of
+// latency in one direction ("" for a baseline phase, which the bridge is not part of).
+type bridgeSample struct {
+	cpu time.Duration
+	own harness.Histogram
+}
+
+func (r *run) sample(ctx context.Context, dir string) (bridgeSample, error) {
+	var s bridgeSample
+	if dir == "" {
+		return s, nil
+	}
+	var err error
+	if s.cpu, err = procCPU(r.bridge.Pid()); err != nil {
+		return s, err
+	}
+	m, err := harness.ScrapeMetrics(ctx, r.metricsURL)
+	if err != nil {
+		return s, err
+	}
+	s.own = m.Histogram("passerelle_event_bridge_seconds", map[string]string{"direction": dir})
+	return s, nil
+}
+
+// settle waits for the bridge to finish what the phase left (its last database
+// writes after the last send), then charges the phase with what it used.
+func (r *run) settle(ctx context.Context, res *measure, dir string, before bridgeSample) error {
+	if dir == "" {
+		return nil
+	}
+	if err := sleepCtx(ctx, time.Second); err != nil {
+		return err
+	}
+	after, err := r.sample(ctx, dir)
+	if err != nil {
+		return err
+	}
+	res.bridged = true
+	res.cpu = after.cpu - before.cpu
+	res.own = after.own.Minus(before.own)
+	return nil
+}
+
+// procCPU reads a process's user and system CPU time from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading the bridge's CPU time: %w", err)
+	}
+	// The command name (field 2) may hold spaces; the fields after it are plain.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	// utime and stime are fields 14 and 15 of the whole line, in clock ticks (USER_HZ,
+	// 100 on Linux).
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("parsing /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 // sendIRC writes the bodies to target from one raw client, as fast as it can.
@@ -865,7 +1014,7 @@ func (r *run) sendMatrix(rooms []id.RoomID, senders []*mautrix.Client) func(ctx 
 }
 
 func (r *run) ircToIRC(ctx context.Context, from, to *harness.IRCClient) (burst, probe *measure, err error) {
-	return r.exchange(ctx, "IRC→IRC baseline", "i2i-",
+	return r.exchange(ctx, "IRC→IRC baseline", "i2i-", "",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
 			return trackIRC(ctx, to, []string{baseChan}, prefix, want)
 		}, sendIRC(from, baseChan))
@@ -888,7 +1037,7 @@ func (r *run) matrixToMatrix(ctx context.Context) (burst, probe *measure, err er
 			return nil, nil, fmt.Errorf("%s joining the baseline room: %w", s.UserID, err)
 		}
 	}
-	return r.exchange(ctx, "Matrix→Matrix baseline", "m2m-",
+	return r.exchange(ctx, "Matrix→Matrix baseline", "m2m-", "",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
 			return trackMatrix(ctx, r.observer, resp.RoomID, prefix, want)
 		}, r.sendMatrix(rooms, senders))
@@ -901,7 +1050,7 @@ func (r *run) matrixToIRC(ctx context.Context, c *harness.IRCClient) (burst, pro
 	for i := range rooms {
 		rooms[i] = r.portals[r.roomOf(i)]
 	}
-	return r.exchange(ctx, "Matrix→IRC bridged", "m2i-",
+	return r.exchange(ctx, "Matrix→IRC bridged", "m2i-", "to_network",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
 			return trackIRC(ctx, c, r.channels(), prefix, want)
 		}, r.sendMatrix(rooms, r.senders))
@@ -909,7 +1058,7 @@ func (r *run) matrixToIRC(ctx context.Context, c *harness.IRCClient) (burst, pro
 
 // ircToMatrix: c writes to #load0, whose portal the observer is in.
 func (r *run) ircToMatrix(ctx context.Context, c *harness.IRCClient) (burst, probe *measure, err error) {
-	return r.exchange(ctx, "IRC→Matrix bridged", "i2m-",
+	return r.exchange(ctx, "IRC→Matrix bridged", "i2m-", "to_matrix",
 		func(ctx context.Context, prefix string, want int) (map[string]time.Time, error) {
 			return trackMatrix(ctx, r.observer, r.portals[0], prefix, want)
 		}, sendIRC(c, chanName(0)))
@@ -1073,8 +1222,8 @@ func (r *run) table() string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "passerelle IRC load run %s on %s (%d CPUs), IRC server %s\n", time.Now().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), o.server)
-	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -rooms %d -messages %d -server %s -workers %d -concurrency %d -probes %d\n",
-		o.users, o.rooms, o.messages, o.server, o.workers, o.concurrency, o.probes)
+	fmt.Fprintf(&b, "command: go run ./tests/load -users %d -rooms %d -messages %d -server %s -db %s -workers %d -concurrency %d -probes %d\n",
+		o.users, o.rooms, o.messages, o.server, o.db, o.workers, o.concurrency, o.probes)
 	section := func(rows [][]string) {
 		b.WriteString("\n")
 		w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -1099,14 +1248,16 @@ func (r *run) table() string {
 		{"after all message phases", kb(res.rssAfterMsgs)},
 		{"(Dendrite RSS, IRC server RSS)", kb(res.dendriteRSS) + ", " + kb(res.ircRSS)},
 	})
-	rows := [][]string{{"burst: M messages", "count", "msg/s", "p50", "p99", "max"}}
+	rows := [][]string{{"burst: M messages", "count", "msg/s", "p50", "p99", "max", "bridge CPU/msg", "own p50", "own p99"}}
 	for _, m := range []*measure{res.m2i, res.i2m, res.m2m, res.i2i} {
-		rows = append(rows, []string{m.name, strconv.Itoa(m.received), fmt.Sprintf("%.1f", m.rate()), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1))})
+		rows = append(rows, []string{m.name, strconv.Itoa(m.received), fmt.Sprintf("%.1f", m.rate()), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1)),
+			m.cpuPerMsg(), m.ownPct(0.5), m.ownPct(0.99)})
 	}
 	section(rows)
-	rows = [][]string{{"idle: sequential probes", "count", "p50", "p99", "max"}}
+	rows = [][]string{{"idle: sequential probes", "count", "p50", "p99", "max", "bridge CPU/msg", "own p50", "own p99"}}
 	for _, m := range []*measure{res.m2iIdle, res.i2mIdle, res.m2mIdle, res.i2iIdle} {
-		rows = append(rows, []string{m.name, strconv.Itoa(m.received), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1))})
+		rows = append(rows, []string{m.name, strconv.Itoa(m.received), ms(m.pct(0.5)), ms(m.pct(0.99)), ms(m.pct(1)),
+			m.cpuPerMsg(), m.ownPct(0.5), m.ownPct(0.99)})
 	}
 	section(rows)
 	added := func(bridged, mm, ii *measure, p float64) string {
@@ -1141,6 +1292,17 @@ How to read this:
   baselines run on this machine, in rooms/channels the bridge is not in. Percentiles
   do not add exactly and an appservice push is not a /sync, so read it as an order of
   magnitude; a negative value means "within the noise of the baselines".
+- bridge CPU/msg = the bridge process's user + system CPU time (/proc/<pid>/stat)
+  from just before the phase until 1 s after its last message arrived, divided by the
+  messages; the IRC connections' work (every puppet reading every channel line) is in
+  it. 10 ms clock ticks: read the idle rows (few messages) as coarse.
+- own p50/p99 = the bridge's own share of each message's time, from its metrics
+  (passerelle_event_bridge_seconds): from the event's arrival in the bridge (the
+  transaction stored, the IRC line queued) to its last effect returning, less the time
+  spent waiting for Dendrite's answers and behind earlier messages of the same room
+  (a room's messages are sent one after another, to keep their order). Bucketed (0.5, 1, 2, 3, 5, 7.5, 10, 20 ms, ...),
+  interpolated as Prometheus' histogram_quantile does. This measures what the estimate
+  above guesses at.
 - memory per puppet = (VmRSS with N puppets - VmRSS before any) / N. Go's RSS holds
   garbage not yet returned to the OS, so this is an estimate.
 `, o.probes, o.messages, o.concurrency)
