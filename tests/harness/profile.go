@@ -14,18 +14,28 @@ import (
 // CPUProfile asks a bridge's diagnostics listener (metrics.listen with pprof on) for
 // a CPU profile of the next seconds and writes it to path, for `go tool pprof`.
 func CPUProfile(ctx context.Context, listen string, seconds int, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", listen, seconds), nil)
+	return fetchTo(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", listen, seconds), path)
+}
+
+// HeapProfile asks a bridge's diagnostics listener for a heap profile (after a
+// garbage collection) and writes it to path.
+func HeapProfile(ctx context.Context, listen, path string) error {
+	return fetchTo(ctx, fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", listen), path)
+}
+
+// fetchTo writes what url serves to path.
+func fetchTo(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("asking for a CPU profile: %w", err)
+		return fmt.Errorf("fetching %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("asking for a CPU profile: %s", resp.Status)
+		return fmt.Errorf("fetching %s: %s", url, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -33,7 +43,7 @@ func CPUProfile(ctx context.Context, listen string, seconds int, path string) er
 	}
 	if _, err = io.Copy(f, resp.Body); err != nil {
 		f.Close()
-		return fmt.Errorf("writing the CPU profile: %w", err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()
 }

@@ -148,11 +148,14 @@ type run struct {
 
 // results holds everything printed in the table.
 type results struct {
-	regTime, joinTime, puppetTime      time.Duration
-	fallbackMessages                   int
-	rssBefore, rssAfter, hwmAfter      int64 // kB
-	puppets                            int
-	rssAfterMsgs                       int64
+	regTime, joinTime, puppetTime time.Duration
+	fallbackMessages              int
+	rssBefore, rssAfter, hwmAfter int64 // kB
+	puppets                       int
+	rssAfterMsgs                  int64
+	// anonBefore, anonAfter are RssAnon: the process's own memory, without the
+	// pages of its executable (which a kernel may map as huge pages).
+	anonBefore, anonAfter              int64
 	m2i, i2m, m2m, i2i                 *measure
 	m2iIdle, i2mIdle, m2mIdle, i2iIdle *measure
 	reconnect                          time.Duration
@@ -350,7 +353,9 @@ func (r *run) run(ctx context.Context) error {
 	if r.res.rssBefore, _, err = r.bridgeMem(); err != nil {
 		return err
 	}
-	r.logf("bridge RSS before puppets: %s", kb(r.res.rssBefore))
+	r.res.anonBefore = procAnon(r.bridge.Pid())
+	r.logf("bridge RSS before puppets: %s (anonymous %s)", kb(r.res.rssBefore), kb(r.res.anonBefore))
+	r.heapProfile(ctx, "heap-idle")
 
 	// --- users ---
 	if err = r.registerUsers(ctx); err != nil {
@@ -368,7 +373,9 @@ func (r *run) run(ctx context.Context) error {
 	if r.res.rssAfter, r.res.hwmAfter, err = r.bridgeMem(); err != nil {
 		return err
 	}
-	r.logf("bridge RSS with %d puppets: %s (HWM %s)", r.res.puppets, kb(r.res.rssAfter), kb(r.res.hwmAfter))
+	r.res.anonAfter = procAnon(r.bridge.Pid())
+	r.logf("bridge RSS with %d puppets: %s (HWM %s, anonymous %s)", r.res.puppets, kb(r.res.rssAfter), kb(r.res.hwmAfter), kb(r.res.anonAfter))
+	r.heapProfile(ctx, "heap-puppets")
 
 	// --- baselines, then bridged traffic ---
 	if r.res.i2i, r.res.i2iIdle, err = r.ircToIRC(ctx, base1, base2); err != nil {
@@ -903,16 +910,33 @@ func (r *run) profileBurst(ctx context.Context, prefix, dir string) <-chan error
 		done <- nil
 		return done
 	}
-	listen := strings.TrimSuffix(strings.TrimPrefix(r.metricsURL, "http://"), "/metrics")
 	path := filepath.Join(r.o.profile, fmt.Sprintf("%s%s.pprof", prefix, r.o.db))
 	go func() {
-		err := harness.CPUProfile(ctx, listen, 8, path)
+		err := harness.CPUProfile(ctx, r.listenAddr(), 8, path)
 		if err == nil {
 			r.logf("CPU profile written to %s", path)
 		}
 		done <- err
 	}()
 	return done
+}
+
+// heapProfile writes a heap profile named name when -profile is set.
+func (r *run) heapProfile(ctx context.Context, name string) {
+	if r.o.profile == "" {
+		return
+	}
+	path := filepath.Join(r.o.profile, fmt.Sprintf("%s-%s.pprof", name, r.o.db))
+	if err := harness.HeapProfile(ctx, r.listenAddr(), path); err != nil {
+		r.logf("no heap profile: %v", err)
+		return
+	}
+	r.logf("heap profile written to %s", path)
+}
+
+// listenAddr is the bridge's diagnostics listener.
+func (r *run) listenAddr() string {
+	return strings.TrimSuffix(strings.TrimPrefix(r.metricsURL, "http://"), "/metrics")
 }
 
 // bridgeSample is the bridge's CPU time so far and its histogram of its own share of
@@ -1147,6 +1171,23 @@ func (r *run) bridgeMem() (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// procAnon reads RssAnon (kB) from /proc/<pid>/status; 0 when it cannot.
+func procAnon(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
 func procMem(pid int) (rss, hwm int64, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -1242,7 +1283,9 @@ func (r *run) table() string {
 	section([][]string{
 		{"bridge memory (VmRSS)", "value"},
 		{"before any puppet (bot only)", kb(res.rssBefore)},
+		{"  of which anonymous (RssAnon)", kb(res.anonBefore)},
 		{fmt.Sprintf("with %d puppets connected", res.puppets), kb(res.rssAfter)},
+		{"  of which anonymous (RssAnon)", kb(res.anonAfter)},
 		{"per puppet = delta / N", fmt.Sprintf("%.0f KiB", per)},
 		{"VmHWM with puppets", kb(res.hwmAfter)},
 		{"after all message phases", kb(res.rssAfterMsgs)},
