@@ -144,8 +144,8 @@ logging:
 # The operator's diagnostics listener, separate from the appservice listener. Keep it
 # on a private address: profiles show memory contents.
 metrics:
-  listen: ""         # e.g. 127.0.0.1:29301; empty: no listener
-  pprof: false       # Go profiler under /debug/pprof/
+  listen: ""         # e.g. 127.0.0.1:29301; empty: no listener. Serves /metrics (Prometheus)
+  pprof: false       # Go profiler under /debug/pprof/, statement counts under /debug/queries
 
 # Double puppeting: sending a user's own remote actions as their real Matrix account.
 # Map a homeserver's server name to "as_token:<token>", the as_token of a second
