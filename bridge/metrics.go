@@ -7,6 +7,7 @@ package bridge
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +64,7 @@ func newBridgeMetrics(queueLen func() int) *bridgeMetrics {
 		}, []string{"direction"}),
 		homeserver: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "passerelle_homeserver_request_seconds",
-			Help:    "Requests the bridge made to the homeserver, until the answer's headers.",
+			Help:    "Requests the bridge made to the homeserver, until the answer's headers; the crypto device's /sync long polls left out.",
 			Buckets: latencyBuckets,
 		}),
 	}
@@ -130,7 +131,11 @@ func (tt timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := tt.next.RoundTrip(req)
 	took := time.Since(start)
-	tt.metrics.homeserver.Observe(took.Seconds())
+	// The crypto device's /sync is a long poll that waits up to 30 s by design: it
+	// would swamp what the histogram is for (how fast the homeserver answers).
+	if !strings.HasSuffix(req.URL.Path, "/sync") {
+		tt.metrics.homeserver.Observe(took.Seconds())
+	}
 	if t, ok := req.Context().Value(itemTimingKey{}).(*itemTiming); ok {
 		t.hs.Add(int64(took))
 	}

@@ -63,7 +63,8 @@ func (s *stateStore) GetMember(ctx context.Context, roomID id.RoomID, userID id.
 	member, ok := s.joined[roomID][userID]
 	s.mu.Unlock()
 	if ok && member != nil {
-		return member, nil
+		copied := *member // callers may change what they get
+		return &copied, nil
 	}
 	return s.SQLStateStore.GetMember(ctx, roomID, userID)
 }
