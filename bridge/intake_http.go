@@ -13,9 +13,10 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -89,6 +90,34 @@ func (br *Bridge) postPing(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
+// rawTransaction is a transaction whose events are decoded one by one, so that one
+// event with a wrongly typed field is skipped instead of failing the transaction: the
+// homeserver would retry a refused transaction forever, and everything behind it would
+// wait.
+type rawTransaction struct {
+	Events                 []json.RawMessage `json:"events"`
+	EphemeralEvents        []json.RawMessage `json:"ephemeral"`
+	MSC2409EphemeralEvents []json.RawMessage `json:"de.sorunome.msc2409.ephemeral"`
+}
+
+// decodeEvent decodes one event of a transaction. A malformed one is logged by its
+// position and type only (never its content) and skipped.
+func decodeEvent(log zerolog.Logger, raw json.RawMessage, what string, index int) (*event.Event, bool) {
+	var evt event.Event
+	if err := json.Unmarshal(raw, &evt); err != nil {
+		var head struct {
+			Type    any `json:"type"`
+			EventID any `json:"event_id"`
+		}
+		_ = json.Unmarshal(raw, &head)
+		log.Warn().Err(err).Str("what", what).Int("index", index).
+			Interface("type", head.Type).Interface("event_id", head.EventID).
+			Msg("Skipping a malformed event of the transaction")
+		return nil, false
+	}
+	return &evt, true
+}
+
 func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 	if !br.authorized(w, r) {
 		return
@@ -106,8 +135,8 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	var txn appservice.Transaction
-	if err = json.Unmarshal(body, &txn); err != nil {
+	items, eventIDs, err := br.decodeTransaction(log, txnID, body)
+	if err != nil {
 		log.Warn().Err(err).Msg("Malformed transaction body")
 		writeMatrixError(w, http.StatusBadRequest, "M_NOT_JSON", "Malformed transaction body")
 		return
@@ -118,42 +147,13 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "Bridge is busy, retry later")
 		return
 	}
-	items := make([]database.TxnItem, 0, len(txn.Events))
-	for _, evt := range txn.Events {
-		if evt == nil || evt.ID == "" {
-			continue
-		}
-		if br.ownEcho(evt) {
-			continue
-		}
-		if it, ok := br.queueItemFor(evt, kindMatrix, "event:"+evt.ID.String()); ok {
-			items = append(items, it)
-		}
-	}
-	eph := txn.EphemeralEvents
-	if eph == nil {
-		eph = txn.MSC2409EphemeralEvents
-	}
-	for i, evt := range eph {
-		if it, ok := br.queueItemFor(evt, kindEphemeral, fmt.Sprintf("txn:%s:%d", txnID, i)); ok {
-			items = append(items, it)
-		}
-	}
 	added, err := br.DB.AcceptTransaction(r.Context(), items)
 	if err != nil {
 		log.Error().Err(err).Msg("Storing transaction failed")
 		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to store transaction")
 		return
 	}
-	if e := log.Debug(); e.Enabled() {
-		types := make([]string, 0, len(txn.Events))
-		for _, evt := range txn.Events {
-			if evt != nil {
-				types = append(types, evt.Type.Type+" "+evt.ID.String())
-			}
-		}
-		e.Strs("events", types).Int("new", len(added)).Msg("Transaction stored")
-	}
+	log.Debug().Strs("events", eventIDs).Int("new", len(added)).Msg("Transaction stored")
 	for i := range added {
 		added[i].Accepted = arrived
 	}
@@ -162,8 +162,6 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
-// queueItemFor decides the ordering key of an event: its room. Events without a room
-// (presence) are not bridged.
 // ownEcho says whether an event is the homeserver showing the bridge what it sent
 // itself (a ghost's, the bot's or a double puppet's message, reaction or redaction):
 // handling it would do nothing but drop it, so it is not stored at all. State events
@@ -173,13 +171,62 @@ func (br *Bridge) ownEcho(evt *event.Event) bool {
 	return evt.StateKey == nil && br.loops.ShouldIgnore(evt, br.isBridgeUser)
 }
 
-func (br *Bridge) queueItemFor(evt *event.Event, kind, dedupKey string) (database.TxnItem, bool) {
-	if evt == nil || evt.RoomID == "" {
+// decodeTransaction turns a transaction body into the queue items to store, and a
+// summary of its events (type and ID) for the debug log.
+func (br *Bridge) decodeTransaction(log zerolog.Logger, txnID string, body []byte) ([]database.TxnItem, []string, error) {
+	var txn rawTransaction
+	if err := json.Unmarshal(body, &txn); err != nil {
+		return nil, nil, fmt.Errorf("decoding transaction: %w", err)
+	}
+	items := make([]database.TxnItem, 0, len(txn.Events))
+	var eventIDs []string
+	summarize := zerolog.GlobalLevel() <= zerolog.DebugLevel && log.GetLevel() <= zerolog.DebugLevel
+	for i, raw := range txn.Events {
+		evt, ok := decodeEvent(log, raw, "event", i)
+		if !ok || evt.ID == "" {
+			continue
+		}
+		if summarize {
+			eventIDs = append(eventIDs, evt.Type.Type+" "+evt.ID.String())
+		}
+		if br.ownEcho(evt) {
+			continue
+		}
+		if it, ok := queueItemFor(evt, raw, kindMatrix, "event:"+evt.ID.String()); ok {
+			items = append(items, it)
+		}
+	}
+	eph := txn.EphemeralEvents
+	if eph == nil {
+		eph = txn.MSC2409EphemeralEvents
+	}
+	for i, raw := range eph {
+		evt, ok := decodeEvent(log, raw, "ephemeral event", i)
+		if !ok {
+			continue
+		}
+		if it, ok := queueItemFor(evt, raw, kindEphemeral, fmt.Sprintf("txn:%s:%d", txnID, i)); ok {
+			items = append(items, it)
+		}
+	}
+	return items, eventIDs, nil
+}
+
+// queueItemFor decides the ordering key of an event: its room. Events without a room
+// (presence) are not bridged.
+func queueItemFor(evt *event.Event, raw json.RawMessage, kind, dedupKey string) (database.TxnItem, bool) {
+	if evt.RoomID == "" {
 		return database.TxnItem{}, false
 	}
-	payload, err := json.Marshal(evt)
-	if err != nil {
-		return database.TxnItem{}, false
+	// The event is stored as the homeserver sent it: encoding it again would cost as
+	// much as decoding did. Text that is not valid UTF-8 is the exception, since the
+	// payload column is text on PostgreSQL; encoding the decoded event replaces it.
+	payload := []byte(raw)
+	if !utf8.Valid(payload) {
+		var err error
+		if payload, err = json.Marshal(evt); err != nil {
+			return database.TxnItem{}, false
+		}
 	}
 	return database.TxnItem{DedupKey: dedupKey, Key: matrixQueueKey(evt.RoomID), Kind: kind, Payload: payload}, true
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/appservice"
@@ -467,4 +468,91 @@ func TestInboxSkipsOwnEchoes(t *testing.T) {
 	if n, err := f.db.QueueLength(context.Background()); err != nil || n != 0 {
 		t.Fatalf("stored items left: %d (%v); the echoes were stored", n, err)
 	}
+}
+
+// TestInboxSkipsMalformedEvent: one event the homeserver relayed with a wrongly typed
+// field must not make the whole transaction fail — the homeserver would retry it forever
+// and every event behind it would wait. The bad event is skipped, the rest is stored.
+func TestInboxSkipsMalformedEvent(t *testing.T) {
+	f := newInboxFixture(t, 100, 1<<20)
+	before := msgEvent("$before", "!r:example.org", "first")
+	badSender := msgEvent("$bad-sender", "!r:example.org", "sender is a number")
+	badSender["sender"] = 42
+	badTS := msgEvent("$bad-ts", "!r:example.org", "timestamp is a string")
+	badTS["origin_server_ts"] = "yesterday"
+	badContent := msgEvent("$bad-content", "!r:example.org", "")
+	badContent["content"] = "not an object"
+	after := msgEvent("$after", "!r:example.org", "last")
+	badTyping := map[string]any{"type": "m.typing", "room_id": 7, "content": map[string]any{}}
+	body := txnBody(t, map[string]any{
+		"events":                        []any{before, badSender, badTS, "not an event", badContent, after},
+		"ephemeral":                     []any{badTyping, typingEvent("!r:example.org", "@alice:example.org")},
+		"de.sorunome.msc2409.ephemeral": []any{},
+	})
+	if status, code := f.putTxn(t, "one-bad", body); status != 200 {
+		t.Fatalf("PUT with malformed events among good ones: %d %s, want 200", status, code)
+	}
+	var got []string
+	for range 3 {
+		_, evt := f.next(t)
+		got = append(got, evt.Type.Type+" "+evt.ID.String())
+	}
+	want := []string{"m.room.message $before", "m.room.message $after", "m.typing "}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("handled %q, want %q", got, want)
+	}
+	if n, err := f.db.QueueLength(context.Background()); err != nil || n != 0 {
+		t.Errorf("stored items left: %d (%v)", n, err)
+	}
+	// The good events were marked seen: a retry of the same transaction adds nothing.
+	if status, _ := f.putTxn(t, "one-bad-again", body); status != 200 {
+		t.Fatalf("retry: %d", status)
+	}
+	select {
+	case it := <-f.handled:
+		if it.Kind != kindEphemeral {
+			t.Errorf("a retried transaction's event was handled again: %s", it.Payload)
+		}
+	case <-time.After(300 * time.Millisecond): // nothing more is expected; a bound, not a timing assertion
+	}
+}
+
+// FuzzDecodeTransaction: whatever the body, decoding never panics, and every item it
+// yields is an event of the room its ordering key names.
+func FuzzDecodeTransaction(f *testing.F) {
+	good := map[string]any{"events": []any{msgEvent("$a", "!r:example.org", "x")},
+		"ephemeral": []any{typingEvent("!r:example.org", "@a:example.org")}}
+	data, _ := json.Marshal(good)
+	for _, s := range []string{string(data), `{}`, `{"events":null}`, `{"events":[1,"a",null,{}]}`,
+		`{"events":[{"event_id":"$x","room_id":"!r:x","type":5}]}`, `{"events":[{"event_id":"$x","room_id":"!r:x","content":"\xff"}]}`,
+		`{"de.sorunome.msc2409.ephemeral":[{"type":"m.receipt","room_id":"!r:x","content":{}}]}`, `[`, `"x"`} {
+		f.Add([]byte(s))
+	}
+	br := &Bridge{Config: testConfig(), Log: zerolog.Nop()}
+	loops, err := NewLoopGuard(br.Config, "passerelle:test")
+	if err != nil {
+		f.Fatal(err)
+	}
+	br.loops = loops
+	br.AS = appservice.Create()
+	br.AS.Registration = &appservice.Registration{SenderLocalpart: "passerelle"}
+	br.AS.HomeserverDomain = "example.org"
+	f.Fuzz(func(t *testing.T, body []byte) {
+		items, _, err := br.decodeTransaction(zerolog.Nop(), "fuzz", body)
+		if err != nil {
+			return
+		}
+		for _, it := range items {
+			var evt event.Event
+			if err := json.Unmarshal(it.Payload, &evt); err != nil {
+				t.Fatalf("stored payload does not decode: %v (%q)", err, it.Payload)
+			}
+			if evt.RoomID == "" || it.Key != matrixQueueKey(evt.RoomID) {
+				t.Fatalf("item key %q for an event of room %q", it.Key, evt.RoomID)
+			}
+			if !utf8.Valid(it.Payload) {
+				t.Fatalf("stored payload is not UTF-8: %q", it.Payload)
+			}
+		}
+	})
 }
