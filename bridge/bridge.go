@@ -132,6 +132,8 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.commands = newCommandProcessor(br)
 	br.queue = queue.New(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
 	br.queue.Retryable = isRetryable
+	br.queue.Outage = isHomeserverOutage
+	br.queue.MaxAttempts = queue.AttemptsFor(cfg.Bridge.RetryWindow.Std(), br.queue.Backoff, br.queue.MaxBackoff)
 	br.metrics = newBridgeMetrics(br.queue.Len)
 	br.metrics.timeHomeserverRequests(as.HTTPClient)
 

@@ -4,6 +4,7 @@ package bridge
 // permanent ones are given up at once; the rest (the homeserver away) are retried.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,6 +35,24 @@ func isRetryable(err error) bool {
 		return true
 	}
 	return !errors.Is(err, errPermanent)
+}
+
+// isHomeserverOutage says whether an error means the homeserver could not be reached
+// (no response at all, or a gateway in front of it answering for it): the queue waits
+// such outages out instead of counting them against the event.
+func isHomeserverOutage(err error) bool {
+	var httpErr mautrix.HTTPError
+	if !errors.As(err, &httpErr) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if httpErr.Response == nil {
+		return httpErr.WrappedError != nil
+	}
+	switch httpErr.Response.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
 }
 
 // errPermanent marks failures that retrying cannot fix (the queue gives them up).

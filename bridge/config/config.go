@@ -78,6 +78,10 @@ type BridgeConfig struct {
 	// MaxQueue is the number of queued, unprocessed events above which new
 	// transactions are refused (the homeserver retries them later).
 	MaxQueue int `yaml:"max_queue"`
+	// RetryWindow is how long an event that keeps failing is retried before its sender
+	// is told it was not bridged. Outages (the database not answering, the homeserver
+	// unreachable) are waited out and do not use it up.
+	RetryWindow Duration `yaml:"retry_window"`
 	// RelayFormats are text/template formats per message type used when a message is
 	// relayed through a shared account. Keys: text, notice, emote, media, edit.
 	RelayFormats map[string]string `yaml:"relay_formats"`

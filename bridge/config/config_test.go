@@ -111,6 +111,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"command_prefix", cfg.Bridge.CommandPrefix, "!pass"},
 		{"retention", cfg.Bridge.Retention.Std(), 30 * 24 * time.Hour},
 		{"max_queue", cfg.Bridge.MaxQueue, 10000},
+		{"retry_window", cfg.Bridge.RetryWindow.Std(), 90 * time.Minute},
 		{"key_wait", cfg.Bridge.Encryption.KeyWait.Std(), 2 * time.Minute},
 		{"max_body_bytes", cfg.AppService.MaxBodyBytes, int64(16 << 20)},
 		{"id", cfg.AppService.ID, "passerelle"},

@@ -64,6 +64,9 @@ bridge:
   # Queued, unprocessed events above which new transactions are refused; the
   # homeserver retries them later, nothing is dropped.
   max_queue: 10000
+  # How long an event that keeps failing is retried before its sender is told it was
+  # not bridged. Outages (database or homeserver away) are waited out and not counted.
+  retry_window: 90m
   # End-to-end encryption: the bot gets a device of its own (appservice login), reads
   # encrypted rooms and encrypts what it sends into them. With allow: false encrypted
   # rooms get one notice and are not bridged; require: true refuses to start when the

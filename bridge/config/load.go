@@ -26,6 +26,7 @@ const (
 	DefaultCommandPrefix = "!pass"
 	DefaultRetention     = Duration(30 * day)
 	DefaultMaxQueue      = 10000
+	DefaultRetryWindow   = Duration(90 * time.Minute)
 	DefaultKeyWait       = Duration(2 * time.Minute)
 	DefaultMaxBodyBytes  = 16 << 20
 	DefaultAppServiceID  = "passerelle"
@@ -135,6 +136,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "max_queue") {
 		c.Bridge.MaxQueue = DefaultMaxQueue
 	}
+	if !present(doc, "bridge", "retry_window") {
+		c.Bridge.RetryWindow = DefaultRetryWindow
+	}
 	if !present(doc, "bridge", "encryption", "allow") {
 		c.Bridge.Encryption.Allow = true
 	}
@@ -229,6 +233,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Bridge.MaxQueue <= 0 {
 		add("bridge.max_queue", "must be greater than 0")
+	}
+	if c.Bridge.RetryWindow <= 0 {
+		add("bridge.retry_window", "must be greater than 0")
 	}
 	for _, k := range sortedKeys(c.Bridge.RelayFormats) {
 		key := "bridge.relay_formats." + k

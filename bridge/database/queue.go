@@ -146,3 +146,9 @@ func (db *Database) PruneInboxKeys(ctx context.Context, before time.Time) error 
 	}
 	return nil
 }
+
+// Ping says whether the database answers (the queue tells an outage from an event's
+// own failure by it).
+func (db *Database) Ping(ctx context.Context) error {
+	return db.RawDB.PingContext(ctx)
+}

@@ -21,11 +21,21 @@ import (
 // with an error wrapping it) is given up at once.
 var ErrPermanent = errors.New("permanent failure")
 
+// Store is what the queue needs of the database (*database.Database).
+type Store interface {
+	PendingQueue(ctx context.Context) ([]database.QueueItem, error)
+	CompleteQueueItem(ctx context.Context, seq int64) error
+	IncrementAttempts(ctx context.Context, seq int64) (int, error)
+	// Ping says whether the database answers: a failure while it does not is an
+	// outage, waited out rather than counted against the item.
+	Ping(ctx context.Context) error
+}
+
 // Queue runs the durable event queue: one ordered lane per key (a Matrix room, or a
 // remote chat), lanes running concurrently so one slow room never holds up the others.
 // An item leaves the database only once handled (or given up on visibly).
 type Queue struct {
-	db     *database.Database
+	db     Store
 	handle func(ctx context.Context, item database.QueueItem) error
 	giveUp func(ctx context.Context, item database.QueueItem, err error)
 	log    zerolog.Logger
@@ -47,8 +57,8 @@ type Queue struct {
 	// slots bounds how many lanes run handlers at once.
 	slots chan struct{}
 	// MaxAttempts is how often a failing item is tried before it is given up. With the
-	// backoff capped at MaxBackoff, the default keeps retrying a transient failure (the
-	// homeserver or network down) for about an hour and a half.
+	// backoff capped at MaxBackoff, the default keeps retrying a failure for about an
+	// hour and a half; outages (the database not answering, Outage) never count.
 	MaxAttempts int
 	// Backoff is the delay before the first retry; it doubles per attempt up to
 	// MaxBackoff.
@@ -59,6 +69,11 @@ type Queue struct {
 	// Retryable says whether a failure is worth another try (nil: all are, but
 	// ErrPermanent).
 	Retryable func(error) bool
+	// Outage says whether a failure means a part the item needs is away (the
+	// homeserver unreachable, say): such failures are retried with backoff for as long
+	// as it takes and never count toward MaxAttempts. The database's own outages are
+	// recognised without it (Store.Ping).
+	Outage func(error) bool
 }
 
 type lane struct {
@@ -68,7 +83,7 @@ type lane struct {
 
 // New makes a queue calling handle for each item, and giveUp once for an item that
 // failed for good (so the sender can be told).
-func New(db *database.Database, handle func(ctx context.Context, item database.QueueItem) error,
+func New(db Store, handle func(ctx context.Context, item database.QueueItem) error,
 	giveUp func(ctx context.Context, item database.QueueItem, err error), log zerolog.Logger) *Queue {
 	ctx, cancel := context.WithCancel(context.Background())
 	hctx, hcancel := context.WithCancel(context.Background())
@@ -186,26 +201,45 @@ func (q *Queue) process(it database.QueueItem) bool {
 	// grace period) instead of cutting a send in half and repeating it after restart.
 	ctx := log.WithContext(q.handlerCtx)
 	delay := q.Backoff
-	for attempt := it.Attempts + 1; ; attempt++ {
+	outageDelay := q.Backoff
+	attempt := it.Attempts
+	// ran says whether a handler ran this item before, in this process or before a
+	// restart: it may have done part of its work, outage or not.
+	ran := it.Attempts > 0
+	for {
 		select {
 		case q.slots <- struct{}{}:
 		case <-q.ctx.Done():
 			return false
 		}
-		it.Retried = attempt > it.Attempts+1
+		it.Retried = ran
 		err := q.safeHandle(ctx, it)
 		<-q.slots
+		ran = true
 		if q.handlerCtx.Err() != nil && err != nil {
 			return false
 		}
+		if err != nil && !errors.Is(err, ErrPermanent) {
+			outage, stopping := q.waitOutage(log, err, &outageDelay)
+			if stopping {
+				return false
+			}
+			if outage {
+				continue // not the item's fault: it does not count as an attempt
+			}
+		}
+		outageDelay = q.Backoff
+		attempt++
 		last := attempt >= q.MaxAttempts
 		if err == nil || last || errors.Is(err, ErrPermanent) || (q.Retryable != nil && !q.Retryable(err)) {
+			// The item leaves the database before its sender is told it was given up:
+			// an item told as lost must never be handled after a restart.
+			if !q.complete(log, it.Seq) {
+				return false
+			}
 			if err != nil {
 				log.Warn().Err(err).Int("attempt", attempt).Msg("Giving up on event")
 				q.giveUp(ctx, it, err)
-			}
-			if cerr := q.db.CompleteQueueItem(context.WithoutCancel(ctx), it.Seq); cerr != nil {
-				log.Error().Err(cerr).Msg("Removing handled event from queue failed")
 			}
 			return true
 		}
@@ -217,15 +251,101 @@ func (q *Queue) process(it database.QueueItem) bool {
 		if _, aerr := q.db.IncrementAttempts(context.WithoutCancel(ctx), it.Seq); aerr != nil {
 			log.Warn().Err(aerr).Msg("Recording attempt failed")
 		}
-		select {
-		case <-time.After(delay):
-		case <-q.ctx.Done():
+		if !q.sleep(delay) {
 			return false
 		}
 		if delay *= 2; delay > q.MaxBackoff {
 			delay = q.MaxBackoff
 		}
 	}
+}
+
+// waitOutage tells an outage from the item's own failure. When the database does not
+// answer, it waits until it does; when the failure is another outage (Outage), it waits
+// one growing backoff step. It reports whether err was an outage, and whether the
+// queue began stopping meanwhile.
+func (q *Queue) waitOutage(log zerolog.Logger, err error, delay *time.Duration) (outage, stopping bool) {
+	if q.dbDown() {
+		log.Warn().Err(err).Msg("The database does not answer; the event waits for it")
+		if !q.waitDB() {
+			return true, true
+		}
+		log.Info().Msg("The database answers again; resuming")
+		return true, false
+	}
+	if q.Outage == nil || !q.Outage(err) {
+		return false, false
+	}
+	log.Warn().Err(err).Dur("retry_in", *delay).Msg("A part the event needs is unreachable; waiting for it")
+	if !q.sleep(*delay) {
+		return true, true
+	}
+	if *delay *= 2; *delay > q.MaxBackoff {
+		*delay = q.MaxBackoff
+	}
+	return true, false
+}
+
+func (q *Queue) dbDown() bool {
+	ctx, cancel := context.WithTimeout(q.ctx, 10*time.Second)
+	defer cancel()
+	return q.db.Ping(ctx) != nil && q.ctx.Err() == nil
+}
+
+// waitDB polls the database with backoff until it answers; false if stopping first.
+func (q *Queue) waitDB() bool {
+	delay := q.Backoff
+	for q.dbDown() {
+		if !q.sleep(delay) {
+			return false
+		}
+		if delay *= 2; delay > q.MaxBackoff {
+			delay = q.MaxBackoff
+		}
+	}
+	return q.ctx.Err() == nil
+}
+
+// complete removes a finished item from the database, waiting out a database outage:
+// an item left behind would be handled again after a restart. False if stopping first
+// (the item then stays, and is handled again; handlers are idempotent for that case).
+func (q *Queue) complete(log zerolog.Logger, seq int64) bool {
+	for {
+		err := q.db.CompleteQueueItem(context.WithoutCancel(q.ctx), seq)
+		if err == nil {
+			return true
+		}
+		log.Error().Err(err).Msg("Removing a finished event from the queue failed; waiting for the database")
+		if !q.waitDB() || !q.sleep(q.Backoff) {
+			return false
+		}
+	}
+}
+
+// sleep waits d; false if the queue began stopping first.
+func (q *Queue) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-q.ctx.Done():
+		return false
+	}
+}
+
+// AttemptsFor is how many attempts retrying with backoff (doubling from backoff, capped
+// at maxBackoff) takes to span window.
+func AttemptsFor(window, backoff, maxBackoff time.Duration) int {
+	attempts, spent, delay := 1, time.Duration(0), backoff
+	for spent < window {
+		spent += delay
+		attempts++
+		if delay *= 2; delay > maxBackoff {
+			delay = maxBackoff
+		}
+	}
+	return attempts
 }
 
 // safeHandle turns a handler panic into a permanent failure, so one bad event cannot

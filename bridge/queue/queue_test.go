@@ -473,3 +473,136 @@ func TestQueueHandlerPanic(t *testing.T) {
 		t.Fatalf("handled %q after the panic, want good", got)
 	}
 }
+
+// flakyStore is a real database that can be made to stop answering, as a database
+// server does when it restarts or its network goes away.
+type flakyStore struct {
+	*database.Database
+	mu    sync.Mutex
+	down  bool
+	pings chan struct{} // a value per ping made while down
+}
+
+func (s *flakyStore) isDown() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.down }
+
+func (s *flakyStore) setDown(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() }
+
+var errDBDown = errors.New("connection refused")
+
+func (s *flakyStore) Ping(ctx context.Context) error {
+	if s.isDown() {
+		select {
+		case s.pings <- struct{}{}:
+		default:
+		}
+		return errDBDown
+	}
+	return s.Database.Ping(ctx)
+}
+
+func (s *flakyStore) CompleteQueueItem(ctx context.Context, seq int64) error {
+	if s.isDown() {
+		return errDBDown
+	}
+	return s.Database.CompleteQueueItem(ctx, seq)
+}
+
+func (s *flakyStore) IncrementAttempts(ctx context.Context, seq int64) (int, error) {
+	if s.isDown() {
+		return 0, errDBDown
+	}
+	return s.Database.IncrementAttempts(ctx, seq)
+}
+
+// TestQueueWaitsOutDatabaseOutage: failures while the database does not answer never
+// count toward giving an event up, however long the outage; the event is handled once
+// the database is back, and leaves the queue.
+func TestQueueWaitsOutDatabaseOutage(t *testing.T) {
+	store := &flakyStore{Database: openTestDB(t), pings: make(chan struct{}, 1)}
+	enqueue(t, store.Database, "matrix:!a:x", "x")
+	store.setDown(true)
+	handled := make(chan bool, 100)
+	q := New(store, func(ctx context.Context, item database.QueueItem) error {
+		if store.isDown() {
+			handled <- false
+			return fmt.Errorf("looking up the portal: %w", errDBDown)
+		}
+		handled <- item.Retried
+		return nil
+	}, noGiveUp(t), zerolog.Nop())
+	q.MaxAttempts, q.Backoff, q.MaxBackoff = 2, time.Millisecond, 2*time.Millisecond
+	if err := q.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Stop)
+	if ok := recv(t, handled, "the first attempt"); ok {
+		t.Fatal("handled while the database was down")
+	}
+	// Far more polls than MaxAttempts allows failures.
+	for range 10 {
+		recv(t, store.pings, "a ping while the database is down")
+	}
+	store.setDown(false)
+	if retried := recv(t, handled, "the attempt once the database is back"); !retried {
+		t.Error("the attempt after the outage was not marked as a retry (it may have run in part before)")
+	}
+	waitFor(t, "the item to leave the database", func() bool { return len(pendingSeqs(t, store.Database)) == 0 })
+	if q.Len() != 0 {
+		t.Errorf("queue holds %d items", q.Len())
+	}
+}
+
+// TestQueueGiveUpToldOnlyOnceRemoved: an item given up while the database is down is
+// removed before anyone is told it was not bridged — an item reported lost must never
+// be sent after a restart.
+func TestQueueGiveUpToldOnlyOnceRemoved(t *testing.T) {
+	store := &flakyStore{Database: openTestDB(t), pings: make(chan struct{}, 1)}
+	it := enqueue(t, store.Database, "matrix:!a:x", "x")
+	gaveUp := make(chan []int64, 1)
+	q := New(store, func(ctx context.Context, item database.QueueItem) error {
+		store.setDown(true) // the database goes away while the handler fails for good
+		return fmt.Errorf("%w: refused by the network", ErrPermanent)
+	}, func(_ context.Context, item database.QueueItem, err error) {
+		gaveUp <- pendingSeqs(t, store.Database)
+	}, zerolog.Nop())
+	q.Backoff, q.MaxBackoff = time.Millisecond, 2*time.Millisecond
+	if err := q.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Stop)
+	for range 3 {
+		recv(t, store.pings, "a ping while the database is down")
+	}
+	select {
+	case <-gaveUp:
+		t.Fatal("the sender was told while the item was still stored")
+	default:
+	}
+	store.setDown(false)
+	if left := recv(t, gaveUp, "the give-up"); slices.Contains(left, it.Seq) {
+		t.Errorf("told of the give-up while item %d is still stored", it.Seq)
+	}
+}
+
+// waitFor polls cond until it holds (bounded by testTimeout, which is never asserted on).
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestAttemptsFor(t *testing.T) {
+	for _, tt := range []struct {
+		window time.Duration
+		want   int
+	}{{time.Second, 2}, {3 * time.Second, 3}, {4 * time.Second, 4}, {63 * time.Second, 7}, {64 * time.Second, 8}, {90 * time.Minute, 96}} {
+		if got := AttemptsFor(tt.window, time.Second, time.Minute); got != tt.want {
+			t.Errorf("AttemptsFor(%v) = %d, want %d", tt.window, got, tt.want)
+		}
+	}
+}
