@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/crypto/attachment"
@@ -23,6 +24,18 @@ import (
 func (br *Bridge) sendEvent(ctx context.Context, intent *appservice.IntentAPI, roomID id.RoomID, evtType event.Type,
 	content any, txnID string, ts time.Time) (id.EventID, error) {
 	req := mautrix.ReqSendEvent{TransactionID: txnID}
+	if txnID != "" && mayHaveRun(ctx) {
+		// An earlier attempt may have reached the homeserver without its answer
+		// reaching us (the homeserver went down mid-request). The transaction ID alone
+		// does not keep it from being posted twice: a homeserver may forget transaction
+		// IDs when it restarts (Dendrite does).
+		if evtID, err := br.findSent(ctx, intent, roomID, txnID); err != nil {
+			return "", err
+		} else if evtID != "" {
+			zerolog.Ctx(ctx).Debug().Str("event_id", evtID.String()).Msg("An earlier attempt was posted; not sending again")
+			return evtID, nil
+		}
+	}
 	if !ts.IsZero() {
 		req.Timestamp = ts.UnixMilli()
 	}
@@ -43,11 +56,43 @@ func (br *Bridge) sendEvent(ctx context.Context, intent *appservice.IntentAPI, r
 		}
 		evtType, content = event.EventEncrypted, enc
 	}
-	resp, err := intent.SendMessageEvent(ctx, roomID, evtType, content, req)
+	sendCtx := ctx
+	if txnID != "" {
+		content = &event.Content{Parsed: content, Raw: map[string]any{sentMarker: txnID}}
+		// A failed send is retried by the queue, which first looks for what an
+		// earlier attempt posted; the HTTP client's own retries would not.
+		sendCtx = mautrix.WithMaxRetries(ctx, 0)
+	}
+	resp, err := intent.SendMessageEvent(sendCtx, roomID, evtType, content, req)
 	if err != nil {
 		return "", fmt.Errorf("sending %s: %w", evtType.Type, err)
 	}
 	return resp.EventID, nil
+}
+
+// sentLookback is how many of a room's latest events findSent looks through.
+const sentLookback = 100
+
+// sentMarker is the content field carrying the transaction ID of an event sent with
+// one, in clear beside the ciphertext of an encrypted one: the homeserver may not show
+// the transaction ID itself (Dendrite does not, in /messages).
+const sentMarker = "net.passerelle.txn_id"
+
+// findSent looks for an event intent posted with txnID among the room's latest events.
+func (br *Bridge) findSent(ctx context.Context, intent *appservice.IntentAPI, roomID id.RoomID, txnID string) (id.EventID, error) {
+	resp, err := intent.Messages(ctx, roomID, "", "", mautrix.DirectionBackward, nil, sentLookback)
+	if err != nil {
+		return "", fmt.Errorf("looking for an earlier attempt's event: %w", err)
+	}
+	for _, evt := range resp.Chunk {
+		if evt.Sender != intent.UserID {
+			continue
+		}
+		if marker, _ := evt.Content.Raw[sentMarker].(string); marker == txnID || evt.Unsigned.TransactionID == txnID {
+			return evt.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // refuseClearRemote refuses remote content (anything not from the bot itself) for a

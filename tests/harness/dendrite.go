@@ -46,6 +46,7 @@ type Homeserver struct {
 	// Port is the loopback port the client API listens on.
 	Port int
 
+	bin  string
 	proc *process
 }
 
@@ -110,18 +111,38 @@ func StartDendrite(ctx context.Context, dir string, appserviceRegistrations []st
 		return nil, fmt.Errorf("writing dendrite config: %w", err)
 	}
 
-	hs.proc, err = startProcess("dendrite", hs.LogPath, dir, filepath.Join(binDir, "dendrite"),
+	hs.bin = filepath.Join(binDir, "dendrite")
+	if err := hs.start(ctx); err != nil {
+		return nil, err
+	}
+	return hs, nil
+}
+
+func (hs *Homeserver) start(ctx context.Context) error {
+	var err error
+	hs.proc, err = startProcess("dendrite", hs.LogPath, hs.Dir, hs.bin,
 		"--config", hs.ConfigPath,
-		"--http-bind-address", "127.0.0.1:"+strconv.Itoa(port),
+		"--http-bind-address", "127.0.0.1:"+strconv.Itoa(hs.Port),
 	)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := waitHTTP(ctx, hs.proc, hs.URL+"/_matrix/client/versions", dendriteStartTimeout); err != nil {
 		hs.proc.kill()
-		return nil, fmt.Errorf("starting dendrite: %w", err)
+		return fmt.Errorf("starting dendrite: %w", err)
 	}
-	return hs, nil
+	return nil
+}
+
+// Restart kills Dendrite (SIGKILL, as a crash or an OOM kill would), waits pause and
+// starts it again on the same port with the same config and state, returning once its
+// client API answers.
+func (hs *Homeserver) Restart(ctx context.Context, pause time.Duration) error {
+	hs.proc.kill()
+	if err := sleepCtx(ctx, pause); err != nil {
+		return err
+	}
+	return hs.start(ctx)
 }
 
 // dendriteConfig is a Dendrite config file (format version 2, as read by v0.15) for a

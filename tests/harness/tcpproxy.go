@@ -17,6 +17,7 @@ type TCPProxy struct {
 	ln     net.Listener
 	mu     sync.Mutex
 	held   bool
+	conns  map[net.Conn]struct{}
 }
 
 // NewTCPProxy listens on a free loopback port and forwards to target.
@@ -25,7 +26,7 @@ func NewTCPProxy(target string) (*TCPProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting proxy: %w", err)
 	}
-	p := &TCPProxy{Addr: ln.Addr().String(), target: target, ln: ln}
+	p := &TCPProxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: make(map[net.Conn]struct{})}
 	go p.serve()
 	return p, nil
 }
@@ -53,6 +54,15 @@ func (p *TCPProxy) forward(c net.Conn) {
 		c.Close()
 		return
 	}
+	p.mu.Lock()
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		delete(p.conns, up)
+		p.mu.Unlock()
+	}()
 	done := make(chan struct{}, 2)
 	cp := func(dst, src net.Conn) {
 		_, _ = io.Copy(dst, src)
@@ -68,6 +78,17 @@ func (p *TCPProxy) forward(c net.Conn) {
 
 // Hold refuses new connections (they are closed at once) until Release.
 func (p *TCPProxy) Hold() { p.mu.Lock(); p.held = true; p.mu.Unlock() }
+
+// Cut drops every open connection and refuses new ones until Release: to the client,
+// the server went away (a restart, a network failure).
+func (p *TCPProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
 
 // Release lets new connections through again.
 func (p *TCPProxy) Release() { p.mu.Lock(); p.held = false; p.mu.Unlock() }
