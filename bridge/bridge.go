@@ -62,14 +62,16 @@ type Bridge struct {
 	// stopping is set once Stop began: login flows ending then keep their marks.
 	stopping atomic.Bool
 
-	server   *http.Server
-	listener net.Listener
-	diag     *diagnostics
-	metrics  *bridgeMetrics
-	ready    chan struct{}
-	stopOnce sync.Once
-	bgCancel context.CancelFunc
-	bgWG     sync.WaitGroup
+	server *http.Server
+	// mediaSlots bounds the media links served at once.
+	mediaSlots chan struct{}
+	listener   net.Listener
+	diag       *diagnostics
+	metrics    *bridgeMetrics
+	ready      chan struct{}
+	stopOnce   sync.Once
+	bgCancel   context.CancelFunc
+	bgWG       sync.WaitGroup
 }
 
 type loginKey struct {
@@ -133,6 +135,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.queue = queue.New(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
 	br.queue.Retryable = isRetryable
 	br.queue.Outage = isHomeserverOutage
+	br.mediaSlots = make(chan struct{}, max(cfg.AppService.MaxMediaDownloads, 1))
 	br.queue.MaxAttempts = queue.AttemptsFor(cfg.Bridge.RetryWindow.Std(), br.queue.Backoff, br.queue.MaxBackoff)
 	br.metrics = newBridgeMetrics(br.queue.Len)
 	br.metrics.timeHomeserverRequests(as.HTTPClient)
@@ -187,8 +190,14 @@ func (br *Bridge) Start(ctx context.Context) error {
 	}
 	br.listener = ln
 	br.server = &http.Server{
-		Handler:           br.httpHandler(),
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler: br.httpHandler(),
+		// The listener faces the internet once public_address is set: a client that
+		// sends its request slowly, stops reading or idles is cut off. Media downloads
+		// set their own write deadlines as they go (serveMedia).
+		ReadHeaderTimeout: httpHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return bgCtx },
 	}
 	br.bgWG.Add(1)

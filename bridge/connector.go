@@ -44,6 +44,9 @@ type NetworkInfo struct {
 	DisplayName string
 	// ProtocolID is the `m.bridge` protocol id (e.g. "irc", "whatsapp").
 	ProtocolID string
+	// FilesAsLinks says the network gets Matrix files as links only (Media.PublicURL):
+	// the core then never downloads them, and Media.Data stays empty.
+	FilesAsLinks bool
 }
 
 // Network is the one interface every network connector implements: the process-level

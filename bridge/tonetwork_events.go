@@ -134,7 +134,7 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	}
 	sess, relayed := rt.sess, rt.relayed
 	sender := br.matrixSender(ctx, evt.RoomID, evt.Sender)
-	neutral, err := br.neutralContent(ctx, content)
+	neutral, err := br.neutralContent(ctx, rc.ch.info, content)
 	if err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 	if content.NewContent != nil {
 		newContent = content.NewContent
 	}
-	neutral, err := br.neutralContent(ctx, newContent)
+	neutral, err := br.neutralContent(ctx, rc.ch.info, newContent)
 	if err != nil {
 		return err
 	}
@@ -469,8 +469,9 @@ func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.Us
 }
 
 // neutralContent turns Matrix message content into the network-neutral form, fetching
-// media so connectors never talk to the homeserver.
-func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEventContent) (*MessageContent, error) {
+// media (for networks that take files, not links) so connectors never talk to the
+// homeserver.
+func (br *Bridge) neutralContent(ctx context.Context, info NetworkInfo, content *event.MessageEventContent) (*MessageContent, error) {
 	mc := &MessageContent{MsgType: content.MsgType, Body: content.Body, GeoURI: content.GeoURI}
 	if content.Format == event.FormatHTML {
 		mc.FormattedBody = content.FormattedBody
@@ -495,17 +496,23 @@ func (br *Bridge) neutralContent(ctx context.Context, content *event.MessageEven
 		if err != nil {
 			return nil, userErrorf("the media URL is malformed")
 		}
-		data, err := br.AS.BotClient().DownloadBytes(ctx, uri)
-		if err != nil {
-			return nil, fmt.Errorf("downloading media: %w", err)
-		}
-		if content.File != nil {
-			if err = content.File.DecryptInPlace(data); err != nil {
-				return nil, userErrorf("the encrypted file could not be opened (%v)", err)
-			}
-		}
-		mc.Media = &Media{FileName: content.GetFileName(), Data: data, URL: mxc, Size: len(data),
+		mc.Media = &Media{FileName: content.GetFileName(), URL: mxc,
 			PublicURL: br.publicMediaURL(uri, content.GetFileName(), content.File), Voice: content.MSC3245Voice != nil}
+		if content.Info != nil {
+			mc.Media.Size = content.Info.Size // as the sender declared it, until the file is read
+		}
+		if !info.FilesAsLinks {
+			data, err := br.downloadMedia(ctx, uri, mc.Media.Size)
+			if err != nil {
+				return nil, err
+			}
+			if content.File != nil {
+				if err = content.File.DecryptInPlace(data); err != nil {
+					return nil, userErrorf("the encrypted file could not be opened (%v)", err)
+				}
+			}
+			mc.Media.Data, mc.Media.Size = data, len(data)
+		}
 		if content.Info != nil {
 			mc.Media.MimeType = content.Info.MimeType
 			mc.Media.Width, mc.Media.Height, mc.Media.DurationMS = content.Info.Width, content.Info.Height, content.Info.Duration

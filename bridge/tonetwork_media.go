@@ -5,6 +5,7 @@ package bridge
 // exactly one file and cannot be guessed.
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -86,7 +87,47 @@ func (br *Bridge) mediaSafetyHeaders(w http.ResponseWriter) {
 }
 
 // serveMedia streams a signed media link's file from the homeserver.
+// The appservice listener's timeouts. A transaction (up to max_body_bytes) must arrive
+// within httpReadTimeout; answers other than media must leave within httpWriteTimeout.
+const (
+	httpHeaderTimeout = 10 * time.Second
+	httpReadTimeout   = time.Minute
+	httpWriteTimeout  = time.Minute
+	httpIdleTimeout   = 30 * time.Second
+	// mediaStallTimeout is how long a media download may make no progress (a client
+	// that stopped reading); mediaMaxDuration bounds the whole download.
+	mediaStallTimeout = 30 * time.Second
+	mediaMaxDuration  = 30 * time.Minute
+)
+
+// deadlineWriter pushes the connection's write deadline forward before each write, so
+// a download lasts as long as it progresses (up to a bound), not a fixed time.
+type deadlineWriter struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	limit time.Time
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	deadline := time.Now().Add(mediaStallTimeout)
+	if deadline.After(d.limit) {
+		deadline = d.limit
+	}
+	if err := d.rc.SetWriteDeadline(deadline); err != nil {
+		return 0, err
+	}
+	return d.w.Write(p)
+}
+
 func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
+	select {
+	case br.mediaSlots <- struct{}{}:
+		defer func() { <-br.mediaSlots }()
+	default:
+		w.Header().Set("Retry-After", "10")
+		writeMatrixError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "Too many downloads at once, retry later")
+		return
+	}
 	server, mediaID := r.PathValue("server"), r.PathValue("media")
 	expText, sig, _ := strings.Cut(r.PathValue("sig"), ".")
 	expires, err := strconv.ParseInt(expText, 10, 64)
@@ -94,7 +135,9 @@ func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such file (or the link expired)")
 		return
 	}
-	resp, err := br.AS.BotClient().Download(r.Context(), id.ContentURI{Homeserver: server, FileID: mediaID})
+	ctx, cancel := context.WithTimeout(r.Context(), mediaMaxDuration)
+	defer cancel()
+	resp, err := br.AS.BotClient().Download(ctx, id.ContentURI{Homeserver: server, FileID: mediaID})
 	if err != nil {
 		br.Log.Debug().Err(err).Msg("Fetching media for a link failed")
 		writeMatrixError(w, http.StatusBadGateway, "M_UNKNOWN", "The file could not be fetched")
@@ -115,5 +158,5 @@ func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 	// Served files are user content: never let a browser run them as a page of ours.
 	br.mediaSafetyHeaders(w)
 	w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", r.PathValue("name")))
-	_, _ = io.Copy(w, resp.Body)
+	_, _ = io.Copy(&deadlineWriter{w: w, rc: http.NewResponseController(w), limit: time.Now().Add(mediaMaxDuration)}, resp.Body)
 }

@@ -51,6 +51,8 @@ type AppServiceConfig struct {
 	HSToken string `yaml:"hs_token"`
 	// MaxBodyBytes bounds one transaction body; larger ones get 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxMediaDownloads bounds how many media links are served at once; more get 503.
+	MaxMediaDownloads int `yaml:"max_media_downloads"`
 }
 
 // BotConfig is the bridge bot's identity.
@@ -82,6 +84,9 @@ type BridgeConfig struct {
 	// is told it was not bridged. Outages (the database not answering, the homeserver
 	// unreachable) are waited out and do not use it up.
 	RetryWindow Duration `yaml:"retry_window"`
+	// MaxFileBytes bounds a Matrix file fetched for a network that takes files (those
+	// that get links never fetch them); larger ones are refused with a notice.
+	MaxFileBytes int64 `yaml:"max_file_bytes"`
 	// RelayFormats are text/template formats per message type used when a message is
 	// relayed through a shared account. Keys: text, notice, emote, media, edit.
 	RelayFormats map[string]string `yaml:"relay_formats"`

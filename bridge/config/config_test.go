@@ -112,6 +112,8 @@ func TestLoadDefaults(t *testing.T) {
 		{"retention", cfg.Bridge.Retention.Std(), 30 * 24 * time.Hour},
 		{"max_queue", cfg.Bridge.MaxQueue, 10000},
 		{"retry_window", cfg.Bridge.RetryWindow.Std(), 90 * time.Minute},
+		{"max_file_bytes", cfg.Bridge.MaxFileBytes, int64(50 << 20)},
+		{"max_media_downloads", cfg.AppService.MaxMediaDownloads, 16},
 		{"key_wait", cfg.Bridge.Encryption.KeyWait.Std(), 2 * time.Minute},
 		{"max_body_bytes", cfg.AppService.MaxBodyBytes, int64(16 << 20)},
 		{"id", cfg.AppService.ID, "passerelle"},

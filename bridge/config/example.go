@@ -43,6 +43,8 @@ appservice:
   hs_token: ""
   # Largest transaction body accepted from the homeserver, in bytes (16 MiB).
   max_body_bytes: 16777216
+  # Media links (appservice.public_address) served at once; more get 503 for a while.
+  max_media_downloads: 16
 
 # Where the bridge keeps its state.
 database:
@@ -67,6 +69,9 @@ bridge:
   # How long an event that keeps failing is retried before its sender is told it was
   # not bridged. Outages (database or homeserver away) are waited out and not counted.
   retry_window: 90m
+  # Largest Matrix file fetched for a network that takes files (WhatsApp); networks
+  # that get links (IRC) never fetch them. Larger files are refused with a notice.
+  max_file_bytes: 52428800
   # End-to-end encryption: the bot gets a device of its own (appservice login), reads
   # encrypted rooms and encrypts what it sends into them. With allow: false encrypted
   # rooms get one notice and are not bridged; require: true refuses to start when the

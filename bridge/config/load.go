@@ -23,19 +23,21 @@ import (
 
 // Defaults applied by Load to keys that are absent (or, for strings, empty).
 const (
-	DefaultCommandPrefix = "!pass"
-	DefaultRetention     = Duration(30 * day)
-	DefaultMaxQueue      = 10000
-	DefaultRetryWindow   = Duration(90 * time.Minute)
-	DefaultKeyWait       = Duration(2 * time.Minute)
-	DefaultMaxBodyBytes  = 16 << 20
-	DefaultAppServiceID  = "passerelle"
-	DefaultBotUsername   = "passerelle"
-	DefaultBotDisplay    = "Passerelle bridge bot"
-	DefaultDatabaseType  = "sqlite"
-	DefaultDatabaseURI   = "passerelle.db"
-	DefaultLogLevel      = "info"
-	DefaultLogFormat     = "console"
+	DefaultCommandPrefix     = "!pass"
+	DefaultRetention         = Duration(30 * day)
+	DefaultMaxQueue          = 10000
+	DefaultRetryWindow       = Duration(90 * time.Minute)
+	DefaultMaxFileBytes      = 50 << 20
+	DefaultMaxMediaDownloads = 16
+	DefaultKeyWait           = Duration(2 * time.Minute)
+	DefaultMaxBodyBytes      = 16 << 20
+	DefaultAppServiceID      = "passerelle"
+	DefaultBotUsername       = "passerelle"
+	DefaultBotDisplay        = "Passerelle bridge bot"
+	DefaultDatabaseType      = "sqlite"
+	DefaultDatabaseURI       = "passerelle.db"
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "console"
 )
 
 // Permission levels, lowest first.
@@ -139,6 +141,12 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "retry_window") {
 		c.Bridge.RetryWindow = DefaultRetryWindow
 	}
+	if !present(doc, "bridge", "max_file_bytes") {
+		c.Bridge.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if !present(doc, "appservice", "max_media_downloads") {
+		c.AppService.MaxMediaDownloads = DefaultMaxMediaDownloads
+	}
 	if !present(doc, "bridge", "encryption", "allow") {
 		c.Bridge.Encryption.Allow = true
 	}
@@ -236,6 +244,12 @@ func (c *Config) validate() []string {
 	}
 	if c.Bridge.RetryWindow <= 0 {
 		add("bridge.retry_window", "must be greater than 0")
+	}
+	if c.Bridge.MaxFileBytes <= 0 {
+		add("bridge.max_file_bytes", "must be greater than 0")
+	}
+	if c.AppService.MaxMediaDownloads <= 0 {
+		add("appservice.max_media_downloads", "must be greater than 0")
 	}
 	for _, k := range sortedKeys(c.Bridge.RelayFormats) {
 		key := "bridge.relay_formats." + k

@@ -64,6 +64,8 @@ var (
 func (c *Connector) Info() bridge.NetworkInfo {
 	return bridge.NetworkInfo{
 		Name: connectorName, DisplayName: "IRC", ProtocolID: "irc",
+		// IRC users get a link to the file, never the file.
+		FilesAsLinks: true,
 	}
 }
 

@@ -6,8 +6,14 @@
 package faults
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -44,6 +50,10 @@ var shared *stack // set once by TestMain, read-only afterwards
 
 // retryWindow is the bridge's bridge.retry_window here: short, so an outage outlasts it.
 const retryWindow = 3 * time.Second
+
+// maxFileBytes is the bridge's bridge.max_file_bytes here: smaller than the file
+// TestFileOverCapAsLink sends, which IRC still gets as a link.
+const maxFileBytes = 4096
 
 // peakRSSBound is the bound every test states for the bridge's peak resident memory.
 const peakRSSBound = 200 << 20
@@ -95,8 +105,9 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	params := harness.BridgeConfigParams{Port: s.port, DatabaseType: "postgres", DatabaseURI: u.String(),
-		LogLevel:    "debug",
-		BridgeExtra: map[string]any{"retry_window": retryWindow.String()},
+		LogLevel:      "debug",
+		BridgeExtra:   map[string]any{"retry_window": retryWindow.String(), "max_file_bytes": maxFileBytes},
+		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", s.port),
 		Connectors: map[string]any{"irc": map[string]any{"connects_per_second": 50, "networks": []map[string]any{
 			{"name": "faultnet", "address": s.ircProxy.Addr, "bot_nick": "faultbot", "messages_per_second": 50, "burst": 50},
 		}}}}
@@ -370,4 +381,78 @@ func TestIRCServerRestart(t *testing.T) {
 	must(t, err)
 	c.burst(ctx, "after", 10, true, true)
 	c.waitAll(ctx)
+}
+
+// TestFileOverCapAsLink: IRC gets files as links, so a file larger than
+// bridge.max_file_bytes is not fetched when it is bridged, nor refused; the link serves
+// it whole, streamed.
+func TestFileOverCapAsLink(t *testing.T) {
+	ctx := testCtx(t)
+	c := newConversation(t, ctx, "bigfile")
+	data := []byte(strings.Repeat("0123456789abcdef", 4*maxFileBytes/16))
+	up, err := c.user.UploadBytesWithName(ctx, data, "application/octet-stream", "big.bin")
+	must(t, err)
+	_, err = c.user.SendMessageEvent(ctx, c.room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgFile,
+		Body: "big.bin", URL: up.ContentURI.CUString(), Info: &event.FileInfo{Size: len(data)}})
+	must(t, err)
+	line, err := c.irc.Wait(ctx, func(m ircmsg.Message) bool {
+		return m.Command == "PRIVMSG" && strings.EqualFold(m.Nick(), c.puppet) && strings.Contains(msgParam(m, 1), "/_passerelle/media/")
+	})
+	must(t, err)
+	text := msgParam(line, 1)
+	link := text[strings.Index(text, "http"):]
+	resp, err := http.Get(link)
+	must(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	must(t, err)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Fatalf("the link served %d, %d bytes; want 200 and the %d-byte file", resp.StatusCode, len(body), len(data))
+	}
+	for _, evt := range c.user.Events(c.room) {
+		if evt.Type == event.EventMessage && strings.Contains(evt.Content.AsMessage().Body, "larger than") {
+			t.Errorf("a file sent as a link was refused for its size: %q", evt.Content.AsMessage().Body)
+		}
+	}
+}
+
+// TestSlowClients: connections to the appservice listener that never finish their
+// request headers (slowloris), or finish one request and then idle, neither stop the
+// bridge serving the homeserver nor stay open: the bridge closes them.
+func TestSlowClients(t *testing.T) {
+	ctx := testCtx(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", shared.port)
+	var conns []net.Conn
+	for i := range 100 {
+		conn, err := net.Dial("tcp", addr)
+		must(t, err)
+		t.Cleanup(func() { conn.Close() })
+		_, err = fmt.Fprintf(conn, "PUT /_matrix/app/v1/transactions/slow%d HTTP/1.1\r\nHost: bridge\r\nX-Slow: ", i)
+		must(t, err)
+		conns = append(conns, conn)
+	}
+	idle, err := net.Dial("tcp", addr)
+	must(t, err)
+	t.Cleanup(func() { idle.Close() })
+	_, err = fmt.Fprint(idle, "GET /_passerelle/live HTTP/1.1\r\nHost: bridge\r\n\r\n")
+	must(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("keep-alive request: %d, close %v", resp.StatusCode, resp.Close)
+	}
+	conns = append(conns, idle)
+	c := newConversation(t, ctx, "slowloris")
+	c.burst(ctx, "while slow clients hang", 5, true, true)
+	c.waitAll(ctx)
+	deadline, _ := ctx.Deadline()
+	for i, conn := range conns {
+		must(t, conn.SetReadDeadline(deadline)) // a bound on a broken server, not what is tested
+		_, err := io.Copy(io.Discard, conn)
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			t.Fatalf("slow or idle connection %d was still open at the test's deadline", i)
+		}
+	}
 }
