@@ -64,11 +64,17 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	if err != nil {
 		return fmt.Errorf("encoding remote event: %w", err)
 	}
+	key := remoteQueueKey(evt.Chat)
+	// A chat that outruns the bridge (a flood, a slow homeserver) holds up its own
+	// network's reading here, not the bridge's memory or other chats' lanes.
+	if err := ch.br.queue.WaitLane(ctx, key, ch.br.Config.Bridge.MaxQueuePerChat); err != nil {
+		return fmt.Errorf("waiting for the chat's queue: %w", err)
+	}
 	// Storing fails only while the database is away: retried here, with a capped
 	// backoff, for as long as the caller's context allows.
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		item, err := ch.br.DB.Enqueue(ctx, remoteQueueKey(evt.Chat), kindRemote, payload)
+		item, err := ch.br.DB.Enqueue(ctx, key, kindRemote, payload)
 		if err == nil {
 			item.Accepted = arrived
 			ch.br.queue.Push(item)

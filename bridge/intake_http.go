@@ -141,7 +141,9 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusBadRequest, "M_NOT_JSON", "Malformed transaction body")
 		return
 	}
-	if n := br.queue.Len(); n >= br.Config.Bridge.MaxQueue {
+	// Only Matrix's own events count: network events have their own budget per chat
+	// (QueueRemoteEvent), so a flood from a network never stalls Matrix's side.
+	if n := br.queue.LenKind(kindMatrix, kindEphemeral); n >= br.Config.Bridge.MaxQueue {
 		// Overload: refuse so the homeserver retries later. Never drop.
 		log.Warn().Int("queued", n).Msg("Event queue full, asking homeserver to retry")
 		writeMatrixError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "Bridge is busy, retry later")

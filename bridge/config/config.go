@@ -84,6 +84,9 @@ type BridgeConfig struct {
 	// is told it was not bridged. Outages (the database not answering, the homeserver
 	// unreachable) are waited out and do not use it up.
 	RetryWindow Duration `yaml:"retry_window"`
+	// MaxQueuePerChat is how many network events of one chat may wait; beyond it the
+	// bridge stops reading from that network connection until they drain.
+	MaxQueuePerChat int `yaml:"max_queue_per_chat"`
 	// MaxFileBytes bounds a Matrix file fetched for a network that takes files (those
 	// that get links never fetch them); larger ones are refused with a notice.
 	MaxFileBytes int64 `yaml:"max_file_bytes"`

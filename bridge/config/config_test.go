@@ -113,6 +113,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"max_queue", cfg.Bridge.MaxQueue, 10000},
 		{"retry_window", cfg.Bridge.RetryWindow.Std(), 90 * time.Minute},
 		{"max_file_bytes", cfg.Bridge.MaxFileBytes, int64(50 << 20)},
+		{"max_queue_per_chat", cfg.Bridge.MaxQueuePerChat, 1000},
 		{"max_media_downloads", cfg.AppService.MaxMediaDownloads, 16},
 		{"key_wait", cfg.Bridge.Encryption.KeyWait.Std(), 2 * time.Minute},
 		{"max_body_bytes", cfg.AppService.MaxBodyBytes, int64(16 << 20)},

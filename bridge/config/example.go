@@ -63,9 +63,12 @@ bridge:
   # How long message mappings (used for edits, replies, redactions, reactions) are
   # kept: a number followed by d (days), h, m or s.
   retention: 30d
-  # Queued, unprocessed events above which new transactions are refused; the
+  # Queued, unprocessed Matrix events above which new transactions are refused; the
   # homeserver retries them later, nothing is dropped.
   max_queue: 10000
+  # Network events of one chat that may wait; beyond it the bridge stops reading from
+  # that network connection (backpressure) until they drain.
+  max_queue_per_chat: 1000
   # How long an event that keeps failing is retried before its sender is told it was
   # not bridged. Outages (database or homeserver away) are waited out and not counted.
   retry_window: 90m

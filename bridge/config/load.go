@@ -27,6 +27,7 @@ const (
 	DefaultRetention         = Duration(30 * day)
 	DefaultMaxQueue          = 10000
 	DefaultRetryWindow       = Duration(90 * time.Minute)
+	DefaultMaxQueuePerChat   = 1000
 	DefaultMaxFileBytes      = 50 << 20
 	DefaultMaxMediaDownloads = 16
 	DefaultKeyWait           = Duration(2 * time.Minute)
@@ -141,6 +142,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "retry_window") {
 		c.Bridge.RetryWindow = DefaultRetryWindow
 	}
+	if !present(doc, "bridge", "max_queue_per_chat") {
+		c.Bridge.MaxQueuePerChat = DefaultMaxQueuePerChat
+	}
 	if !present(doc, "bridge", "max_file_bytes") {
 		c.Bridge.MaxFileBytes = DefaultMaxFileBytes
 	}
@@ -244,6 +248,9 @@ func (c *Config) validate() []string {
 	}
 	if c.Bridge.RetryWindow <= 0 {
 		add("bridge.retry_window", "must be greater than 0")
+	}
+	if c.Bridge.MaxQueuePerChat <= 0 {
+		add("bridge.max_queue_per_chat", "must be greater than 0")
 	}
 	if c.Bridge.MaxFileBytes <= 0 {
 		add("bridge.max_file_bytes", "must be greater than 0")

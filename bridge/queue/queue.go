@@ -45,6 +45,10 @@ type Queue struct {
 	// pending counts the items held in lanes: those stored and not yet finished, once
 	// Resume ran. Intake compares it with its cap instead of counting the table.
 	pending int
+	// pendingKind counts pending items per kind, so each direction has its own budget.
+	pendingKind map[string]int
+	// space is closed (and replaced) whenever an item finishes, waking WaitLane.
+	space   chan struct{}
 	started bool
 	stopped bool
 	// ctx ends when stopping (no new items, no more retries); handlerCtx a grace
@@ -89,7 +93,8 @@ func New(db Store, handle func(ctx context.Context, item database.QueueItem) err
 	hctx, hcancel := context.WithCancel(context.Background())
 	return &Queue{
 		db: db, handle: handle, giveUp: giveUp, log: log,
-		lanes: make(map[string]*lane), ctx: log.WithContext(ctx), cancel: cancel,
+		lanes: make(map[string]*lane), pendingKind: make(map[string]int), space: make(chan struct{}),
+		ctx: log.WithContext(ctx), cancel: cancel,
 		handlerCtx: log.WithContext(hctx), handlerCancel: hcancel,
 		slots:       make(chan struct{}, 64),
 		MaxAttempts: 100,
@@ -125,6 +130,38 @@ func (q *Queue) Len() int {
 	return q.pending
 }
 
+// LenKind is how many stored items of the given kinds wait or are being handled.
+func (q *Queue) LenKind(kinds ...string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, k := range kinds {
+		n += q.pendingKind[k]
+	}
+	return n
+}
+
+// WaitLane waits until the lane of key holds fewer than limit items, so a producer
+// that outruns one chat (a flood) is slowed down instead of queueing without bound.
+// Other lanes are not affected.
+func (q *Queue) WaitLane(ctx context.Context, key string, limit int) error {
+	for {
+		q.mu.Lock()
+		l := q.lanes[key]
+		if l == nil || len(l.items) < limit || q.stopped || !q.started {
+			q.mu.Unlock()
+			return nil
+		}
+		space := q.space
+		q.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Push hands stored items to their lanes. Before Resume ran, items are only kept in the
 // database (Resume picks them up in order); items already in a lane are ignored.
 func (q *Queue) Push(items ...database.QueueItem) {
@@ -150,6 +187,7 @@ func (q *Queue) pushLocked(items []database.QueueItem) {
 		}
 		l.seen[it.Seq] = struct{}{}
 		q.pending++
+		q.pendingKind[it.Kind]++
 		// Keep each lane in arrival (seq) order even when pushes race; the head may
 		// be running, so an item never goes before it.
 		i := len(l.items)
@@ -190,6 +228,9 @@ func (q *Queue) run(key string, l *lane) {
 		l.items = l.items[1:]
 		delete(l.seen, it.Seq)
 		q.pending--
+		q.pendingKind[it.Kind]--
+		close(q.space)
+		q.space = make(chan struct{})
 		q.mu.Unlock()
 	}
 }
@@ -365,6 +406,8 @@ func (q *Queue) safeHandle(ctx context.Context, it database.QueueItem) (err erro
 func (q *Queue) Stop() {
 	q.mu.Lock()
 	q.stopped = true
+	close(q.space) // producers waiting in WaitLane go on (Push ignores their items now)
+	q.space = make(chan struct{})
 	q.mu.Unlock()
 	q.cancel()
 	done := make(chan struct{})

@@ -606,3 +606,42 @@ func TestAttemptsFor(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueWaitLane: a producer waits while its chat's lane is full, and only that
+// lane's: other lanes take items at once; one finished item lets it go on.
+func TestQueueWaitLane(t *testing.T) {
+	db := openTestDB(t)
+	release := make(chan struct{})
+	q := New(db, func(ctx context.Context, item database.QueueItem) error {
+		if item.Key == "remote:irc|#flood" {
+			<-release
+		}
+		return nil
+	}, noGiveUp(t), zerolog.Nop())
+	if err := q.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Stop)
+	for range 2 {
+		q.Push(enqueue(t, db, "remote:irc|#flood", "x"))
+	}
+	ctx := context.Background()
+	if err := q.WaitLane(ctx, "remote:irc|#quiet", 2); err != nil {
+		t.Fatalf("another chat's lane waited: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.WaitLane(ctx, "remote:irc|#flood", 2) }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitLane returned (%v) while the lane was full", err)
+	case <-time.After(50 * time.Millisecond): // only guards against a false pass
+	}
+	release <- struct{}{}
+	if err := recv(t, done, "WaitLane once an item finished"); err != nil {
+		t.Fatal(err)
+	}
+	if n := q.LenKind("matrix"); n != 1 {
+		t.Errorf("LenKind(matrix) = %d, want 1 (enqueue stores matrix items; one of two finished)", n)
+	}
+	close(release)
+}

@@ -48,6 +48,7 @@ type Conn struct {
 	queue   []Event
 	qclosed bool
 	qsignal chan struct{} // capacity 1
+	qspace  chan struct{} // capacity 1: the handler took an event off a full queue
 
 	runDone     chan struct{}
 	handlerDone chan struct{}
@@ -89,6 +90,9 @@ func New(cfg Config, handler func(ctx context.Context, ev Event)) *Conn {
 	if cfg.PingTimeout <= cfg.PingInterval {
 		cfg.PingTimeout = cfg.PingInterval + cfg.PingInterval/2
 	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 1000
+	}
 	if handler == nil {
 		handler = func(context.Context, Event) {}
 	}
@@ -100,6 +104,7 @@ func New(cfg Config, handler func(ctx context.Context, ev Event)) *Conn {
 		sendSem:     make(chan struct{}, 1),
 		nick:        cfg.Nick,
 		qsignal:     make(chan struct{}, 1),
+		qspace:      make(chan struct{}, 1),
 		runDone:     make(chan struct{}),
 		handlerDone: make(chan struct{}),
 	}
@@ -318,6 +323,35 @@ func (c *Conn) emit(ev Event) {
 	}
 }
 
+// emitLine queues a received line for the handler, waiting while MaxQueued lines wait
+// already (the reading goroutine then reads nothing more: backpressure). It reports
+// whether it waited; the wait ends early, dropping the line, when ctx ends (the
+// connection is going away).
+func (c *Conn) emitLine(ctx context.Context, ev Event) (waited bool) {
+	for {
+		c.qmu.Lock()
+		if c.qclosed || len(c.queue) < c.cfg.MaxQueued {
+			c.qmu.Unlock()
+			c.emit(ev)
+			return waited
+		}
+		c.qmu.Unlock()
+		waited = true
+		select {
+		case <-c.qspace:
+		case <-ctx.Done():
+			return waited
+		}
+	}
+}
+
+// queued is how many events wait for the handler.
+func (c *Conn) queued() int {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return len(c.queue)
+}
+
 func (c *Conn) closeQueue() {
 	c.qmu.Lock()
 	c.qclosed = true
@@ -349,6 +383,10 @@ func (c *Conn) dispatch(ctx context.Context) {
 			c.queue = nil
 		}
 		c.qmu.Unlock()
+		select {
+		case c.qspace <- struct{}{}:
+		default:
+		}
 		c.callHandler(ctx, ev)
 	}
 }

@@ -92,6 +92,11 @@ type Config struct {
 	// spend almost nothing on lines they would throw away. It must be quick and must
 	// not block; channel is only valid during the call.
 	SkipChannelText func(channel []byte) bool
+	// MaxQueued is how many received lines may wait for the handler (default 1000).
+	// When that many wait, the connection stops reading until the handler catches up:
+	// the socket's buffers fill and the server stops sending (TCP backpressure),
+	// instead of lines piling up in memory.
+	MaxQueued int
 	// Log receives the Conn's logs.
 	Log zerolog.Logger
 }

@@ -1,11 +1,13 @@
 package ircconn
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -921,5 +923,87 @@ func TestNgircd(t *testing.T) {
 	m = aev.nextMessage(t, "PRIVMSG")
 	if m.Nick() != "bob" || lastParam(&m) != "hi alice" {
 		t.Fatalf("alice got %q from %q", m.Params, m.Source)
+	}
+}
+
+// TestFloodBackpressure: while the handler is stuck, a flood of lines stops being read
+// once MaxQueued wait (the server's writes block: TCP backpressure) instead of piling
+// up in memory; once the handler moves again, every line arrives, in order.
+func TestFloodBackpressure(t *testing.T) {
+	srv := newTestServer(t)
+	release := make(chan struct{})
+	blocked := make(chan struct{})
+	got := make(chan string, 16)
+	const maxQueued = 100
+	cfg := Config{Addr: srv.addr(), Nick: "alice", MaxQueued: maxQueued, Log: zerolog.Nop()}
+	c := New(cfg, func(ctx context.Context, ev Event) {
+		if ev.Kind != Message || ev.Msg.Command != "PRIVMSG" {
+			return
+		}
+		text := lastParam(&ev.Msg)
+		if text == "block" {
+			close(blocked)
+			<-release
+			return
+		}
+		got <- text
+	})
+	c.Start(context.Background())
+	t.Cleanup(func() { c.Stop("bye") })
+	p := srv.accept()
+	p.handshake("alice")
+	p.send(":bob!b@h PRIVMSG #flood :block")
+	<-blocked
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// 100,000 lines of 400 bytes: 40 MB, far more than the sockets' buffers hold.
+	const n = 100_000
+	pad := strings.Repeat("x", 380)
+	written := make(chan error, 1)
+	go func() {
+		w := bufio.NewWriterSize(p.conn, 64<<10)
+		for i := range n {
+			if _, err := fmt.Fprintf(w, ":bob!b@h PRIVMSG #flood :%d %s\r\n", i, pad); err != nil {
+				written <- err
+				return
+			}
+		}
+		written <- w.Flush()
+	}()
+	deadline := time.Now().Add(watchdog)
+	for c.queued() < maxQueued {
+		if time.Now().After(deadline) {
+			t.Fatalf("watchdog: the queue holds %d, never reached %d", c.queued(), maxQueued)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-written:
+		t.Fatalf("the server wrote all %d lines (%v) while the handler was stuck: nothing pushed back", n, err)
+	default:
+	}
+	if q := c.queued(); q > maxQueued {
+		t.Fatalf("%d lines queued, cap %d", q, maxQueued)
+	}
+	var during runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&during)
+	if grown := int64(during.HeapInuse) - int64(before.HeapInuse); grown > 8<<20 {
+		t.Errorf("heap grew by %d MiB while the flood waited", grown>>20)
+	}
+	close(release)
+	for i := range n {
+		select {
+		case text := <-got:
+			if want := fmt.Sprintf("%d %s", i, pad); text != want {
+				t.Fatalf("line %d: got %.20q…, want %.20q… (lost or reordered)", i, text, want)
+			}
+		case <-time.After(watchdog):
+			t.Fatalf("watchdog: line %d never arrived", i)
+		}
+	}
+	if err := <-written; err != nil {
+		t.Fatalf("server write: %v", err)
 	}
 }

@@ -271,7 +271,10 @@ func (s *session) handle(msg ircmsg.Message) error {
 	if s.registered && !s.announced && fallbackAnnounce(msg.Command) {
 		s.announce()
 	}
-	c.emit(Event{Kind: Message, Msg: msg})
+	if c.emitLine(s.ctx, Event{Kind: Message, Msg: msg}) {
+		// The wait was ours, not the server's silence: the keepalive clock restarts.
+		s.lastRead = time.Now()
+	}
 	return nil
 }
 
