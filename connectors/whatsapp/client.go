@@ -70,6 +70,12 @@ func NewRealClient(device *store.Device, log waLog.Logger) Client {
 	cli.InitialAutoReconnect = true
 	// Messages that cannot be decrypted are asked for again from the phone.
 	cli.AutomaticMessageRerequestFromPhone = true
+	// A message is acknowledged only once the handlers stored it (the bridge's queue),
+	// and its plaintext kept in the session store until then: redelivered after a crash
+	// between decryption and storage, it is decrypted from the buffer instead of being
+	// dropped as a message whose keys were already used.
+	cli.SynchronousAck = true
+	cli.EnableDecryptedEventBuffer = true
 	return &realClient{Client: cli}
 }
 
