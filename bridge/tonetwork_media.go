@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -76,7 +77,7 @@ func (br *Bridge) serveDecrypted(w http.ResponseWriter, body io.Reader, q url.Va
 	w.Header().Set("Content-Type", http.DetectContentType(data))
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	br.mediaSafetyHeaders(w)
-	_, _ = w.Write(data)
+	_, _ = newDeadlineWriter(w).Write(data)
 	return true
 }
 
@@ -108,15 +109,32 @@ type deadlineWriter struct {
 	limit time.Time
 }
 
+func newDeadlineWriter(w http.ResponseWriter) *deadlineWriter {
+	return &deadlineWriter{w: w, rc: http.NewResponseController(w), limit: time.Now().Add(mediaMaxDuration)}
+}
+
+// Write writes p in chunks, each with its own deadline: one large write to a slow
+// reader still counts as progress chunk by chunk.
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	deadline := time.Now().Add(mediaStallTimeout)
-	if deadline.After(d.limit) {
-		deadline = d.limit
+	const chunk = 32 << 10
+	written := 0
+	for len(p) > 0 {
+		deadline := time.Now().Add(mediaStallTimeout)
+		if deadline.After(d.limit) {
+			deadline = d.limit
+		}
+		// A writer without deadlines (a test recorder) is written to without them.
+		if err := d.rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return written, err
+		}
+		n, err := d.w.Write(p[:min(chunk, len(p))])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
 	}
-	if err := d.rc.SetWriteDeadline(deadline); err != nil {
-		return 0, err
-	}
-	return d.w.Write(p)
+	return written, nil
 }
 
 func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
@@ -158,5 +176,5 @@ func (br *Bridge) serveMedia(w http.ResponseWriter, r *http.Request) {
 	// Served files are user content: never let a browser run them as a page of ours.
 	br.mediaSafetyHeaders(w)
 	w.Header().Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", r.PathValue("name")))
-	_, _ = io.Copy(&deadlineWriter{w: w, rc: http.NewResponseController(w), limit: time.Now().Add(mediaMaxDuration)}, resp.Body)
+	_, _ = io.Copy(newDeadlineWriter(w), resp.Body)
 }

@@ -223,8 +223,21 @@ func (c *Config) validate() []string {
 	if !localpartRe.MatchString(c.AppService.Bot.Username) {
 		add("appservice.bot.username", "%q is not a valid Matrix localpart (use a-z, 0-9 and ._=/+-)", c.AppService.Bot.Username)
 	}
-	if c.AppService.MaxBodyBytes <= 0 {
-		add("appservice.max_body_bytes", "must be greater than 0")
+	for _, p := range []struct {
+		key      string
+		positive bool
+	}{
+		{"appservice.max_body_bytes", c.AppService.MaxBodyBytes > 0},
+		{"appservice.max_media_downloads", c.AppService.MaxMediaDownloads > 0},
+		{"bridge.retention", c.Bridge.Retention > 0},
+		{"bridge.max_queue", c.Bridge.MaxQueue > 0},
+		{"bridge.retry_window", c.Bridge.RetryWindow > 0},
+		{"bridge.max_queue_per_chat", c.Bridge.MaxQueuePerChat > 0},
+		{"bridge.max_file_bytes", c.Bridge.MaxFileBytes > 0},
+	} {
+		if !p.positive {
+			add(p.key, "must be greater than 0")
+		}
 	}
 	if c.Bridge.Encryption.KeyWait <= 0 {
 		add("bridge.encryption.key_wait", "must be greater than 0 (a duration such as 2m)")
@@ -240,23 +253,16 @@ func (c *Config) validate() []string {
 	if c.Database.MaxOpenConns < 0 {
 		add("database.max_open_conns", "must not be negative")
 	}
-	if c.Bridge.Retention <= 0 {
-		add("bridge.retention", "must be greater than 0")
-	}
-	if c.Bridge.MaxQueue <= 0 {
-		add("bridge.max_queue", "must be greater than 0")
-	}
-	if c.Bridge.RetryWindow <= 0 {
-		add("bridge.retry_window", "must be greater than 0")
-	}
-	if c.Bridge.MaxQueuePerChat <= 0 {
-		add("bridge.max_queue_per_chat", "must be greater than 0")
-	}
-	if c.Bridge.MaxFileBytes <= 0 {
-		add("bridge.max_file_bytes", "must be greater than 0")
-	}
-	if c.AppService.MaxMediaDownloads <= 0 {
-		add("appservice.max_media_downloads", "must be greater than 0")
+	errs = append(errs, c.validateNamed()...)
+	return errs
+}
+
+// validateNamed checks the keyed and listed entries: relay formats, other bridges'
+// patterns, permissions, double-puppet secrets, logging and connector blocks.
+func (c *Config) validateNamed() []string {
+	var errs []string
+	add := func(key, format string, args ...any) {
+		errs = append(errs, key+": "+fmt.Sprintf(format, args...))
 	}
 	for _, k := range sortedKeys(c.Bridge.RelayFormats) {
 		key := "bridge.relay_formats." + k
