@@ -65,13 +65,15 @@ type Bridge struct {
 	server *http.Server
 	// mediaSlots bounds the media links served at once.
 	mediaSlots chan struct{}
-	listener   net.Listener
-	diag       *diagnostics
-	metrics    *bridgeMetrics
-	ready      chan struct{}
-	stopOnce   sync.Once
-	bgCancel   context.CancelFunc
-	bgWG       sync.WaitGroup
+	// spool keeps received files on disk until uploaded.
+	spool    *mediaSpool
+	listener net.Listener
+	diag     *diagnostics
+	metrics  *bridgeMetrics
+	ready    chan struct{}
+	stopOnce sync.Once
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 }
 
 type loginKey struct {
@@ -135,6 +137,8 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.queue = queue.New(db, br.handleQueueItem, br.queueItemFailed, log.With().Str("component", "queue").Logger())
 	br.queue.Retryable = isRetryable
 	br.queue.Outage = isHomeserverOutage
+	br.spool = &mediaSpool{dir: cfg.Bridge.SpoolDir}
+	br.queue.Finished = br.releaseItemMedia
 	br.mediaSlots = make(chan struct{}, max(cfg.AppService.MaxMediaDownloads, 1))
 	br.queue.MaxAttempts = queue.AttemptsFor(cfg.Bridge.RetryWindow.Std(), br.queue.Backoff, br.queue.MaxBackoff)
 	br.metrics = newBridgeMetrics(br.queue.Len)
@@ -183,6 +187,7 @@ func (br *Bridge) Start(ctx context.Context) error {
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	bgCtx = br.Log.WithContext(bgCtx)
 	br.bgCancel = cancel
+	started := time.Now()
 
 	ln, err := net.Listen("tcp", br.Config.AppService.Listen)
 	if err != nil {
@@ -243,7 +248,7 @@ func (br *Bridge) Start(ctx context.Context) error {
 	br.bgWG.Add(2)
 	go func() {
 		defer br.bgWG.Done()
-		br.retentionLoop(bgCtx)
+		br.retentionLoop(bgCtx, started)
 	}()
 	go func() {
 		defer br.bgWG.Done()

@@ -637,14 +637,19 @@ type MessageContent struct {
 // m.sticker event.
 const MsgSticker event.MessageType = "m.sticker"
 
-// Media is a file to bridge. For remote→Matrix, Data holds the bytes (the core uploads
-// them); for Matrix→remote, URL holds the mxc URI and Data the downloaded bytes.
+// Media is a file to bridge. For remote→Matrix, the bytes are in a spool file (Spool,
+// written through Host.CreateMediaFile, so a large file is never held in memory) or, for
+// small ones, in Data; the core keeps them on disk, not in its queue, until uploaded.
+// For Matrix→remote, URL holds the mxc URI and Data the downloaded bytes.
 type Media struct {
-	FileName string              `json:"file_name,omitempty"`
-	MimeType string              `json:"mime_type,omitempty"`
-	Size     int                 `json:"size,omitempty"`
-	Data     []byte              `json:"data,omitempty"`
-	URL      id.ContentURIString `json:"url,omitempty"`
+	FileName string `json:"file_name,omitempty"`
+	MimeType string `json:"mime_type,omitempty"`
+	Size     int    `json:"size,omitempty"`
+	Data     []byte `json:"data,omitempty"`
+	// Spool names a file of the bridge's media spool (MediaFile.SpoolName); once the
+	// event is queued the bridge owns the file and removes it when done.
+	Spool string              `json:"spool,omitempty"`
+	URL   id.ContentURIString `json:"url,omitempty"`
 	// PublicURL (Matrix→remote) is a link anyone can open, served by the bridge when
 	// appservice.public_address is set; networks without files send it instead.
 	PublicURL string `json:"public_url,omitempty"`
@@ -742,7 +747,8 @@ type Host interface {
 	// itself until it succeeds or ctx ends, so a connector never loops around it. When
 	// it returns nil, the connector may acknowledge the event to the network; an error
 	// means it was not stored (ctx ended, or the event is malformed) and must not be
-	// acknowledged.
+	// acknowledged. File bytes in the event go to the media spool, not the queue; the
+	// spool files it names belong to the bridge from the call on, stored or not.
 	QueueRemoteEvent(ctx context.Context, evt *RemoteEvent) error
 	// ReportState records and reports a session's state to its user.
 	ReportState(ctx context.Context, loginID LoginID, state SessionState, message string)
@@ -773,4 +779,8 @@ type Host interface {
 	PublicTextLink(ctx context.Context, text, fileName string) (string, error)
 	// UpdateLoginMetadata persists a login's connector metadata.
 	UpdateLoginMetadata(ctx context.Context, loginID LoginID, metadata json.RawMessage) error
+	// CreateMediaFile opens a new file in the bridge's media spool that refuses to grow
+	// past limit bytes (ErrMediaTooLarge), for a received file to be streamed into
+	// rather than held in memory. Queue it by naming it in Media.Spool, or Discard it.
+	CreateMediaFile(limit int64) (*MediaFile, error)
 }

@@ -60,7 +60,20 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	if evt.Chat.Connector != ch.info.Name {
 		return fmt.Errorf("remote event for connector %q queued by %q", evt.Chat.Connector, ch.info.Name)
 	}
-	payload, err := json.Marshal(evt)
+	// From here the bridge owns the event's spool files: they go when it fails to
+	// store the event, or once the stored event is finished.
+	stored, files, err := ch.br.spool.spoolEvent(evt)
+	if err != nil {
+		ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
+		return fmt.Errorf("spooling the event's files: %w", err)
+	}
+	queued := false
+	defer func() {
+		if !queued {
+			ch.br.spool.remove(&ch.log, files)
+		}
+	}()
+	payload, err := json.Marshal(stored)
 	if err != nil {
 		return fmt.Errorf("encoding remote event: %w", err)
 	}
@@ -76,6 +89,7 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	for attempt := 1; ; attempt++ {
 		item, err := ch.br.DB.Enqueue(ctx, key, kindRemote, payload)
 		if err == nil {
+			queued = true
 			item.Accepted = arrived
 			ch.br.queue.Push(item)
 			return nil
@@ -88,6 +102,11 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// CreateMediaFile implements Host.
+func (ch *connectorHost) CreateMediaFile(limit int64) (*MediaFile, error) {
+	return ch.br.spool.create(limit)
 }
 
 // ReportState implements Host.

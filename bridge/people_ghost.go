@@ -100,12 +100,11 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID RemoteUserID,
 			row.Name, dirty = name, true
 		}
 	}
-	if info != nil && info.Avatar != nil && len(info.Avatar.Data) > 0 {
-		// Profile pictures are public, never room content: uploaded as they are.
-		resp, err := ch.br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
-		if err == nil && resp.ContentURI.String() != row.AvatarURL {
-			if err = intent.SetAvatarURL(ctx, resp.ContentURI); err == nil {
-				row.AvatarURL, dirty = resp.ContentURI.String(), true
+	if info != nil && info.Avatar != nil && (len(info.Avatar.Data) > 0 || info.Avatar.Spool != "") {
+		uri, err := ch.br.uploadPublic(ctx, info.Avatar)
+		if err == nil && uri.String() != row.AvatarURL {
+			if err = intent.SetAvatarURL(ctx, uri); err == nil {
+				row.AvatarURL, dirty = uri.String(), true
 			}
 		}
 		if err != nil {

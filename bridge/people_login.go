@@ -4,6 +4,7 @@ package bridge
 // step machines rendered in the user's management room.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -499,7 +500,7 @@ func (br *Bridge) renderDisplay(ctx context.Context, st *loginFlowState, step *L
 		Info: &event.FileInfo{MimeType: "image/png", Size: len(png), Width: 512, Height: 512}}
 	// In an encrypted management room the code goes as an encrypted attachment: it
 	// logs the account in, and the media store must not hold it in clear.
-	if err = br.upload(ctx, bot, st.roomID, content, png, "image/png", "login-qr.png"); err != nil {
+	if err = br.upload(ctx, bot, st.roomID, content, bytes.NewReader(png), int64(len(png)), "image/png", "login-qr.png"); err != nil {
 		return err
 	}
 	if st.qrEvent == "" {

@@ -8,11 +8,18 @@ import (
 )
 
 // retentionLoop prunes old message mappings and transaction IDs once an hour.
-func (br *Bridge) retentionLoop(ctx context.Context) {
+func (br *Bridge) retentionLoop(ctx context.Context, started time.Time) {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
 	for {
 		br.pruneOnce(ctx)
+		// A spool file no queued event names is an earlier run's leftover, or one a
+		// connector made and never queued; an hour is far past any download's end.
+		before := time.Now().Add(-time.Hour)
+		if before.Before(started) {
+			before = started
+		}
+		br.sweepSpool(ctx, before)
 		select {
 		case <-ctx.Done():
 			return

@@ -235,15 +235,18 @@ func (br *Bridge) removeReactions(ctx context.Context, room *database.RoomRow, e
 
 // uploadChatAvatar turns a chat picture given as bytes into its mxc URI.
 func (br *Bridge) uploadChatAvatar(ctx context.Context, info *ChatInfo) error {
-	if info == nil || info.Avatar == nil || len(info.Avatar.Data) == 0 || !info.AvatarURL.IsEmpty() {
+	if info == nil || info.Avatar == nil || (len(info.Avatar.Data) == 0 && info.Avatar.Spool == "") || !info.AvatarURL.IsEmpty() {
 		return nil
 	}
-	// Room pictures are public state, never room content: uploaded as they are.
-	resp, err := br.AS.BotIntent().UploadBytes(ctx, info.Avatar.Data, info.Avatar.MimeType)
-	if err != nil {
+	uri, err := br.uploadPublic(ctx, info.Avatar)
+	if errors.Is(err, errSpoolFileLost) {
+		zerolog.Ctx(ctx).Warn().Msg("The chat's new picture was lost from the media spool; keeping the old one")
+		info.Avatar = nil
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("uploading chat avatar: %w", err)
 	}
-	info.AvatarURL = resp.ContentURI
+	info.AvatarURL = uri
 	info.Avatar = nil
 	return nil
 }
@@ -320,11 +323,20 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, roomID i
 		content.Format = event.FormatHTML
 		content.FormattedBody = mc.FormattedBody
 	}
-	if mc.Media != nil && len(mc.Media.Data) > 0 {
-		if err := br.upload(ctx, br.AS.BotIntent(), roomID, content, mc.Media.Data, mc.Media.MimeType, mc.Media.FileName); err != nil {
+	body, err := br.spool.body(mc.Media)
+	if errors.Is(err, errSpoolFileLost) {
+		zerolog.Ctx(ctx).Error().Str("spool_file", mc.Media.Spool).Msg("A received file is missing from the media spool")
+		content.MsgType, content.Body = event.MsgNotice, fmt.Sprintf("A file (%s) was received but lost by the bridge before it could be bridged.", mc.Media.FileName)
+		body = nil
+	} else if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		defer body.Close()
+		if err := br.upload(ctx, br.AS.BotIntent(), roomID, content, body.r, body.size, mc.Media.MimeType, mc.Media.FileName); err != nil {
 			return nil, err
 		}
-		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: len(mc.Media.Data),
+		content.Info = &event.FileInfo{MimeType: mc.Media.MimeType, Size: int(body.size),
 			Width: mc.Media.Width, Height: mc.Media.Height, Duration: mc.Media.DurationMS}
 		if mc.Media.Voice {
 			content.MSC3245Voice = &event.MSC3245Voice{}

@@ -8,6 +8,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -130,9 +131,10 @@ func (br *Bridge) botNotice(ctx context.Context, roomID id.RoomID, text string) 
 // upload stores a file meant for a room on the homeserver, as intent, and puts it in
 // content. Into an encrypted room the file is encrypted first (an attachment: only
 // ciphertext reaches the media store, named and typed as nothing in particular) and
-// referenced as content.File; otherwise it goes as it is, in content.URL.
+// referenced as content.File; otherwise it goes as it is, in content.URL. Either way it
+// is streamed from r (size bytes), never held whole.
 func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, roomID id.RoomID, content *event.MessageEventContent,
-	data []byte, mimeType, fileName string) error {
+	r io.ReadSeeker, size int64, mimeType, fileName string) error {
 	encrypted, err := br.AS.StateStore.IsEncrypted(ctx, roomID)
 	if err != nil {
 		return fmt.Errorf("checking the room's encryption: %w", err)
@@ -141,7 +143,7 @@ func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, room
 		if err = br.refuseClearRemote(intent); err != nil {
 			return err
 		}
-		resp, err := intent.UploadBytesWithName(ctx, data, mimeType, fileName)
+		resp, err := intent.UploadMedia(ctx, mautrix.ReqUploadMedia{Content: r, ContentLength: size, ContentType: mimeType, FileName: fileName})
 		if err != nil {
 			return fmt.Errorf("uploading %s: %w", fileName, err)
 		}
@@ -152,12 +154,31 @@ func (br *Bridge) upload(ctx context.Context, intent *appservice.IntentAPI, room
 		return fmt.Errorf("%w: the room is encrypted and the bridge has no encryption", errPermanent)
 	}
 	file := attachment.NewEncryptedFile()
-	ciphertext := file.Encrypt(data)
-	resp, err := intent.UploadBytes(ctx, ciphertext, "application/octet-stream")
+	// AES-CTR keeps the length; the hash is known once the stream is closed.
+	stream := file.EncryptStream(r)
+	resp, err := intent.UploadMedia(ctx, mautrix.ReqUploadMedia{Content: stream, ContentLength: size, ContentType: "application/octet-stream"})
 	if err != nil {
 		return fmt.Errorf("uploading encrypted %s: %w", fileName, err)
+	}
+	if err = stream.Close(); err != nil {
+		return fmt.Errorf("finishing encryption of %s: %w", fileName, err)
 	}
 	content.URL = ""
 	content.File = &event.EncryptedFileInfo{EncryptedFile: *file, URL: resp.ContentURI.CUString()}
 	return nil
+}
+
+// uploadPublic stores a picture that is public by nature (a profile or room avatar,
+// never room content) as it is, streamed.
+func (br *Bridge) uploadPublic(ctx context.Context, m *Media) (id.ContentURI, error) {
+	body, err := br.spool.body(m)
+	if err != nil || body == nil {
+		return id.ContentURI{}, err
+	}
+	defer body.Close()
+	resp, err := br.AS.BotIntent().UploadMedia(ctx, mautrix.ReqUploadMedia{Content: body.r, ContentLength: body.size, ContentType: m.MimeType})
+	if err != nil {
+		return id.ContentURI{}, fmt.Errorf("uploading picture: %w", err)
+	}
+	return resp.ContentURI, nil
 }

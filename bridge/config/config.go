@@ -90,6 +90,9 @@ type BridgeConfig struct {
 	// MaxFileBytes bounds a Matrix file fetched for a network that takes files (those
 	// that get links never fetch them); larger ones are refused with a notice.
 	MaxFileBytes int64 `yaml:"max_file_bytes"`
+	// SpoolDir holds files received from networks until they are uploaded to Matrix
+	// (relative paths are from the working directory, like a SQLite database's).
+	SpoolDir string `yaml:"spool_dir"`
 	// RelayFormats are text/template formats per message type used when a message is
 	// relayed through a shared account. Keys: text, notice, emote, media, edit.
 	RelayFormats map[string]string `yaml:"relay_formats"`

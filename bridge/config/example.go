@@ -75,6 +75,9 @@ bridge:
   # Largest Matrix file fetched for a network that takes files (WhatsApp); networks
   # that get links (IRC) never fetch them. Larger files are refused with a notice.
   max_file_bytes: 52428800
+  # Files received from networks wait here, on disk, until they are uploaded to Matrix
+  # (never in memory or in the event queue). Relative to the working directory.
+  spool_dir: media-spool
   # End-to-end encryption: the bot gets a device of its own (appservice login), reads
   # encrypted rooms and encrypts what it sends into them. With allow: false encrypted
   # rooms get one notice and are not bridged; require: true refuses to start when the

@@ -29,6 +29,7 @@ const (
 	DefaultRetryWindow       = Duration(90 * time.Minute)
 	DefaultMaxQueuePerChat   = 1000
 	DefaultMaxFileBytes      = 50 << 20
+	DefaultSpoolDir          = "media-spool"
 	DefaultMaxMediaDownloads = 16
 	DefaultKeyWait           = Duration(2 * time.Minute)
 	DefaultMaxBodyBytes      = 16 << 20
@@ -130,6 +131,7 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	setStr(&c.Database.Type, DefaultDatabaseType)
 	setStr(&c.Logging.Level, DefaultLogLevel)
 	setStr(&c.Logging.Format, DefaultLogFormat)
+	setStr(&c.Bridge.SpoolDir, DefaultSpoolDir)
 	if c.Database.Type == DefaultDatabaseType {
 		setStr(&c.Database.URI, DefaultDatabaseURI)
 	}

@@ -78,6 +78,9 @@ type Queue struct {
 	// as it takes and never count toward MaxAttempts. The database's own outages are
 	// recognised without it (Store.Ping).
 	Outage func(error) bool
+	// Finished, when set, is called once an item has left the database, handled or
+	// given up, to release what it held outside it (a spooled file).
+	Finished func(item database.QueueItem)
 }
 
 type lane struct {
@@ -277,6 +280,9 @@ func (q *Queue) process(it database.QueueItem) bool {
 			// an item told as lost must never be handled after a restart.
 			if !q.complete(log, it.Seq) {
 				return false
+			}
+			if q.Finished != nil {
+				q.Finished(it)
 			}
 			if err != nil {
 				log.Warn().Err(err).Int("attempt", attempt).Msg("Giving up on event")

@@ -3,6 +3,7 @@ package irc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +53,9 @@ func (h *fakeHost) PublicTextLink(context.Context, string, string) (string, erro
 }
 func (h *fakeHost) UpdateLoginMetadata(context.Context, bridge.LoginID, json.RawMessage) error {
 	return nil
+}
+func (h *fakeHost) CreateMediaFile(int64) (*bridge.MediaFile, error) {
+	return nil, errors.New("IRC receives no files")
 }
 
 // reset forgets the events recorded so far.

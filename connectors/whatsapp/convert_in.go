@@ -2,9 +2,11 @@ package whatsapp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"mime"
+	"os"
 	"strings"
 
 	"go.mau.fi/whatsmeow"
@@ -143,18 +145,52 @@ func (s *session) mediaFromWA(ctx context.Context, m whatsmeow.DownloadableMessa
 		mc = &bridge.MessageContent{Body: fileName}
 	}
 	mc.MsgType = msgType
-	if size > uint64(s.c.cfg.MaxMediaBytes) {
+	limit := int64(s.c.cfg.MaxMediaBytes)
+	tooLarge := func(size int64) *bridge.MessageContent {
 		return noticeContent(fmt.Sprintf("A %s of %d MiB was not bridged: it is larger than the bridge's limit of %d MiB. Open WhatsApp on your phone to see it.",
-			name, size>>20, s.c.cfg.MaxMediaBytes>>20))
+			name, size>>20, limit>>20))
 	}
-	data, err := s.client.Download(ctx, m)
+	if size > uint64(limit) {
+		return tooLarge(int64(size))
+	}
+	// The file is streamed to the media spool, never held whole, and the spool file
+	// refuses to grow past the limit (with room for the encryption's padding and MAC),
+	// so a sender who declared a small file cannot send a large one.
+	f, err := s.c.host.CreateMediaFile(limit + mediaCipherOverhead)
 	if err != nil {
+		s.log.Error().Err(err).Msg("Creating a media spool file failed")
+		return noticeContent(fmt.Sprintf("A %s could not be bridged: the bridge could not store it. Open WhatsApp on your phone to see it.", name))
+	}
+	err = s.client.DownloadToFile(ctx, m, f)
+	var got int64
+	if err == nil {
+		var st os.FileInfo
+		if st, err = f.Stat(); err == nil {
+			got = st.Size()
+		}
+	}
+	switch {
+	case errors.Is(err, bridge.ErrMediaTooLarge) || (err == nil && got > limit):
+		f.Discard()
+		s.log.Warn().Uint64("declared_size", size).Msg("A WhatsApp file was larger than it declared; refused")
+		return tooLarge(max(got, limit+1))
+	case err != nil:
+		f.Discard()
 		s.log.Warn().Err(err).Msg("Downloading WhatsApp media failed")
 		return noticeContent(fmt.Sprintf("A %s could not be downloaded from WhatsApp (%v). Open WhatsApp on your phone to see it.", name, err))
 	}
-	mc.Media = &bridge.Media{FileName: fileName, MimeType: mimeType, Size: len(data), Data: data}
+	if err = f.Close(); err != nil {
+		f.Discard()
+		s.log.Error().Err(err).Msg("Closing a media spool file failed")
+		return noticeContent(fmt.Sprintf("A %s could not be bridged: the bridge could not store it. Open WhatsApp on your phone to see it.", name))
+	}
+	mc.Media = &bridge.Media{FileName: fileName, MimeType: mimeType, Size: int(got), Spool: f.SpoolName()}
 	return mc
 }
+
+// mediaCipherOverhead is what WhatsApp's media encryption adds to a file (up to a
+// block of padding and a 10-byte MAC), allowed while the ciphertext is downloaded.
+const mediaCipherOverhead = 32
 
 // locationContent is an m.location message with a readable body and a map link.
 func locationContent(lat, long float64, name, address string, live bool) *bridge.MessageContent {

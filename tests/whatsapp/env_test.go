@@ -9,6 +9,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeEx
 		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI, BridgeExtra: bridgeExtra,
 		Permissions: map[string]string{shared.hs.Domain: "user", shared.hs.UserID(tag + "_mallory_" + dbType).String(): "admin"},
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
-			"history_count": historyCount, "contact_names": true}},
+			"history_count": historyCount, "contact_names": true, "max_media_bytes": testMaxMediaBytes}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +119,33 @@ func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeEx
 	}
 	t.Cleanup(v.mallory.Close)
 	return v
+}
+
+// testMaxMediaBytes is the suites' WhatsApp file limit: small, so a file past it is
+// cheap to send.
+const testMaxMediaBytes = 1 << 20
+
+// waitSpoolEmpty waits until the bridge's media spool holds no file: every received
+// file is removed once its event is finished.
+func (v *variant) waitSpoolEmpty() {
+	v.t.Helper()
+	dir := filepath.Join(filepath.Dir(v.cfgPath), "media-spool")
+	var left []string
+	for range 200 {
+		entries, err := os.ReadDir(dir)
+		if err != nil && !os.IsNotExist(err) {
+			v.t.Fatalf("reading the media spool: %v", err)
+		}
+		left = left[:0]
+		for _, e := range entries {
+			left = append(left, e.Name())
+		}
+		if len(left) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	v.t.Errorf("the media spool still holds %v after every file was bridged", left)
 }
 
 func (v *variant) start() {

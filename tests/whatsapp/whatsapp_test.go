@@ -293,6 +293,14 @@ func (v *variant) testIncomingMessages(t *testing.T, conn *fakewa.Conn) id.RoomI
 	v.dispatch(conn, message(bob, bob, "BOBMISS", "Bob", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{
 		DirectPath: proto.String("/m/gone"), Mimetype: proto.String("image/jpeg")}}))
 	v.waitIn(dm, "failed download notice", msgFrom(bobGhost, event.MsgNotice, "could not be downloaded"))
+	// A sender who declares a small file and sends one past the bridge's limit is
+	// refused once the limit is reached, whatever the declaration said.
+	v.wa.AddMedia("/m/liar", bytes.Repeat([]byte("x"), 2*testMaxMediaBytes))
+	v.dispatch(conn, message(bob, bob, "BOBLIAR", "Bob", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{
+		DirectPath: proto.String("/m/liar"), Mimetype: proto.String("image/jpeg"), FileLength: proto.Uint64(1000)}}))
+	v.waitIn(dm, "oversized file notice", msgFrom(bobGhost, event.MsgNotice, "larger than the bridge's limit"))
+	// Received files wait in the media spool only until uploaded.
+	v.waitSpoolEmpty()
 
 	// Locations, contacts, polls and unknown kinds.
 	v.dispatch(conn, message(bob, bob, "BOBL", "Bob", &waE2E.Message{LocationMessage: &waE2E.LocationMessage{

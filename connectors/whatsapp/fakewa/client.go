@@ -394,6 +394,23 @@ func (c *client) Download(ctx context.Context, msg whatsmeow.DownloadableMessage
 	return d.Data, nil
 }
 
+// DownloadToFile writes what the fake server holds into file, as whatsmeow does (the
+// whole body first), then checks it against the length the message declares.
+func (c *client) DownloadToFile(ctx context.Context, msg whatsmeow.DownloadableMessage, file whatsmeow.File) error {
+	data, err := c.Download(ctx, msg)
+	if err != nil {
+		return err
+	}
+	if _, err = file.Write(data); err != nil {
+		return err
+	}
+	// Test messages may leave the length out (real ones never do): only a stated one is checked.
+	if sized, ok := msg.(interface{ GetFileLength() uint64 }); ok && sized.GetFileLength() != 0 && sized.GetFileLength() != uint64(len(data)) {
+		return fmt.Errorf("%w: expected %d, got %d", whatsmeow.ErrFileLengthMismatch, sized.GetFileLength(), len(data))
+	}
+	return nil
+}
+
 func (c *client) Upload(ctx context.Context, data []byte, mediaType whatsmeow.MediaType) (whatsmeow.UploadResponse, error) {
 	var d mediaData
 	if err := c.call(ctx, opUpload, mediaData{Type: string(mediaType), Data: data}, &d); err != nil {
