@@ -66,7 +66,9 @@ type Bridge struct {
 	// mediaSlots bounds the media links served at once.
 	mediaSlots chan struct{}
 	// spool keeps received files on disk until uploaded.
-	spool    *mediaSpool
+	spool *mediaSpool
+	// limits bound what remote traffic creates on Matrix.
+	limits   *creationLimits
 	listener net.Listener
 	diag     *diagnostics
 	metrics  *bridgeMetrics
@@ -138,6 +140,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.queue.Retryable = isRetryable
 	br.queue.Outage = isHomeserverOutage
 	br.spool = &mediaSpool{dir: cfg.Bridge.SpoolDir}
+	br.limits = newCreationLimits(cfg.Bridge.Limits)
 	br.queue.Finished = br.releaseItemMedia
 	br.mediaSlots = make(chan struct{}, max(cfg.AppService.MaxMediaDownloads, 1))
 	br.queue.MaxAttempts = queue.AttemptsFor(cfg.Bridge.RetryWindow.Std(), br.queue.Backoff, br.queue.MaxBackoff)

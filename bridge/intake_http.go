@@ -5,6 +5,7 @@ package bridge
 // gets its 200, so a crash never loses an acknowledged event.
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -243,7 +244,16 @@ func (br *Bridge) getUser(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "User not in a bridge namespace")
 		return
 	}
-	if err := ch.ensureGhost(r.Context(), RemoteUserID(remoteID), nil); err != nil {
+	// A lookup carries no user to charge: lookups share one budget per connector, so
+	// probing random IDs cannot register accounts without end.
+	lookupBudget := func(context.Context) error {
+		if !br.limits.allowLookup(ch.info.Name) {
+			br.Log.Warn().Str("connector", ch.info.Name).Msg("Refused a user lookup: bridge.limits.ghost_lookups reached this hour")
+			return fmt.Errorf("%w: too many new users looked up", errNoSuchGhost)
+		}
+		return nil
+	}
+	if err := ch.ensureGhostFor(r.Context(), RemoteUserID(remoteID), nil, lookupBudget); err != nil {
 		if errors.Is(err, errNoSuchGhost) {
 			writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such remote user")
 			return

@@ -22,10 +22,25 @@ var errNoSuchGhost = errors.New("no such remote user")
 // ghostIntent returns the intent of a remote user's ghost, registering it and syncing
 // its profile when info is given.
 func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID RemoteUserID, info *GhostInfo) (*appservice.IntentAPI, error) {
+	return ch.ghostIntentFor(ctx, remoteID, info, nil)
+}
+
+// ghostBudget is asked before a new ghost is registered: it waits for the budget, or
+// refuses with an error (see creationLimits).
+type ghostBudget func(ctx context.Context) error
+
+// senderBudget charges the ghosts a remote event's sender makes to the event's chat.
+func (br *Bridge) senderBudget(evt *RemoteEvent) ghostBudget {
+	key := remoteQueueKey(evt.Chat)
+	return func(ctx context.Context) error { return br.limits.waitGhost(ctx, key) }
+}
+
+// ghostIntentFor is ghostIntent with a budget for a new ghost (nil: none).
+func (ch *connectorHost) ghostIntentFor(ctx context.Context, remoteID RemoteUserID, info *GhostInfo, budget ghostBudget) (*appservice.IntentAPI, error) {
 	if info != nil && info.Name == "" && info.Account == "" && info.RealName == "" && info.Avatar == nil {
 		info = nil
 	}
-	if err := ch.ensureGhost(ctx, remoteID, info); err != nil {
+	if err := ch.ensureGhostFor(ctx, remoteID, info, budget); err != nil {
 		return nil, err
 	}
 	return ch.br.AS.Intent(ch.GhostMXID(remoteID)), nil
@@ -35,6 +50,11 @@ func (ch *connectorHost) ghostIntent(ctx context.Context, remoteID RemoteUserID,
 // step with the remote profile. With a nil info and a connector that can look profiles
 // up, it asks the connector (this is how user queries from the homeserver are answered).
 func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID RemoteUserID, info *GhostInfo) error {
+	return ch.ensureGhostFor(ctx, remoteID, info, nil)
+}
+
+// ensureGhostFor is ensureGhost asking budget before it registers a new ghost.
+func (ch *connectorHost) ensureGhostFor(ctx context.Context, remoteID RemoteUserID, info *GhostInfo, budget ghostBudget) error {
 	if remoteID == "" {
 		return fmt.Errorf("%w: empty remote ID", errNoSuchGhost)
 	}
@@ -46,6 +66,11 @@ func (ch *connectorHost) ensureGhost(ctx context.Context, remoteID RemoteUserID,
 	}
 	mxid := ch.GhostMXID(remoteID)
 	if row == nil {
+		if budget != nil {
+			if err = budget(ctx); err != nil {
+				return err
+			}
+		}
 		row = &database.GhostRow{Connector: ch.info.Name, RemoteID: string(remoteID), MXID: mxid.String()}
 		if info == nil {
 			if resolver, ok := ch.conn.(GhostProfileNetwork); ok {

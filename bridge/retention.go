@@ -20,6 +20,7 @@ func (br *Bridge) retentionLoop(ctx context.Context, started time.Time) {
 			before = started
 		}
 		br.sweepSpool(ctx, before)
+		br.cleanupUnused(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			return

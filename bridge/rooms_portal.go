@@ -335,6 +335,9 @@ func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *Remot
 	case evt.Sender.IsFromMe:
 		trigger = TriggerOwn
 	}
+	if info.IsDM && trigger == TriggerIncoming && !br.allowNewDM(ctx, ch, evt, invite) {
+		return nil, nil
+	}
 	if !br.portalAllowed(ctx, &NewPortal{Key: key, Info: info, LoginOwner: ownerIf(key.Receiver != "", invite), Trigger: trigger}) {
 		zerolog.Ctx(ctx).Debug().Str("trigger", string(trigger)).Msg("A policy declined a portal for this chat; dropping the event")
 		return nil, nil
@@ -343,4 +346,27 @@ func (br *Bridge) linkedRooms(ctx context.Context, ch *connectorHost, evt *Remot
 		return nil, err
 	}
 	return br.DB.RoomsForChat(ctx, key.Connector, string(key.ChatID), string(key.Receiver))
+}
+
+// allowNewDM applies the limits on new direct-chat rooms to an incoming event that
+// would open one; a refusal drops the event and tells the user, once an hour per sender.
+func (br *Bridge) allowNewDM(ctx context.Context, ch *connectorHost, evt *RemoteEvent, user id.UserID) bool {
+	login := string(evt.Chat.Receiver)
+	if login == "" {
+		login = string(evt.Sender.Login)
+	}
+	ok, tell := br.limits.allowDMRoom(ch.info.Name, login, string(evt.Sender.RemoteID))
+	if ok {
+		return true
+	}
+	zerolog.Ctx(ctx).Warn().Str("login", login).Msg("Refused a new direct chat: bridge.limits reached for this sender or login")
+	if tell && user != "" {
+		who := evt.Sender.Name
+		if who == "" {
+			who = string(evt.Sender.RemoteID)
+		}
+		br.notifyUser(ctx, user, fmt.Sprintf("%s: %s tried to open a new direct chat with you, but more new chats were opened this hour than the bridge allows (`bridge.limits`). Their messages are not bridged until the limit frees up.",
+			ch.info.DisplayName, sanitizeName(who)))
+	}
+	return false
 }

@@ -276,5 +276,5 @@ func (a *remoteApply) profile(ctx context.Context) error {
 	if evt.Sender.RemoteID == "" {
 		return nil
 	}
-	return ch.ensureGhost(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+	return ch.ensureGhostFor(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo(), ch.br.senderBudget(evt))
 }

@@ -66,7 +66,7 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		if evt.Sender.RemoteID == "" {
 			return nil
 		}
-		intent, err := ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+		intent, err := ch.ghostIntentFor(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo(), br.senderBudget(&evt))
 		if err != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (br *Bridge) handleRemoteItem(ctx context.Context, item database.QueueItem)
 		if evt.Sender.RemoteID == "" {
 			return nil
 		}
-		return ch.ensureGhost(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+		return ch.ensureGhostFor(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo(), br.senderBudget(&evt))
 	}
 	if len(rooms) == 0 {
 		log.Debug().Msg("No room linked to chat, dropping remote event")
@@ -129,7 +129,7 @@ func (br *Bridge) remoteSenderIntent(ctx context.Context, ch *connectorHost, evt
 	if evt.Sender.RemoteID == "" {
 		return br.AS.BotIntent(), nil
 	}
-	return ch.ghostIntent(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo())
+	return ch.ghostIntentFor(ctx, evt.Sender.RemoteID, evt.Sender.ghostInfo(), br.senderBudget(evt))
 }
 
 // ghostInfo is the profile a sender's event carries.

@@ -1,8 +1,12 @@
 package bridge
 
-// Small concurrency helpers: per-key locks and a bounded set of recent keys.
+// Small helpers: per-key locks, a bounded set of recent keys, safe names in notices.
 
-import "sync"
+import (
+	"strings"
+	"sync"
+	"unicode"
+)
 
 // keyedMutex is a set of mutexes by key, created on demand and freed when unused.
 type keyedMutex struct {
@@ -76,4 +80,30 @@ func (s *boundedSet) Take(key string) bool {
 	}
 	delete(s.keys, key)
 	return true
+}
+
+// maxNoticeName bounds a remote name quoted in a bot notice.
+const maxNoticeName = 64
+
+// sanitizeName makes a remote name safe to quote in a Markdown notice: no control
+// characters or line breaks (which could forge a second line), Markdown syntax escaped
+// (a name cannot become a link), and a bounded length.
+func sanitizeName(name string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range name {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			r = ' '
+		}
+		if n == maxNoticeName {
+			b.WriteString("…")
+			break
+		}
+		if strings.ContainsRune("\\`*_{}[]()<>#+-.!|~", r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
 }

@@ -90,6 +90,8 @@ type BridgeConfig struct {
 	// MaxFileBytes bounds a Matrix file fetched for a network that takes files (those
 	// that get links never fetch them); larger ones are refused with a notice.
 	MaxFileBytes int64 `yaml:"max_file_bytes"`
+	// Limits bound what one remote sender or chat can make the bridge create.
+	Limits LimitsConfig `yaml:"limits"`
 	// SpoolDir holds files received from networks until they are uploaded to Matrix
 	// (relative paths are from the working directory, like a SQLite database's).
 	SpoolDir string `yaml:"spool_dir"`
@@ -103,6 +105,29 @@ type BridgeConfig struct {
 	// Encryption is the end-to-end encryption policy.
 	Encryption EncryptionConfig `yaml:"encryption"`
 	// RedactionNotices etc. belong to connectors; only shared knobs live here.
+}
+
+// LimitsConfig caps, per hour, what traffic from a network makes the bridge create on
+// Matrix, so one sender (a flood of new IRC nicks, a spammer on WhatsApp) cannot fill
+// the homeserver with rooms and accounts. Zero means no limit.
+type LimitsConfig struct {
+	// DMRoomsPerSender is how many new direct-chat rooms one remote sender may open;
+	// DMRoomsPerLogin how many all senders together may open for one login. Messages
+	// past it are not bridged, and the user is told.
+	DMRoomsPerSender int `yaml:"dm_rooms_per_sender"`
+	DMRoomsPerLogin  int `yaml:"dm_rooms_per_login"`
+	// GhostsPerChat is how many new remote users one chat's traffic (people joining,
+	// changing nick, speaking for the first time) may register; past it the chat's
+	// events wait (that chat slows down, nothing is lost). Member lists of chats the
+	// bridge joins are not counted.
+	GhostsPerChat int `yaml:"ghosts_per_chat"`
+	// GhostLookups is how many new remote users the homeserver's profile lookups may
+	// register; past it lookups are answered "not found".
+	GhostLookups int `yaml:"ghost_lookups"`
+	// CleanupAfter is how long an unused ghost (no message, in no room) or an empty
+	// direct-chat room (no Matrix user left in it, no message) is kept (default: the
+	// retention period).
+	CleanupAfter Duration `yaml:"cleanup_after"`
 }
 
 // EncryptionConfig says how the bridge treats end-to-end encrypted rooms.

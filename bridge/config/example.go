@@ -75,6 +75,19 @@ bridge:
   # Largest Matrix file fetched for a network that takes files (WhatsApp); networks
   # that get links (IRC) never fetch them. Larger files are refused with a notice.
   max_file_bytes: 52428800
+  # What traffic from a network may make the bridge create on Matrix, per hour (0: no
+  # limit). New direct-chat rooms past the first two limits are not opened (the user is
+  # told); a chat whose traffic registers new accounts past ghosts_per_chat slows down
+  # instead (member lists of joined channels do not count); profile lookups from the
+  # homeserver past ghost_lookups are answered "not found".
+  limits:
+    dm_rooms_per_sender: 3
+    dm_rooms_per_login: 30
+    ghosts_per_chat: 300
+    ghost_lookups: 600
+    # Unused ghosts (no message, in no room) and direct-chat rooms nobody is in any
+    # more are removed after this long (default: the retention period; 0: never).
+    cleanup_after: 30d
   # Files received from networks wait here, on disk, until they are uploaded to Matrix
   # (never in memory or in the event queue). Relative to the working directory.
   spool_dir: media-spool

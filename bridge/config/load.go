@@ -30,6 +30,10 @@ const (
 	DefaultMaxQueuePerChat   = 1000
 	DefaultMaxFileBytes      = 50 << 20
 	DefaultSpoolDir          = "media-spool"
+	DefaultDMRoomsPerSender  = 3
+	DefaultDMRoomsPerLogin   = 30
+	DefaultGhostsPerChat     = 300
+	DefaultGhostLookups      = 600
 	DefaultMaxMediaDownloads = 16
 	DefaultKeyWait           = Duration(2 * time.Minute)
 	DefaultMaxBodyBytes      = 16 << 20
@@ -150,6 +154,24 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "max_file_bytes") {
 		c.Bridge.MaxFileBytes = DefaultMaxFileBytes
 	}
+	limits := []struct {
+		key string
+		p   *int
+		def int
+	}{
+		{"dm_rooms_per_sender", &c.Bridge.Limits.DMRoomsPerSender, DefaultDMRoomsPerSender},
+		{"dm_rooms_per_login", &c.Bridge.Limits.DMRoomsPerLogin, DefaultDMRoomsPerLogin},
+		{"ghosts_per_chat", &c.Bridge.Limits.GhostsPerChat, DefaultGhostsPerChat},
+		{"ghost_lookups", &c.Bridge.Limits.GhostLookups, DefaultGhostLookups},
+	}
+	for _, l := range limits {
+		if !present(doc, "bridge", "limits", l.key) {
+			*l.p = l.def
+		}
+	}
+	if !present(doc, "bridge", "limits", "cleanup_after") {
+		c.Bridge.Limits.CleanupAfter = c.Bridge.Retention
+	}
 	if !present(doc, "appservice", "max_media_downloads") {
 		c.AppService.MaxMediaDownloads = DefaultMaxMediaDownloads
 	}
@@ -240,6 +262,16 @@ func (c *Config) validate() []string {
 		if !p.positive {
 			add(p.key, "must be greater than 0")
 		}
+	}
+	lim := c.Bridge.Limits
+	for key, v := range map[string]int{"dm_rooms_per_sender": lim.DMRoomsPerSender, "dm_rooms_per_login": lim.DMRoomsPerLogin,
+		"ghosts_per_chat": lim.GhostsPerChat, "ghost_lookups": lim.GhostLookups} {
+		if v < 0 {
+			add("bridge.limits."+key, "must be 0 (no limit) or a number per hour, got %d", v)
+		}
+	}
+	if lim.CleanupAfter < 0 {
+		add("bridge.limits.cleanup_after", "must be a duration such as 30d (0 turns the cleanup off)")
 	}
 	if c.Bridge.Encryption.KeyWait <= 0 {
 		add("bridge.encryption.key_wait", "must be greater than 0 (a duration such as 2m)")

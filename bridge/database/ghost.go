@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // GhostRow is a remote user's Matrix puppet.
@@ -31,10 +32,10 @@ func (db *Database) GetGhost(ctx context.Context, connector, remoteID string) (*
 
 // UpsertGhost saves a ghost.
 func (db *Database) UpsertGhost(ctx context.Context, g *GhostRow) error {
-	_, err := db.Exec(ctx, `INSERT INTO ghost (connector, remote_id, mxid, name, avatar_url, account, real_name, registered) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+	_, err := db.Exec(ctx, `INSERT INTO ghost (connector, remote_id, mxid, name, avatar_url, account, real_name, registered, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
 		ON CONFLICT (connector, remote_id) DO UPDATE SET mxid=excluded.mxid, name=excluded.name, avatar_url=excluded.avatar_url,
 		account=excluded.account, real_name=excluded.real_name, registered=excluded.registered`,
-		g.Connector, g.RemoteID, g.MXID, g.Name, g.AvatarURL, g.Account, g.RealName, g.Registered)
+		g.Connector, g.RemoteID, g.MXID, g.Name, g.AvatarURL, g.Account, g.RealName, g.Registered, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("saving ghost: %w", err)
 	}
