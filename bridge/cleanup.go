@@ -16,9 +16,9 @@ import (
 // cleanupBatch bounds one pass; the next hour's pass takes the rest.
 const cleanupBatch = 500
 
-// cleanupUnused removes, once bridge.limits.cleanup_after has passed, direct-chat rooms
-// with no Matrix user left in them and no message, then ghosts that sent nothing and
-// are in no room.
+// cleanupUnused removes direct-chat rooms with no Matrix user joined and no message
+// for bridge.limits.cleanup_after, then ghosts that sent nothing for as long and are in
+// no room.
 func (br *Bridge) cleanupUnused(ctx context.Context, now time.Time) {
 	after := br.Config.Bridge.Limits.CleanupAfter.Std()
 	if after <= 0 {

@@ -46,7 +46,7 @@ func TestCleanupFindsOnlyWhatNothingNeeds(t *testing.T) {
 		quiet := room("quiet", true)
 		room("channel", false)
 		if err := db.InsertMessages(ctx, &database.MessageRow{RoomID: talkative, EventID: "$1", Connector: "irc", ChatID: "talkative",
-			RemoteID: "r1", SenderMXID: spoke, CreatedAt: time.Now()}); err != nil {
+			RemoteID: "r1", SenderMXID: spoke, CreatedAt: time.Now().Add(2 * time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := states.SetMembership(ctx, id.RoomID(quiet), id.UserID(member), event.MembershipJoin); err != nil {
@@ -60,6 +60,7 @@ func TestCleanupFindsOnlyWhatNothingNeeds(t *testing.T) {
 		if g, err := db.UnusedGhosts(ctx, time.Now().Add(-time.Hour), 100); err != nil || len(g) != 0 {
 			t.Fatalf("unused ghosts made in the last hour: %v (%v)", g, err)
 		}
+		// A cut-off after everything was made, and before spoke's message.
 		later := time.Now().Add(time.Hour)
 		g, err := db.UnusedGhosts(ctx, later, 100)
 		if err != nil {
