@@ -105,7 +105,7 @@ func setup(m *testing.M) (int, error) {
 	}
 	s.cfgPath = filepath.Join(dir, "config.yaml")
 	params := harness.BridgeConfigParams{Port: s.port, DatabaseType: "sqlite", DatabaseURI: filepath.Join(dir, "passerelle.db"),
-		Connectors:    map[string]any{"irc": networks(s)},
+		Connectors: map[string]any{"irc": networks(s)},
 		BridgeExtra: map[string]any{"limits": map[string]any{"dm_rooms_per_login": dmRoomsPerLogin,
 			"cleanup_after": cleanupAfter.String()}},
 		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", s.port),
