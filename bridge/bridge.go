@@ -68,7 +68,11 @@ type Bridge struct {
 	// spool keeps received files on disk until uploaded.
 	spool *mediaSpool
 	// limits bound what remote traffic creates on Matrix.
-	limits   *creationLimits
+	limits *creationLimits
+	// overflow holds the chats dropping events because they stayed behind.
+	overflow *chatOverflow
+	// bgCtx lives from Start to Stop, for work of the bridge's own.
+	bgCtx    context.Context
 	listener net.Listener
 	diag     *diagnostics
 	metrics  *bridgeMetrics
@@ -141,6 +145,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.queue.Outage = isHomeserverOutage
 	br.spool = &mediaSpool{dir: cfg.Bridge.SpoolDir}
 	br.limits = newCreationLimits(cfg.Bridge.Limits)
+	br.overflow = newChatOverflow(br)
 	br.queue.Finished = br.releaseItemMedia
 	br.mediaSlots = make(chan struct{}, max(cfg.AppService.MaxMediaDownloads, 1))
 	br.queue.MaxAttempts = queue.AttemptsFor(cfg.Bridge.RetryWindow.Std(), br.queue.Backoff, br.queue.MaxBackoff)
@@ -190,6 +195,7 @@ func (br *Bridge) Start(ctx context.Context) error {
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	bgCtx = br.Log.WithContext(bgCtx)
 	br.bgCancel = cancel
+	br.bgCtx = bgCtx
 	started := time.Now()
 
 	ln, err := net.Listen("tcp", br.Config.AppService.Listen)

@@ -47,6 +47,14 @@ type NetworkInfo struct {
 	// FilesAsLinks says the network gets Matrix files as links only (Media.PublicURL):
 	// the core then never downloads them, and Media.Data stays empty.
 	FilesAsLinks bool
+	// DropsWhenBehind says the network keeps no history and cuts off clients that stop
+	// reading (IRC: a server drops a connection whose send queue overflows, losing
+	// every chat on it). When one chat's queue is full, or it sends faster than
+	// bridge.max_chat_rate, the core then drops that chat's further events, counting
+	// them, instead of holding up the connection; once the chat has caught up, its
+	// room is told how many were dropped. Other networks are only slowed down
+	// (backpressure).
+	DropsWhenBehind bool
 }
 
 // Network is the one interface every network connector implements: the process-level

@@ -60,6 +60,22 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	if evt.Chat.Connector != ch.info.Name {
 		return fmt.Errorf("remote event for connector %q queued by %q", evt.Chat.Connector, ch.info.Name)
 	}
+	key := remoteQueueKey(evt.Chat)
+	if ch.info.DropsWhenBehind && evt.Type != RemoteChatInfo {
+		// A chat that stayed behind has its events counted, not queued, until it
+		// caught up (see chatOverflow); chat info (member lists) always waits.
+		if ch.br.overflow.drop(ctx, key) {
+			ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
+			return nil
+		}
+		if !ch.br.overflow.allowRate(key) {
+			ch.log.Warn().Object("portal", evt.Chat).Float64("per_second", ch.br.Config.Bridge.MaxChatRate).
+				Msg("A chat sends faster than bridge.max_chat_rate; dropping its events until it calms down")
+			ch.br.overflow.start(ch, evt.Chat, key)
+			ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
+			return nil
+		}
+	}
 	// From here the bridge owns the event's spool files: they go when it fails to
 	// store the event, or once the stored event is finished.
 	stored, files, err := ch.br.spool.spoolEvent(evt)
@@ -77,24 +93,44 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	if err != nil {
 		return fmt.Errorf("encoding remote event: %w", err)
 	}
-	key := remoteQueueKey(evt.Chat)
 	// A chat that outruns the bridge (a flood, a slow homeserver) holds up its own
 	// network's reading here, not the bridge's memory or other chats' lanes.
-	if err := ch.br.queue.WaitLane(ctx, key, ch.br.Config.Bridge.MaxQueuePerChat); err != nil {
+	// Where the network cuts off slow readers, waiting is not an option: a chat that
+	// is full drops at once (its queue is the buffer).
+	waitCtx, cancel := ctx, context.CancelFunc(func() {})
+	if ch.info.DropsWhenBehind && evt.Type != RemoteChatInfo {
+		waitCtx, cancel = context.WithCancel(ctx)
+		cancel()
+	}
+	err = ch.br.queue.WaitLane(waitCtx, key, ch.br.Config.Bridge.MaxQueuePerChat)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		ch.log.Warn().Object("portal", evt.Chat).Int("queued", ch.br.Config.Bridge.MaxQueuePerChat).
+			Msg("A chat holds bridge.max_queue_per_chat events already; dropping its events until it catches up")
+		ch.br.overflow.start(ch, evt.Chat, key)
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("waiting for the chat's queue: %w", err)
 	}
-	// Storing fails only while the database is away: retried here, with a capped
-	// backoff, for as long as the caller's context allows.
+	if err = ch.store(ctx, key, payload, arrived, string(evt.Type)); err != nil {
+		return err
+	}
+	queued = true
+	return nil
+}
+
+// store writes a remote event to the queue and hands it to its lane. Storing fails only
+// while the database is away: retried, with a capped backoff, for as long as ctx allows.
+func (ch *connectorHost) store(ctx context.Context, key string, payload []byte, arrived time.Time, what string) error {
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		item, err := ch.br.DB.Enqueue(ctx, key, kindRemote, payload)
 		if err == nil {
-			queued = true
 			item.Accepted = arrived
 			ch.br.queue.Push(item)
 			return nil
 		}
-		ch.log.Warn().Err(err).Int("attempt", attempt).Str("remote_event", string(evt.Type)).Msg("Storing a remote event failed, retrying")
+		ch.log.Warn().Err(err).Int("attempt", attempt).Str("remote_event", what).Msg("Storing a remote event failed, retrying")
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("storing remote event: %w (gave up: %w)", err, ctx.Err())

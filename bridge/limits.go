@@ -18,21 +18,30 @@ import (
 // not grow it without end.
 const maxLimiterKeys = 10000
 
-// keyedLimiter holds a token bucket per key (a sender, a chat), perHour tokens an hour
-// with a burst of as many.
+// keyedLimiter holds a token bucket per key (a sender, a chat).
 type keyedLimiter struct {
-	perHour int
+	every   rate.Limit
+	burst   int
 	mu      sync.Mutex
 	buckets map[string]*rate.Limiter
 }
 
+// newKeyedLimiter allows perHour an hour, with a burst of as many (0: no limit).
 func newKeyedLimiter(perHour int) *keyedLimiter {
-	return &keyedLimiter{perHour: perHour, buckets: make(map[string]*rate.Limiter)}
+	if perHour <= 0 {
+		return &keyedLimiter{}
+	}
+	return newRateLimiter(rate.Every(time.Hour/time.Duration(perHour)), perHour)
+}
+
+// newRateLimiter allows r a second with a burst of burst (r 0: no limit).
+func newRateLimiter(r rate.Limit, burst int) *keyedLimiter {
+	return &keyedLimiter{every: r, burst: max(burst, 1), buckets: make(map[string]*rate.Limiter)}
 }
 
 // get returns key's bucket; nil when there is no limit.
 func (l *keyedLimiter) get(key string) *rate.Limiter {
-	if l == nil || l.perHour <= 0 {
+	if l == nil || l.every <= 0 {
 		return nil
 	}
 	l.mu.Lock()
@@ -42,7 +51,7 @@ func (l *keyedLimiter) get(key string) *rate.Limiter {
 		if len(l.buckets) >= maxLimiterKeys {
 			l.evictFull()
 		}
-		b = rate.NewLimiter(rate.Every(time.Hour/time.Duration(l.perHour)), l.perHour)
+		b = rate.NewLimiter(l.every, l.burst)
 		l.buckets[key] = b
 	}
 	return b
@@ -53,7 +62,7 @@ func (l *keyedLimiter) get(key string) *rate.Limiter {
 func (l *keyedLimiter) evictFull() {
 	now := time.Now()
 	for k, b := range l.buckets {
-		if b.TokensAt(now) >= float64(l.perHour) {
+		if b.TokensAt(now) >= float64(l.burst) {
 			delete(l.buckets, k)
 		}
 	}

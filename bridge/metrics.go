@@ -43,6 +43,8 @@ type bridgeMetrics struct {
 	own *prometheus.HistogramVec
 	// homeserver times every request to the homeserver, whatever made it.
 	homeserver prometheus.Histogram
+	// remoteDropped counts network events dropped because their chat stayed behind.
+	remoteDropped prometheus.Counter
 }
 
 func newBridgeMetrics(queueLen func() int) *bridgeMetrics {
@@ -67,8 +69,12 @@ func newBridgeMetrics(queueLen func() int) *bridgeMetrics {
 			Help:    "Requests the bridge made to the homeserver, until the answer's headers; the crypto device's /sync long polls left out.",
 			Buckets: latencyBuckets,
 		}),
+		remoteDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "passerelle_remote_events_dropped_total",
+			Help: "Events of history-less networks (IRC) dropped because their chat stayed further behind than bridge.max_queue_per_chat; each chat's room is told how many.",
+		}),
 	}
-	m.reg.MustRegister(m.handled, m.latency, m.own, m.homeserver,
+	m.reg.MustRegister(m.handled, m.latency, m.own, m.homeserver, m.remoteDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "passerelle_queue_items",
 			Help: "Events stored durably and not yet finished, both directions.",

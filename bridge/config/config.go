@@ -87,6 +87,13 @@ type BridgeConfig struct {
 	// MaxQueuePerChat is how many network events of one chat may wait; beyond it the
 	// bridge stops reading from that network connection until they drain.
 	MaxQueuePerChat int `yaml:"max_queue_per_chat"`
+	// MaxChatRate is how many events a second one chat may send on a history-less
+	// network that cuts off slow readers (IRC), with bursts of five seconds' worth.
+	// Past it, or when the chat already holds MaxQueuePerChat events, its further
+	// events are dropped and counted (its room is told how many once it calmed down),
+	// so a flood is cut off as fast as it is read and the connection it shares with
+	// the network's other chats is never held up.
+	MaxChatRate float64 `yaml:"max_chat_rate"`
 	// MaxFileBytes bounds a Matrix file fetched for a network that takes files (those
 	// that get links never fetch them); larger ones are refused with a notice.
 	MaxFileBytes int64 `yaml:"max_file_bytes"`

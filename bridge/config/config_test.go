@@ -114,6 +114,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"retry_window", cfg.Bridge.RetryWindow.Std(), 90 * time.Minute},
 		{"max_file_bytes", cfg.Bridge.MaxFileBytes, int64(50 << 20)},
 		{"max_queue_per_chat", cfg.Bridge.MaxQueuePerChat, 1000},
+		{"max_chat_rate", cfg.Bridge.MaxChatRate, 20.0},
 		{"spool_dir", cfg.Bridge.SpoolDir, "media-spool"},
 		{"max_media_downloads", cfg.AppService.MaxMediaDownloads, 16},
 		{"key_wait", cfg.Bridge.Encryption.KeyWait.Std(), 2 * time.Minute},

@@ -69,6 +69,11 @@ bridge:
   # Network events of one chat that may wait; beyond it the bridge stops reading from
   # that network connection (backpressure) until they drain.
   max_queue_per_chat: 1000
+  # On networks without history that cut off slow readers (IRC), a chat that sends more
+  # than this many messages a second (bursts of five seconds' worth), or that already
+  # has max_queue_per_chat waiting, has the rest dropped and counted (its room is told
+  # how many) instead of stalling the connection every chat of the network shares.
+  max_chat_rate: 20
   # How long an event that keeps failing is retried before its sender is told it was
   # not bridged. Outages (database or homeserver away) are waited out and not counted.
   retry_window: 90m

@@ -28,6 +28,7 @@ const (
 	DefaultMaxQueue          = 10000
 	DefaultRetryWindow       = Duration(90 * time.Minute)
 	DefaultMaxQueuePerChat   = 1000
+	DefaultMaxChatRate       = 20.0
 	DefaultMaxFileBytes      = 50 << 20
 	DefaultSpoolDir          = "media-spool"
 	DefaultDMRoomsPerSender  = 3
@@ -151,6 +152,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "max_queue_per_chat") {
 		c.Bridge.MaxQueuePerChat = DefaultMaxQueuePerChat
 	}
+	if !present(doc, "bridge", "max_chat_rate") {
+		c.Bridge.MaxChatRate = DefaultMaxChatRate
+	}
 	if !present(doc, "bridge", "max_file_bytes") {
 		c.Bridge.MaxFileBytes = DefaultMaxFileBytes
 	}
@@ -257,6 +261,7 @@ func (c *Config) validate() []string {
 		{"bridge.max_queue", c.Bridge.MaxQueue > 0},
 		{"bridge.retry_window", c.Bridge.RetryWindow > 0},
 		{"bridge.max_queue_per_chat", c.Bridge.MaxQueuePerChat > 0},
+		{"bridge.max_chat_rate", c.Bridge.MaxChatRate > 0},
 		{"bridge.max_file_bytes", c.Bridge.MaxFileBytes > 0},
 	} {
 		if !p.positive {

@@ -165,6 +165,16 @@ func (q *Queue) WaitLane(ctx context.Context, key string, limit int) error {
 	}
 }
 
+// LaneLen is the number of items waiting in key's lane.
+func (q *Queue) LaneLen(key string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if l := q.lanes[key]; l != nil {
+		return len(l.items)
+	}
+	return 0
+}
+
 // Push hands stored items to their lanes. Before Resume ran, items are only kept in the
 // database (Resume picks them up in order); items already in a lane are ignored.
 func (q *Queue) Push(items ...database.QueueItem) {

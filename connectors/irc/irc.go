@@ -66,6 +66,9 @@ func (c *Connector) Info() bridge.NetworkInfo {
 		Name: connectorName, DisplayName: "IRC", ProtocolID: "irc",
 		// IRC users get a link to the file, never the file.
 		FilesAsLinks: true,
+		// A server drops the bot's connection, every channel on it, once its send
+		// queue overflows: a flooding channel must not hold the connection up.
+		DropsWhenBehind: true,
 	}
 }
 

@@ -40,6 +40,7 @@ type stack struct {
 	reg       *appservice.Registration
 	port      int
 	ngircd    *harness.IRCServer
+	inspircd  *harness.IRCServer
 	ircProxy  *harness.TCPProxy
 	pgProxy   *harness.TCPProxy
 	bridge    *harness.Bridge
@@ -54,6 +55,10 @@ const retryWindow = 3 * time.Second
 // maxFileBytes is the bridge's bridge.max_file_bytes here: smaller than the file
 // TestFileOverCapAsLink sends, which IRC still gets as a link.
 const maxFileBytes = 4096
+
+// maxQueuePerChat is the bridge's bridge.max_queue_per_chat here: small, so a flood
+// soon outruns a chat's queue.
+const maxQueuePerChat = 200
 
 // peakRSSBound is the bound every test states for the bridge's peak resident memory.
 const peakRSSBound = 200 << 20
@@ -79,6 +84,11 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer s.ngircd.Stop()
+	// inspircd takes a flood at full speed (its test config sets no flood limits).
+	if s.inspircd, err = harness.StartIRCServer(ctx, "inspircd", filepath.Join(dir, "inspircd")); err != nil {
+		return 0, err
+	}
+	defer s.inspircd.Stop()
 	if s.ircProxy, err = harness.NewTCPProxy(s.ngircd.Addr); err != nil {
 		return 0, err
 	}
@@ -105,11 +115,13 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	params := harness.BridgeConfigParams{Port: s.port, DatabaseType: "postgres", DatabaseURI: u.String(),
-		LogLevel:      "debug",
-		BridgeExtra:   map[string]any{"retry_window": retryWindow.String(), "max_file_bytes": maxFileBytes},
+		LogLevel: "debug",
+		BridgeExtra: map[string]any{"retry_window": retryWindow.String(), "max_file_bytes": maxFileBytes,
+			"max_queue_per_chat": maxQueuePerChat},
 		PublicAddress: fmt.Sprintf("http://127.0.0.1:%d", s.port),
 		Connectors: map[string]any{"irc": map[string]any{"connects_per_second": 50, "networks": []map[string]any{
 			{"name": "faultnet", "address": s.ircProxy.Addr, "bot_nick": "faultbot", "messages_per_second": 50, "burst": 50},
+			{"name": "floodnet", "address": s.inspircd.Addr, "bot_nick": "floodbot", "messages_per_second": 50, "burst": 50},
 		}}}}
 	st, err := harness.StartStack(ctx, dir, bin, params)
 	if err != nil {

@@ -292,6 +292,8 @@ func (r *run) run(ctx context.Context) error {
 	cfgPath := filepath.Join(r.dir, "config.yaml")
 	params := harness.BridgeConfigParams{HomeserverURL: "http://127.0.0.1:1", HomeserverDomain: harness.DefaultDomain,
 		Port: port, DatabaseType: o.db, DatabaseURI: dbURI, LogLevel: "info", MetricsListen: fmt.Sprintf("127.0.0.1:%d", mport),
+		// The load is a flood by design: measured, not cut off as a flood would be.
+		BridgeExtra: map[string]any{"max_chat_rate": 1e6},
 		Connectors: map[string]any{"irc": map[string]any{
 			"connects_per_second": connectsPerSecond,
 			"networks": []map[string]any{{
