@@ -50,10 +50,10 @@ type NetworkInfo struct {
 	// DropsWhenBehind says the network keeps no history and cuts off clients that stop
 	// reading (IRC: a server drops a connection whose send queue overflows, losing
 	// every chat on it). When one chat's queue is full, or it sends faster than
-	// bridge.max_chat_rate, the core then drops that chat's further events, counting
-	// them, instead of holding up the connection; once the chat has caught up, its
-	// room is told how many were dropped. Other networks are only slowed down
-	// (backpressure).
+	// bridge.max_chat_rate, the core then drops that chat's further messages (and
+	// reactions, typing…; never membership or chat state), counting them, instead of
+	// holding up the connection; once the chat has caught up, its room is told how
+	// many were dropped. Other networks are only slowed down (backpressure).
 	DropsWhenBehind bool
 }
 

@@ -61,9 +61,10 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 		return fmt.Errorf("remote event for connector %q queued by %q", evt.Chat.Connector, ch.info.Name)
 	}
 	key := remoteQueueKey(evt.Chat)
-	if ch.info.DropsWhenBehind && evt.Type != RemoteChatInfo {
+	droppable := ch.info.DropsWhenBehind && evt.droppable()
+	if droppable {
 		// A chat that stayed behind has its events counted, not queued, until it
-		// caught up (see chatOverflow); chat info (member lists) always waits.
+		// caught up (see chatOverflow).
 		if ch.br.overflow.drop(ctx, key) {
 			ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
 			return nil
@@ -98,7 +99,7 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	// Where the network cuts off slow readers, waiting is not an option: a chat that
 	// is full drops at once (its queue is the buffer).
 	waitCtx, cancel := ctx, context.CancelFunc(func() {})
-	if ch.info.DropsWhenBehind && evt.Type != RemoteChatInfo {
+	if droppable {
 		waitCtx, cancel = context.WithCancel(ctx)
 		cancel()
 	}

@@ -143,3 +143,14 @@ func (o *chatOverflow) flushWhenCaughtUp(ch *connectorHost, chat PortalKey, key 
 	close(st.done)
 	o.mu.Unlock()
 }
+
+// droppable says whether an event may be dropped from a flooding chat: what people
+// say and do to messages may, what changes the chat's state (who is in it, its name,
+// nick changes, powers) always waits, or the room would drift from the chat.
+func (evt *RemoteEvent) droppable() bool {
+	switch evt.Type {
+	case RemoteMessage, RemoteEdit, RemoteRedaction, RemoteReaction, RemoteUnreaction, RemoteTyping, RemoteReceipt, RemotePresence:
+		return true
+	}
+	return false
+}
