@@ -167,6 +167,20 @@ func newIRC(t *testing.T, addr, nick string) *harness.IRCClient {
 	return c
 }
 
+// speakIn has u join the portal of channel on testnet and say text there, and waits
+// until watcher (an IRC client in the channel) hears it from puppet: u's puppet is
+// then on IRC. It returns the portal.
+func speakIn(t *testing.T, ctx context.Context, u *harness.User, watcher *harness.IRCClient, channel, puppet, text string) id.RoomID {
+	t.Helper()
+	room, err := u.JoinAndWait(ctx, "#irc_testnet_"+channel+":"+harness.DefaultDomain)
+	must(t, err)
+	_, err = u.SendText(ctx, room, text)
+	must(t, err)
+	_, err = watcher.Wait(ctx, harness.PrivmsgFrom(puppet, channel, text))
+	must(t, err)
+	return room
+}
+
 func textFrom(sender id.UserID, body string) func(*event.Event) bool {
 	return harness.TextFrom(sender, body)
 }
@@ -691,12 +705,7 @@ func TestLoginFlow(t *testing.T) {
 
 	quinn := newIRC(t, shared.ngircd.Addr, "ircquinn")
 	must(t, quinn.Join(ctx, "#logintest"))
-	room, err := pat.JoinAndWait(ctx, "#irc_testnet_#logintest:"+harness.DefaultDomain)
-	must(t, err)
-	_, err = pat.SendText(ctx, room, "it is me")
-	must(t, err)
-	_, err = quinn.Wait(ctx, harness.PrivmsgFrom("patrick", "#logintest", "it is me"))
-	must(t, err)
+	speakIn(t, ctx, pat, quinn, "#logintest", "patrick", "it is me")
 	_, err = nickserv.Wait(ctx, harness.PrivmsgFrom("patrick", "NickServ", "IDENTIFY patacct "+secret))
 	must(t, err)
 

@@ -41,12 +41,7 @@ func TestDMRoomLimitsAndCleanup(t *testing.T) {
 	// hana's puppet comes to be on IRC by her speaking in a channel.
 	lurker := newIRC(t, shared.ngircd.Addr, "lurker")
 	must(t, lurker.Join(ctx, "#limits"))
-	room, err := hana.JoinAndWait(ctx, "#irc_testnet_#limits:"+harness.DefaultDomain)
-	must(t, err)
-	_, err = hana.SendText(ctx, room, "here")
-	must(t, err)
-	_, err = lurker.Wait(ctx, harness.PrivmsgFrom("hana[m]", "#limits", "here"))
-	must(t, err)
+	speakIn(t, ctx, hana, lurker, "#limits", "hana[m]", "here")
 
 	senders := []string{"spam1", "spam2", "spam3"}
 	clients := map[string]*harness.IRCClient{}
