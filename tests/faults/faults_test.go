@@ -180,6 +180,9 @@ type conversation struct {
 	earlier  []*harness.IRCClient
 	toIRC    []string
 	toMatrix []string
+	// healed is when the fault ended (zero before a fault): waitAll reports how long
+	// everything took to arrive from then on.
+	healed time.Time
 }
 
 func newConversation(t *testing.T, ctx context.Context, name string) *conversation {
@@ -271,6 +274,9 @@ func (c *conversation) waitAll(ctx context.Context) {
 		_, err := c.user.WaitEvent(ctx, c.room, harness.TextFrom(ghost(c.nick), c.toMatrix[n-1]))
 		must(c.t, err)
 	}
+	if !c.healed.IsZero() {
+		c.t.Logf("recovered: every message delivered %s after the fault ended", time.Since(c.healed).Round(time.Millisecond))
+	}
 	if got := c.receivedOnIRC(); !equal(got, c.toIRC) {
 		c.t.Errorf("IRC received (Matrix → IRC):\n%s\nwant:\n%s", strings.Join(got, " | "), strings.Join(c.toIRC, " | "))
 	}
@@ -336,6 +342,7 @@ func TestPostgresRestart(t *testing.T) {
 	c.burst(ctx, "during", 10, true, true)
 	time.Sleep(2 * time.Second) // the outage's length, not a wait for a result
 	shared.pgProxy.Release()
+	c.healed = time.Now()
 	c.burst(ctx, "after", 10, true, true)
 	c.waitAll(ctx)
 }
@@ -350,6 +357,7 @@ func TestPostgresOutageOutlastsRetryWindow(t *testing.T) {
 	c.burst(ctx, "during", 5, true, true)
 	time.Sleep(4 * retryWindow) // the outage's length, not a wait for a result
 	shared.pgProxy.Release()
+	c.healed = time.Now()
 	c.burst(ctx, "after", 5, true, true)
 	c.waitAll(ctx)
 }
@@ -365,6 +373,7 @@ func TestHomeserverRestart(t *testing.T) {
 	go func() { done <- shared.hs.Restart(ctx, 2*retryWindow) }()
 	c.burst(ctx, "during", 10, false, true)
 	must(t, <-done)
+	c.healed = time.Now()
 	c.burst(ctx, "after", 10, true, true)
 	c.waitAll(ctx)
 }
@@ -385,6 +394,7 @@ func TestIRCServerRestart(t *testing.T) {
 	c.earlier = append(c.earlier, c.irc)
 	c.irc = c.dialIRC(ctx)
 	shared.ircProxy.Release()
+	c.healed = time.Now()
 	// IRC keeps no history: what is said before the bot is back in the channel reaches
 	// nobody on the bridge's side. The IRC user talks once it is there.
 	_, err := c.irc.Wait(ctx, func(m ircmsg.Message) bool {

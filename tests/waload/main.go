@@ -212,10 +212,12 @@ func run(n, m int, dbType string) error {
 	}
 	outTime := time.Since(out)
 	rssEnd, _ := rssKB(br.Pid())
+	peak, _ := statusKB(br.Pid(), "VmHWM:")
 
 	fmt.Printf("accounts linked:              %d in %s (%.1f logins/s)\n", n, loginTime.Round(time.Millisecond), float64(n)/loginTime.Seconds())
 	fmt.Printf("bridge RSS:                   %d KiB before, %d KiB with %d sessions (%.0f KiB per session), %d KiB at the end\n",
 		rssBefore, rssAfter, n, float64(rssAfter-rssBefore)/float64(n), rssEnd)
+	fmt.Printf("bridge peak RSS:              %d KiB (VmHWM, the whole run)\n", peak)
 	fmt.Printf("WhatsApp → Matrix:            %d messages in %s (%.0f msg/s), %d DM portals created on the way\n",
 		n*m, inTime.Round(time.Millisecond), float64(n*m)/inTime.Seconds(), n)
 	fmt.Printf("Matrix → WhatsApp:            %d messages in %s (%.0f msg/s)\n", n*m, outTime.Round(time.Millisecond), float64(n*m)/outTime.Seconds())
@@ -223,7 +225,10 @@ func run(n, m int, dbType string) error {
 }
 
 // rssKB reads a process's resident memory.
-func rssKB(pid int) (int64, error) {
+func rssKB(pid int) (int64, error) { return statusKB(pid, "VmRSS:") }
+
+// statusKB reads one kB figure of a process's /proc status (VmRSS:, VmHWM:).
+func statusKB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -231,9 +236,9 @@ func rssKB(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for process %d", pid)
+	return 0, fmt.Errorf("no %s for process %d", field, pid)
 }
