@@ -9,6 +9,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,9 @@ type variant struct {
 	pictures *httptest.Server
 	// alicePhone is the account's number; bob, carol and dan are contacts.
 	alicePhone, bobPhone, carolPhone, danPhone string
+	// pgProxy (PostgreSQL variants) sits between the bridge and its database, so a
+	// test can take the database away.
+	pgProxy *harness.TCPProxy
 }
 
 // newVariant starts a bridge for one test on one database; tag keeps the test's Matrix
@@ -98,7 +102,10 @@ func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeEx
 			t.Fatalf("creating PostgreSQL database: %v", err)
 		}
 		t.Cleanup(drop)
-		dbURI = uri
+		if dbURI, v.pgProxy, err = proxied(uri); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(v.pgProxy.Close)
 	}
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
@@ -119,6 +126,20 @@ func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeEx
 	}
 	t.Cleanup(v.mallory.Close)
 	return v
+}
+
+// proxied puts a TCP proxy in front of the PostgreSQL server of uri.
+func proxied(uri string) (string, *harness.TCPProxy, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := harness.NewTCPProxy(u.Host)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Host = p.Addr
+	return u.String(), p, nil
 }
 
 // testMaxMediaBytes is the suites' WhatsApp file limit: small, so a file past it is
