@@ -64,7 +64,7 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	stream(10, false)
 	v.pgProxy.Cut()
-	during := stream(10, true) // acknowledged only once the database is back
+	during := stream(10, true)  // acknowledged only once the database is back
 	time.Sleep(3 * time.Second) // the outage's length, not a wait for a result
 	v.pgProxy.Release()
 	healed := time.Now()
