@@ -62,20 +62,9 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 	}
 	key := remoteQueueKey(evt.Chat)
 	droppable := ch.info.DropsWhenBehind && evt.droppable()
-	if droppable {
-		// A chat that stayed behind has its events counted, not queued, until it
-		// caught up (see chatOverflow).
-		if ch.br.overflow.drop(ctx, key) {
-			ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
-			return nil
-		}
-		if !ch.br.overflow.allowRate(key) {
-			ch.log.Warn().Object("portal", evt.Chat).Float64("per_second", ch.br.Config.Bridge.MaxChatRate).
-				Msg("A chat sends faster than bridge.max_chat_rate; dropping its events until it calms down")
-			ch.br.overflow.start(ch, evt.Chat, key)
-			ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
-			return nil
-		}
+	if droppable && ch.br.overflow.shed(ctx, ch, evt, key) {
+		ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
+		return nil
 	}
 	// From here the bridge owns the event's spool files: they go when it fails to
 	// store the event, or once the stored event is finished.
@@ -84,40 +73,24 @@ func (ch *connectorHost) QueueRemoteEvent(ctx context.Context, evt *RemoteEvent)
 		ch.br.spool.remove(&ch.log, spoolNamesOf(evt))
 		return fmt.Errorf("spooling the event's files: %w", err)
 	}
-	queued := false
-	defer func() {
-		if !queued {
-			ch.br.spool.remove(&ch.log, files)
-		}
-	}()
 	payload, err := json.Marshal(stored)
 	if err != nil {
-		return fmt.Errorf("encoding remote event: %w", err)
+		err = fmt.Errorf("encoding remote event: %w", err)
+	} else if !droppable {
+		// A chat that outruns the bridge (a flood, a slow homeserver) holds up its own
+		// network's reading here, not the bridge's memory or other chats' lanes;
+		// where the network cuts off slow readers, shed dropped it above instead.
+		if err = ch.br.queue.WaitLane(ctx, key, ch.br.Config.Bridge.MaxQueuePerChat); err != nil {
+			err = fmt.Errorf("waiting for the chat's queue: %w", err)
+		}
 	}
-	// A chat that outruns the bridge (a flood, a slow homeserver) holds up its own
-	// network's reading here, not the bridge's memory or other chats' lanes.
-	// Where the network cuts off slow readers, waiting is not an option: a chat that
-	// is full drops at once (its queue is the buffer).
-	waitCtx, cancel := ctx, context.CancelFunc(func() {})
-	if droppable {
-		waitCtx, cancel = context.WithCancel(ctx)
-		cancel()
+	if err == nil {
+		err = ch.store(ctx, key, payload, arrived, string(evt.Type))
 	}
-	err = ch.br.queue.WaitLane(waitCtx, key, ch.br.Config.Bridge.MaxQueuePerChat)
-	cancel()
-	if err != nil && ctx.Err() == nil {
-		ch.log.Warn().Object("portal", evt.Chat).Int("queued", ch.br.Config.Bridge.MaxQueuePerChat).
-			Msg("A chat holds bridge.max_queue_per_chat events already; dropping its events until it catches up")
-		ch.br.overflow.start(ch, evt.Chat, key)
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("waiting for the chat's queue: %w", err)
+	if err != nil {
+		ch.br.spool.remove(&ch.log, files)
 	}
-	if err = ch.store(ctx, key, payload, arrived, string(evt.Type)); err != nil {
-		return err
-	}
-	queued = true
-	return nil
+	return err
 }
 
 // store writes a remote event to the queue and hands it to its lane. Storing fails only

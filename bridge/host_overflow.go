@@ -45,10 +45,28 @@ func newChatOverflow(br *Bridge) *chatOverflow {
 		rate: newRateLimiter(rate.Limit(br.Config.Bridge.MaxChatRate), int(math.Ceil(5*br.Config.Bridge.MaxChatRate)))}
 }
 
-// allowRate takes one of the chat's events from its budget a second.
-func (o *chatOverflow) allowRate(key string) bool {
-	b := o.rate.get(key)
-	return b == nil || b.Allow()
+// shed says whether an event of a chat on a network that cuts off slow readers is to
+// be dropped (and counts it): its chat is dropping already, sends past
+// bridge.max_chat_rate, or holds bridge.max_queue_per_chat events. Waiting is not an
+// option there: the chat's queue is the buffer.
+func (o *chatOverflow) shed(ctx context.Context, ch *connectorHost, evt *RemoteEvent, key string) bool {
+	if o.drop(ctx, key) {
+		return true
+	}
+	cfg := o.br.Config.Bridge
+	if b := o.rate.get(key); b != nil && !b.Allow() {
+		ch.log.Warn().Object("portal", evt.Chat).Float64("per_second", cfg.MaxChatRate).
+			Msg("A chat sends faster than bridge.max_chat_rate; dropping its events until it calms down")
+		o.start(ch, evt.Chat, key)
+		return true
+	}
+	if o.br.queue.LaneLen(key) >= cfg.MaxQueuePerChat {
+		ch.log.Warn().Object("portal", evt.Chat).Int("queued", cfg.MaxQueuePerChat).
+			Msg("A chat holds bridge.max_queue_per_chat events already; dropping its events until it catches up")
+		o.start(ch, evt.Chat, key)
+		return true
+	}
+	return false
 }
 
 // drop counts an event of a chat that is dropping and says true; false for a chat that
