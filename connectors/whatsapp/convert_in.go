@@ -145,21 +145,38 @@ func (s *session) mediaFromWA(ctx context.Context, m whatsmeow.DownloadableMessa
 		mc = &bridge.MessageContent{Body: fileName}
 	}
 	mc.MsgType = msgType
+	spool, notice := s.downloadToSpool(ctx, m, name, size)
+	if notice != nil {
+		return notice
+	}
+	mc.Media = &bridge.Media{FileName: fileName, MimeType: mimeType, Size: int(spool.size), Spool: spool.name}
+	return mc
+}
+
+// spooled is a downloaded file in the bridge's media spool.
+type spooled struct {
+	name string
+	size int64
+}
+
+// downloadToSpool streams a media message into the media spool, never holding it
+// whole. The spool file refuses to grow past max_media_bytes (with room for the
+// encryption's padding and MAC), so a sender who declared a small file cannot send a
+// large one. A refusal or failure is the notice to bridge instead.
+func (s *session) downloadToSpool(ctx context.Context, m whatsmeow.DownloadableMessage, name string, declared uint64) (spooled, *bridge.MessageContent) {
 	limit := int64(s.c.cfg.MaxMediaBytes)
 	tooLarge := func(size int64) *bridge.MessageContent {
 		return noticeContent(fmt.Sprintf("A %s of %d MiB was not bridged: it is larger than the bridge's limit of %d MiB. Open WhatsApp on your phone to see it.",
 			name, size>>20, limit>>20))
 	}
-	if size > uint64(limit) {
-		return tooLarge(int64(size))
+	unstored := noticeContent(fmt.Sprintf("A %s could not be bridged: the bridge could not store it. Open WhatsApp on your phone to see it.", name))
+	if declared > uint64(limit) {
+		return spooled{}, tooLarge(int64(declared))
 	}
-	// The file is streamed to the media spool, never held whole, and the spool file
-	// refuses to grow past the limit (with room for the encryption's padding and MAC),
-	// so a sender who declared a small file cannot send a large one.
 	f, err := s.c.host.CreateMediaFile(limit + mediaCipherOverhead)
 	if err != nil {
 		s.log.Error().Err(err).Msg("Creating a media spool file failed")
-		return noticeContent(fmt.Sprintf("A %s could not be bridged: the bridge could not store it. Open WhatsApp on your phone to see it.", name))
+		return spooled{}, unstored
 	}
 	err = s.client.DownloadToFile(ctx, m, f)
 	var got int64
@@ -172,20 +189,19 @@ func (s *session) mediaFromWA(ctx context.Context, m whatsmeow.DownloadableMessa
 	switch {
 	case errors.Is(err, bridge.ErrMediaTooLarge) || (err == nil && got > limit):
 		f.Discard()
-		s.log.Warn().Uint64("declared_size", size).Msg("A WhatsApp file was larger than it declared; refused")
-		return tooLarge(max(got, limit+1))
+		s.log.Warn().Uint64("declared_size", declared).Msg("A WhatsApp file was larger than it declared; refused")
+		return spooled{}, tooLarge(max(got, limit+1))
 	case err != nil:
 		f.Discard()
 		s.log.Warn().Err(err).Msg("Downloading WhatsApp media failed")
-		return noticeContent(fmt.Sprintf("A %s could not be downloaded from WhatsApp (%v). Open WhatsApp on your phone to see it.", name, err))
+		return spooled{}, noticeContent(fmt.Sprintf("A %s could not be downloaded from WhatsApp (%v). Open WhatsApp on your phone to see it.", name, err))
 	}
 	if err = f.Close(); err != nil {
 		f.Discard()
 		s.log.Error().Err(err).Msg("Closing a media spool file failed")
-		return noticeContent(fmt.Sprintf("A %s could not be bridged: the bridge could not store it. Open WhatsApp on your phone to see it.", name))
+		return spooled{}, unstored
 	}
-	mc.Media = &bridge.Media{FileName: fileName, MimeType: mimeType, Size: int(got), Spool: f.SpoolName()}
-	return mc
+	return spooled{name: f.SpoolName(), size: got}, nil
 }
 
 // mediaCipherOverhead is what WhatsApp's media encryption adds to a file (up to a
