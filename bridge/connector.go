@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,7 +46,7 @@ type NetworkInfo struct {
 	// ProtocolID is the `m.bridge` protocol id (e.g. "irc", "whatsapp").
 	ProtocolID string
 	// FilesAsLinks says the network gets Matrix files as links only (Media.PublicURL):
-	// the core then never downloads them, and Media.Data stays empty.
+	// the core then never downloads them, and Media.Reader stays nil.
 	FilesAsLinks bool
 	// DropsWhenBehind says the network keeps no history and cuts off clients that stop
 	// reading (IRC: a server drops a connection whose send queue overflows, losing
@@ -648,7 +649,7 @@ const MsgSticker event.MessageType = "m.sticker"
 // Media is a file to bridge. For remote→Matrix, the bytes are in a spool file (Spool,
 // written through Host.CreateMediaFile, so a large file is never held in memory) or, for
 // small ones, in Data; the core keeps them on disk, not in its queue, until uploaded.
-// For Matrix→remote, URL holds the mxc URI and Data the downloaded bytes.
+// For Matrix→remote, URL holds the mxc URI and Reader the downloaded file.
 type Media struct {
 	FileName string `json:"file_name,omitempty"`
 	MimeType string `json:"mime_type,omitempty"`
@@ -658,6 +659,10 @@ type Media struct {
 	// event is queued the bridge owns the file and removes it when done.
 	Spool string              `json:"spool,omitempty"`
 	URL   id.ContentURIString `json:"url,omitempty"`
+	// Reader (Matrix→remote) reads the file the core downloaded, decrypted and Size
+	// bytes long, from its start; it is on disk, never whole in memory, and valid only
+	// during the call that carries it. Nil for networks that get links.
+	Reader io.ReadSeeker `json:"-"`
 	// PublicURL (Matrix→remote) is a link anyone can open, served by the bridge when
 	// appservice.public_address is set; networks without files send it instead.
 	PublicURL string `json:"public_url,omitempty"`

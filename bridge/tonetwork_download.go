@@ -1,7 +1,8 @@
 package bridge
 
 // Fetching a Matrix file for a network that takes files: bounded in size (what the
-// homeserver says and what it sends, not what the sender declared) and in time.
+// homeserver says and what it sends, not what the sender declared) and in time, and
+// written to disk as it arrives rather than held in memory.
 
 import (
 	"context"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"time"
 
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -17,17 +19,23 @@ import (
 // never finishes (asynchronous uploads) must not hold the room's queue forever.
 const mediaDownloadTimeout = 5 * time.Minute
 
-var errFileTooLarge = errors.New("file too large")
-
-// downloadMedia reads a Matrix file whole, refusing (with a notice to the sender) one
-// larger than bridge.max_file_bytes before or while reading it.
-func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared int) ([]byte, error) {
+// downloadMedia fetches a Matrix file into a spool file of the bridge's own, decrypting
+// an encrypted attachment (enc) on the way, and refuses (with a notice to the sender) one
+// larger than bridge.max_file_bytes before or while reading it. An attachment whose hash
+// does not match is refused once read: nothing of it reaches the network. The file is
+// returned at its start; the caller discards it.
+func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared int, enc *event.EncryptedFileInfo) (*MediaFile, error) {
 	limit := br.Config.Bridge.MaxFileBytes
 	tooLarge := func() error {
 		return userErrorf("the file is larger than this bridge takes (%s)", formatBytes(limit))
 	}
 	if int64(declared) > limit {
 		return nil, tooLarge()
+	}
+	if enc != nil {
+		if err := enc.PrepareForDecryption(); err != nil {
+			return nil, userErrorf("the encrypted file could not be opened (%v)", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, mediaDownloadTimeout)
 	defer cancel()
@@ -39,14 +47,47 @@ func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared
 	if resp.ContentLength > limit {
 		return nil, tooLarge()
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	f, err := br.spool.create(limit)
 	if err != nil {
 		return nil, fmt.Errorf("downloading media: %w", err)
 	}
-	if int64(len(data)) > limit {
-		return nil, tooLarge()
+	src := io.Reader(resp.Body)
+	var dec io.ReadCloser
+	if enc != nil {
+		dec = enc.DecryptStream(resp.Body)
+		src = dec
 	}
-	return data, nil
+	_, err = io.Copy(f, src)
+	switch {
+	case errors.Is(err, ErrMediaTooLarge):
+		err = tooLarge()
+	case err != nil:
+		err = fmt.Errorf("downloading media: %w", err)
+	case dec != nil:
+		// Closing the decrypting reader checks the hash of everything read.
+		if cerr := dec.Close(); cerr != nil {
+			err = userErrorf("the encrypted file could not be opened (%v)", cerr)
+		}
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Discard()
+		return nil, err
+	}
+	return f, nil
+}
+
+// discardMedia removes the file a Matrix message's content was downloaded into, once the
+// network has it (or will not).
+func discardMedia(mc *MessageContent) {
+	if mc == nil || mc.Media == nil {
+		return
+	}
+	if f, ok := mc.Media.Reader.(*MediaFile); ok {
+		f.Discard()
+	}
 }
 
 // formatBytes writes a size for people: 50 MiB, 512 KiB, 900 bytes.

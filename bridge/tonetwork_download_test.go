@@ -1,15 +1,21 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/crypto/attachment"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -40,7 +46,7 @@ func TestDownloadMediaLimit(t *testing.T) {
 		_, _ = fmt.Fprint(w, data)
 	}))
 	t.Cleanup(srv.Close)
-	br := &Bridge{Config: testConfig()}
+	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
 	br.Config.Bridge.MaxFileBytes = limit
 	br.AS = appservice.Create()
 	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
@@ -59,15 +65,88 @@ func TestDownloadMediaLimit(t *testing.T) {
 		{"big", 0, true, true}, {"big-chunked", 0, true, true}, {"small", limit + 1, true, false},
 	} {
 		requests = 0
-		data, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: tt.file}, tt.declared)
+		f, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: tt.file}, tt.declared, nil)
+		var data []byte
+		if f != nil {
+			data, _ = io.ReadAll(f)
+			f.Discard()
+		}
 		var ue *userError
 		switch {
 		case tt.wantErr && (err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "larger than")):
 			t.Errorf("%s (declared %d): got %d bytes, error %v; want a notice that it is too large", tt.file, tt.declared, len(data), err)
-		case !tt.wantErr && (err != nil || len(data) != limit):
+		case !tt.wantErr && (err != nil || string(data) != files["small"]):
 			t.Errorf("%s: got %d bytes, error %v", tt.file, len(data), err)
 		case (requests > 0) != tt.fetched:
 			t.Errorf("%s (declared %d): %d requests to the homeserver", tt.file, tt.declared, requests)
 		}
+	}
+	assertSpoolEmpty(t, br.spool)
+}
+
+// TestDownloadEncryptedMedia: an encrypted attachment is decrypted on its way to disk;
+// one whose bytes do not match its hash (a tampered or truncated file) is refused with a
+// notice, and nothing of it is kept.
+func TestDownloadEncryptedMedia(t *testing.T) {
+	plain := []byte(strings.Repeat("a private letter. ", 5000))
+	attach := attachment.NewEncryptedFile()
+	cipher := attach.Encrypt(plain)
+	tampered := bytes.Clone(cipher)
+	tampered[len(tampered)/2] ^= 1
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/good"):
+			_, _ = w.Write(cipher)
+		case strings.HasSuffix(r.URL.Path, "/tampered"):
+			_, _ = w.Write(tampered)
+		case strings.HasSuffix(r.URL.Path, "/short"):
+			_, _ = w.Write(cipher[:len(cipher)-1])
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
+	br.Config.Bridge.MaxFileBytes = 1 << 20
+	br.AS = appservice.Create()
+	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
+	br.AS.HomeserverDomain = "example.org"
+	if err := br.AS.SetHomeserverURL(srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// As a received event carries it: from JSON, keys not yet decoded.
+	attachJSON, _ := json.Marshal(attach)
+	enc := func() *event.EncryptedFileInfo {
+		var info event.EncryptedFileInfo
+		if err := json.Unmarshal(attachJSON, &info); err != nil {
+			t.Fatal(err)
+		}
+		return &info
+	}
+	f, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: "good"}, len(plain), enc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Discard()
+	if !bytes.Equal(got, plain) {
+		t.Fatalf("decrypted %d bytes, want the %d of the letter", len(got), len(plain))
+	}
+	for _, name := range []string{"tampered", "short"} {
+		f, err = br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: name}, len(plain), enc())
+		var ue *userError
+		if f != nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "could not be opened") {
+			t.Errorf("%s file: got a file (%v), error %v; want a notice that it could not be opened", name, f != nil, err)
+		}
+	}
+	assertSpoolEmpty(t, br.spool)
+}
+
+// assertSpoolEmpty fails when a download left a file behind.
+func assertSpoolEmpty(t *testing.T, s *mediaSpool) {
+	t.Helper()
+	if left, _ := os.ReadDir(s.dir); len(left) != 0 {
+		t.Fatalf("%d files left in the spool", len(left))
 	}
 }

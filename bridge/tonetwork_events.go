@@ -134,17 +134,12 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	}
 	sess, relayed := rt.sess, rt.relayed
 	sender := br.matrixSender(ctx, evt.RoomID, evt.Sender)
-	neutral, err := br.neutralContent(ctx, rc.ch.info, content)
-	if err != nil {
-		return err
-	}
 	msg := MatrixMessage{Chat: rc.key, RoomID: evt.RoomID, EventID: evt.ID, TxnID: matrixTxnID(evt.ID),
-		Sender: sender, Content: *neutral, Relayed: relayed}
+		Sender: sender, Relayed: relayed}
 	if content.RelatesTo != nil {
 		if replyTo := content.RelatesTo.GetReplyTo(); replyTo != "" {
 			if rows, err := br.DB.MessagesByEvent(ctx, rc.room.RoomID, replyTo.String()); err == nil && len(rows) > 0 {
 				msg.ReplyTo = RemoteMessageID(rows[0].RemoteID)
-				msg.Content.ReplyTo = RemoteMessageID(rows[0].RemoteID)
 				msg.ReplyToSender = id.UserID(rows[0].SenderMXID)
 			}
 		}
@@ -152,6 +147,13 @@ func (br *Bridge) handleMatrixMessage(ctx context.Context, evt *event.Event) err
 	if content.RelatesTo != nil && content.RelatesTo.GetReplaceID() != "" {
 		return br.handleMatrixEdit(ctx, rc, evt, content, sess, msg)
 	}
+	neutral, err := br.neutralContent(ctx, rc.ch.info, content)
+	if err != nil {
+		return err
+	}
+	defer discardMedia(neutral)
+	msg.Content = *neutral
+	msg.Content.ReplyTo = msg.ReplyTo
 	if err = br.renderRelay(ctx, rc, sess, &msg, func(rf *RelayFormatter) error { return rf.Render(&msg, content) }); err != nil {
 		return err
 	}
@@ -244,6 +246,7 @@ func (br *Bridge) handleMatrixEdit(ctx context.Context, rc *roomContext, evt *ev
 	if err != nil {
 		return err
 	}
+	defer discardMedia(neutral)
 	msg.Content = *neutral
 	if err = br.renderRelay(ctx, rc, sess, &msg, func(rf *RelayFormatter) error { return rf.RenderEdit(&msg, newContent) }); err != nil {
 		return err
@@ -470,7 +473,7 @@ func (br *Bridge) matrixSender(ctx context.Context, roomID id.RoomID, user id.Us
 
 // neutralContent turns Matrix message content into the network-neutral form, fetching
 // media (for networks that take files, not links) so connectors never talk to the
-// homeserver.
+// homeserver. The caller discards the fetched file (discardMedia) once sent.
 func (br *Bridge) neutralContent(ctx context.Context, info NetworkInfo, content *event.MessageEventContent) (*MessageContent, error) {
 	mc := &MessageContent{MsgType: content.MsgType, Body: content.Body, GeoURI: content.GeoURI}
 	if content.Format == event.FormatHTML {
@@ -502,16 +505,16 @@ func (br *Bridge) neutralContent(ctx context.Context, info NetworkInfo, content 
 			mc.Media.Size = content.Info.Size // as the sender declared it, until the file is read
 		}
 		if !info.FilesAsLinks {
-			data, err := br.downloadMedia(ctx, uri, mc.Media.Size)
+			f, err := br.downloadMedia(ctx, uri, mc.Media.Size, content.File)
 			if err != nil {
 				return nil, err
 			}
-			if content.File != nil {
-				if err = content.File.DecryptInPlace(data); err != nil {
-					return nil, userErrorf("the encrypted file could not be opened (%v)", err)
-				}
+			st, err := f.Stat()
+			if err != nil {
+				f.Discard()
+				return nil, fmt.Errorf("reading the downloaded file: %w", err)
 			}
-			mc.Media.Data, mc.Media.Size = data, len(data)
+			mc.Media.Reader, mc.Media.Size = f, int(st.Size())
 		}
 		if content.Info != nil {
 			mc.Media.MimeType = content.Info.MimeType

@@ -61,23 +61,46 @@ func (br *Bridge) publicMediaURL(uri id.ContentURI, fileName string, file *event
 }
 
 // maxServedEncrypted bounds an encrypted file the bridge decrypts to serve a link: it
-// is read whole to check its hash before anything is sent.
+// is decrypted to disk whole, its hash checked, before anything is sent.
 const maxServedEncrypted = 100 << 20
 
-// serveDecrypted answers a link to an encrypted attachment with the file in clear.
+// serveDecrypted answers a link to an encrypted attachment with the file in clear. The
+// plaintext goes through a spool file, never whole through memory, and is sent only
+// once its hash is checked: a damaged or forged link serves nothing.
 func (br *Bridge) serveDecrypted(w http.ResponseWriter, body io.Reader, q url.Values) bool {
 	file := attachment.EncryptedFile{Key: attachment.JSONWebKey{Key: q.Get("k"), Algorithm: "A256CTR", KeyType: "oct",
 		Extractable: true, KeyOps: []string{"encrypt", "decrypt"}}, InitVector: q.Get("iv"),
 		Hashes: attachment.EncryptedFileHashes{SHA256: q.Get("h")}, Version: "v2"}
-	data, err := io.ReadAll(io.LimitReader(body, maxServedEncrypted+1))
-	if err != nil || len(data) > maxServedEncrypted || file.DecryptInPlace(data) != nil {
+	notFound := func() bool {
 		writeMatrixError(w, http.StatusNotFound, "M_NOT_FOUND", "No such file (or the link is damaged)")
 		return false
 	}
-	w.Header().Set("Content-Type", http.DetectContentType(data))
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	if file.PrepareForDecryption() != nil {
+		return notFound()
+	}
+	f, err := br.spool.create(maxServedEncrypted)
+	if err != nil {
+		br.Log.Warn().Err(err).Msg("No spool file to decrypt a linked file into")
+		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "The file could not be decrypted")
+		return false
+	}
+	defer f.Discard()
+	dec := file.DecryptStream(body)
+	if _, err = io.Copy(f, dec); err != nil || dec.Close() != nil {
+		return notFound()
+	}
+	var head [512]byte
+	n, _ := f.ReadAt(head[:], 0)
+	st, err := f.Stat()
+	if err != nil {
+		return notFound()
+	}
+	w.Header().Set("Content-Type", http.DetectContentType(head[:n]))
+	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
 	br.mediaSafetyHeaders(w)
-	_, _ = newDeadlineWriter(w).Write(data)
+	if _, err = f.Seek(0, io.SeekStart); err == nil {
+		_, _ = io.Copy(newDeadlineWriter(w), f)
+	}
 	return true
 }
 

@@ -21,6 +21,7 @@ func TestEncryptedMediaLink(t *testing.T) {
 	br.Config.AppService.PublicAddress = "https://bridge.example.org"
 	br.Config.AppService.ASToken = "as"
 	br.Config.Bridge.Retention = config.Duration(24 * 3600 * 1e9)
+	br.spool = &mediaSpool{dir: t.TempDir()}
 	plain := []byte("a private letter")
 	file := attachment.NewEncryptedFile()
 	cipher := file.Encrypt(plain)
@@ -40,4 +41,5 @@ func TestEncryptedMediaLink(t *testing.T) {
 	if br.serveDecrypted(w, bytes.NewReader(cipher), q) || w.Code != 404 || bytes.Contains(w.Body.Bytes(), plain) {
 		t.Fatalf("a damaged link served %d %q", w.Code, w.Body.Bytes())
 	}
+	assertSpoolEmpty(t, br.spool)
 }

@@ -3,6 +3,7 @@ package whatsapp
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"go.mau.fi/whatsmeow"
@@ -46,7 +47,8 @@ type Client interface {
 	// DownloadToFile streams a media message into file, decrypted and checked against
 	// the size and hashes the message declares.
 	DownloadToFile(ctx context.Context, msg whatsmeow.DownloadableMessage, file whatsmeow.File) error
-	Upload(ctx context.Context, plaintext []byte, mediaType whatsmeow.MediaType) (whatsmeow.UploadResponse, error)
+	// UploadReader encrypts plaintext into tempFile, then uploads it from there.
+	UploadReader(ctx context.Context, plaintext io.Reader, tempFile io.ReadWriteSeeker, mediaType whatsmeow.MediaType) (whatsmeow.UploadResponse, error)
 	GetGroupInfo(ctx context.Context, jid types.JID) (*types.GroupInfo, error)
 	GetProfilePictureInfo(ctx context.Context, jid types.JID, params *whatsmeow.GetProfilePictureParams) (*types.ProfilePictureInfo, error)
 	IsOnWhatsApp(ctx context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error)

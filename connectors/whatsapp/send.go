@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -177,14 +178,30 @@ func (s *session) participantOf(user id.UserID) types.JID {
 	return s.ownJID()
 }
 
+// upload encrypts a file for WhatsApp through a spool file (WhatsApp's media encryption
+// needs the whole ciphertext before the upload starts) and uploads it, so the file is
+// never whole in memory.
+func (s *session) upload(ctx context.Context, media *bridge.Media, kind whatsmeow.MediaType) (whatsmeow.UploadResponse, error) {
+	tmp, err := s.c.host.CreateMediaFile(int64(media.Size) + mediaCipherOverhead)
+	if err != nil {
+		return whatsmeow.UploadResponse{}, fmt.Errorf("whatsapp: preparing the upload: %w", err)
+	}
+	defer tmp.Discard()
+	up, err := s.client.UploadReader(ctx, io.LimitReader(media.Reader, int64(media.Size)), tmp, kind)
+	if err != nil {
+		return whatsmeow.UploadResponse{}, fmt.Errorf("whatsapp: uploading media: %w", err)
+	}
+	return up, nil
+}
+
 // mediaMessage uploads a file to WhatsApp and builds the message that carries it.
 func (s *session) mediaMessage(ctx context.Context, content *bridge.MessageContent, caption string, ci *waE2E.ContextInfo) (*waE2E.Message, error) {
 	media := content.Media
-	if media == nil || len(media.Data) == 0 {
+	if media == nil || media.Reader == nil {
 		return nil, bridge.NewUserError("the file could not be read from Matrix")
 	}
-	if len(media.Data) > s.c.cfg.MaxMediaBytes {
-		return nil, bridge.NewUserError("the file is %d MiB, over the bridge's WhatsApp limit of %d MiB", len(media.Data)>>20, s.c.cfg.MaxMediaBytes>>20)
+	if media.Size > s.c.cfg.MaxMediaBytes {
+		return nil, bridge.NewUserError("the file is %d MiB, over the bridge's WhatsApp limit of %d MiB", media.Size>>20, s.c.cfg.MaxMediaBytes>>20)
 	}
 	if caption == media.FileName || caption == content.Body && content.Body == media.FileName {
 		caption = ""
@@ -204,11 +221,11 @@ func (s *session) mediaMessage(ctx context.Context, content *bridge.MessageConte
 	default:
 		kind = whatsmeow.MediaDocument
 	}
-	up, err := s.client.Upload(ctx, media.Data, kind)
+	up, err := s.upload(ctx, media, kind)
 	if err != nil {
-		return nil, fmt.Errorf("whatsapp: uploading media: %w", err)
+		return nil, err
 	}
-	size := proto.Uint64(uint64(len(media.Data)))
+	size := proto.Uint64(up.FileLength)
 	var capt *string
 	if caption != "" {
 		capt = proto.String(caption)

@@ -448,6 +448,20 @@ func (v *variant) testOutgoingMessages(t *testing.T, conn *fakewa.Conn, dm id.Ro
 	if im.GetCaption() != "my cat" || im.GetMimetype() != "image/png" || im.GetWidth() != 10 || !bytes.Equal(v.wa.Media(im.GetDirectPath()), imgData) {
 		t.Errorf("image sent as %v", call.Message)
 	}
+	// A file past WhatsApp's limit, its size not declared: read to the end, refused
+	// with a notice, nothing sent (the next call to WhatsApp is the location below);
+	// neither goes through memory whole, and both leave the spool.
+	v.waitSpoolEmpty()
+	big, err := v.alice.UploadBytesWithName(ctx, bytes.Repeat([]byte("y"), 2*testMaxMediaBytes), "application/octet-stream", "big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err = v.alice.SendMessageEvent(ctx, dm, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgFile,
+		Body: "big.bin", URL: big.ContentURI.CUString()}); err != nil {
+		t.Fatal(err)
+	}
+	v.waitIn(dm, "oversized file notice", noticeFrom(bot(), "not bridged", "WhatsApp limit"))
+	v.waitSpoolEmpty()
 
 	// A location.
 	if _, err = v.alice.SendMessageEvent(ctx, dm, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgLocation,

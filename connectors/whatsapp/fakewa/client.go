@@ -2,11 +2,13 @@ package fakewa
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -411,7 +413,21 @@ func (c *client) DownloadToFile(ctx context.Context, msg whatsmeow.DownloadableM
 	return nil
 }
 
-func (c *client) Upload(ctx context.Context, data []byte, mediaType whatsmeow.MediaType) (whatsmeow.UploadResponse, error) {
+// UploadReader reads the plaintext and, as whatsmeow does, writes as many bytes into
+// tempFile as WhatsApp's encryption makes of it (padding to a block and a 10-byte MAC),
+// so a temporary file too small for the ciphertext fails here as it would for real.
+func (c *client) UploadReader(ctx context.Context, plaintext io.Reader, tempFile io.ReadWriteSeeker, mediaType whatsmeow.MediaType) (whatsmeow.UploadResponse, error) {
+	data, err := io.ReadAll(plaintext)
+	if err != nil {
+		return whatsmeow.UploadResponse{}, fmt.Errorf("reading the file to upload: %w", err)
+	}
+	ciphertext := append(bytes.Clone(data), make([]byte, 16-len(data)%16+10)...)
+	if _, err = tempFile.Write(ciphertext); err != nil {
+		return whatsmeow.UploadResponse{}, fmt.Errorf("failed to encrypt file: %w", err)
+	}
+	if _, err = tempFile.Seek(0, io.SeekStart); err != nil {
+		return whatsmeow.UploadResponse{}, err
+	}
 	var d mediaData
 	if err := c.call(ctx, opUpload, mediaData{Type: string(mediaType), Data: data}, &d); err != nil {
 		return whatsmeow.UploadResponse{}, err
