@@ -331,6 +331,11 @@ func (br *Bridge) matrixContent(ctx context.Context, ch *connectorHost, roomID i
 	} else if err != nil {
 		return nil, err
 	}
+	if body == nil && mc.Media != nil && content.MsgType != event.MsgNotice {
+		// A file event without a file is invalid; say what came instead.
+		zerolog.Ctx(ctx).Warn().Msg("A network message announced a file without its bytes")
+		content.MsgType = event.MsgNotice
+	}
 	if body != nil {
 		defer body.Close()
 		if err := br.upload(ctx, br.AS.BotIntent(), roomID, content, body.r, body.size, mc.Media.MimeType, mc.Media.FileName); err != nil {

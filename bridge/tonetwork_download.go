@@ -15,13 +15,10 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// mediaDownloadTimeout bounds one download from the homeserver: a file whose upload
-// never finishes (asynchronous uploads) must not hold the room's queue forever.
-const mediaDownloadTimeout = 5 * time.Minute
-
 // downloadMedia fetches a Matrix file into a spool file of the bridge's own, decrypting
 // an encrypted attachment (enc) on the way, and refuses (with a notice to the sender) one
-// larger than bridge.max_file_bytes before or while reading it. An attachment whose hash
+// larger than bridge.max_file_bytes before or while reading it, or one not read whole
+// within bridge.file_timeout (an upload that never finishes). An attachment whose hash
 // does not match is refused once read: nothing of it reaches the network. The file is
 // returned at its start; the caller discards it.
 func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared int, enc *event.EncryptedFileInfo) (*MediaFile, error) {
@@ -37,11 +34,19 @@ func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared
 			return nil, userErrorf("the encrypted file could not be opened (%v)", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, mediaDownloadTimeout)
+	timeout := time.Duration(br.Config.Bridge.FileTimeout)
+	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := br.AS.BotClient().Download(ctx, uri)
+	// The bound is the file's fault only when it, not the caller, ended the download.
+	timedOut := func(err error) error {
+		if ctx.Err() == nil && dctx.Err() != nil {
+			return userErrorf("the file could not be fetched from the homeserver within %s", timeout)
+		}
+		return fmt.Errorf("downloading media: %w", err)
+	}
+	resp, err := br.AS.BotClient().Download(dctx, uri)
 	if err != nil {
-		return nil, fmt.Errorf("downloading media: %w", err)
+		return nil, timedOut(err)
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > limit {
@@ -62,7 +67,7 @@ func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared
 	case errors.Is(err, ErrMediaTooLarge):
 		err = tooLarge()
 	case err != nil:
-		err = fmt.Errorf("downloading media: %w", err)
+		err = timedOut(err)
 	case dec != nil:
 		// Closing the decrypting reader checks the hash of everything read.
 		if cerr := dec.Close(); cerr != nil {

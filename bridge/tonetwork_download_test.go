@@ -12,11 +12,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/passerelle/passerelle/bridge/config"
 )
 
 // TestDownloadMediaLimit: a file over bridge.max_file_bytes is refused with a notice
@@ -48,6 +51,7 @@ func TestDownloadMediaLimit(t *testing.T) {
 	t.Cleanup(srv.Close)
 	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
 	br.Config.Bridge.MaxFileBytes = limit
+	br.Config.Bridge.FileTimeout = config.Duration(time.Minute)
 	br.AS = appservice.Create()
 	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
 	br.AS.HomeserverDomain = "example.org"
@@ -108,6 +112,7 @@ func TestDownloadEncryptedMedia(t *testing.T) {
 	t.Cleanup(srv.Close)
 	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
 	br.Config.Bridge.MaxFileBytes = 1 << 20
+	br.Config.Bridge.FileTimeout = config.Duration(time.Minute)
 	br.AS = appservice.Create()
 	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
 	br.AS.HomeserverDomain = "example.org"
@@ -139,6 +144,45 @@ func TestDownloadEncryptedMedia(t *testing.T) {
 		if f != nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "could not be opened") {
 			t.Errorf("%s file: got a file (%v), error %v; want a notice that it could not be opened", name, f != nil, err)
 		}
+	}
+	assertSpoolEmpty(t, br.spool)
+}
+
+// TestDownloadMediaStalled: a file the homeserver starts sending and never finishes (an
+// upload that never completes) is refused with a notice once bridge.file_timeout is
+// over, and nothing of it is kept; a download its caller ends is not the file's fault.
+func TestDownloadMediaStalled(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		_, _ = w.Write([]byte("the first bytes"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
+	br.Config.Bridge.MaxFileBytes = 1 << 20
+	br.Config.Bridge.FileTimeout = config.Duration(200 * time.Millisecond)
+	br.AS = appservice.Create()
+	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
+	br.AS.HomeserverDomain = "example.org"
+	if err := br.AS.SetHomeserverURL(srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	uri := id.ContentURI{Homeserver: "example.org", FileID: "never-finished"}
+	f, err := br.downloadMedia(context.Background(), uri, 0, nil)
+	var ue *userError
+	if f != nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "could not be fetched") {
+		t.Fatalf("got a file (%v), error %v; want a notice that it could not be fetched", f != nil, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err = br.downloadMedia(ctx, uri, 0, nil); err == nil || errors.As(err, &ue) {
+		t.Fatalf("a download its caller ended: error %v; want a failure that is not the sender's to be told", err)
 	}
 	assertSpoolEmpty(t, br.spool)
 }

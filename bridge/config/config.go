@@ -97,6 +97,10 @@ type BridgeConfig struct {
 	// MaxFileBytes bounds a Matrix file fetched for a network that takes files (those
 	// that get links never fetch them); larger ones are refused with a notice.
 	MaxFileBytes int64 `yaml:"max_file_bytes"`
+	// FileTimeout bounds fetching one such file: one still not read whole by then (an
+	// upload that never finishes, a homeserver that stalls) is refused with a notice,
+	// so it holds its room's queue no longer.
+	FileTimeout Duration `yaml:"file_timeout"`
 	// Limits bound what one remote sender or chat can make the bridge create.
 	Limits LimitsConfig `yaml:"limits"`
 	// SpoolDir holds files received from networks until they are uploaded to Matrix

@@ -113,6 +113,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"max_queue", cfg.Bridge.MaxQueue, 10000},
 		{"retry_window", cfg.Bridge.RetryWindow.Std(), 90 * time.Minute},
 		{"max_file_bytes", cfg.Bridge.MaxFileBytes, int64(50 << 20)},
+		{"file_timeout", cfg.Bridge.FileTimeout.Std(), 5 * time.Minute},
 		{"max_queue_per_chat", cfg.Bridge.MaxQueuePerChat, 1000},
 		{"max_chat_rate", cfg.Bridge.MaxChatRate, 20.0},
 		{"spool_dir", cfg.Bridge.SpoolDir, "media-spool"},

@@ -80,6 +80,9 @@ bridge:
   # Largest Matrix file fetched for a network that takes files (WhatsApp); networks
   # that get links (IRC) never fetch them. Larger files are refused with a notice.
   max_file_bytes: 52428800
+  # How long fetching one such file may take; one not read whole by then (an upload
+  # that never finishes) is refused with a notice.
+  file_timeout: 5m
   # What traffic from a network may make the bridge create on Matrix, per hour (0: no
   # limit). New direct-chat rooms past the first two limits are not opened (the user is
   # told); a chat whose traffic registers new accounts past ghosts_per_chat slows down

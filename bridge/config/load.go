@@ -30,6 +30,7 @@ const (
 	DefaultMaxQueuePerChat   = 1000
 	DefaultMaxChatRate       = 20.0
 	DefaultMaxFileBytes      = 50 << 20
+	DefaultFileTimeout       = Duration(5 * time.Minute)
 	DefaultSpoolDir          = "media-spool"
 	DefaultDMRoomsPerSender  = 3
 	DefaultDMRoomsPerLogin   = 30
@@ -158,6 +159,9 @@ func (c *Config) applyDefaults(doc *yaml.Node) {
 	if !present(doc, "bridge", "max_file_bytes") {
 		c.Bridge.MaxFileBytes = DefaultMaxFileBytes
 	}
+	if !present(doc, "bridge", "file_timeout") {
+		c.Bridge.FileTimeout = DefaultFileTimeout
+	}
 	limits := []struct {
 		key string
 		p   *int
@@ -263,6 +267,7 @@ func (c *Config) validate() []string {
 		{"bridge.max_queue_per_chat", c.Bridge.MaxQueuePerChat > 0},
 		{"bridge.max_chat_rate", c.Bridge.MaxChatRate > 0},
 		{"bridge.max_file_bytes", c.Bridge.MaxFileBytes > 0},
+		{"bridge.file_timeout", c.Bridge.FileTimeout > 0},
 	} {
 		if !p.positive {
 			add(p.key, "must be greater than 0")

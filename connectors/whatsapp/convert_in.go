@@ -236,6 +236,10 @@ func contactContent(contacts []*waE2E.ContactMessage) *bridge.MessageContent {
 		vcards.WriteString(strings.TrimSpace(c.GetVcard()))
 		vcards.WriteString("\r\n")
 	}
+	if strings.TrimSpace(vcards.String()) == "" {
+		// Nothing to put in a file (a file event needs one).
+		return noticeContent("A contact card with no details was shared: " + strings.Join(names, ", "))
+	}
 	fileName := "contacts.vcf"
 	if len(names) == 1 && names[0] != "" {
 		fileName = names[0] + ".vcf"

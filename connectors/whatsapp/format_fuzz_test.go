@@ -33,43 +33,48 @@ func FuzzWAToMatrix(f *testing.F) {
 				t.Fatalf("%q: mentions %q, who is not a contact", text, m)
 			}
 		}
-		if formatted == "" {
-			return
-		}
-		var open []string
-		z := html.NewTokenizer(strings.NewReader(formatted))
-		for {
-			tt := z.Next()
-			if tt == html.ErrorToken {
-				break
-			}
-			tok := z.Token()
-			switch tt {
-			case html.StartTagToken, html.SelfClosingTagToken:
-				if !slices.Contains(waAllowedTags, tok.Data) {
-					t.Fatalf("%q: produced a <%s> element: %q", text, tok.Data, formatted)
-				}
-				for _, a := range tok.Attr {
-					link := tok.Data == "a" && a.Key == "href" && strings.HasPrefix(a.Val, "https://matrix.to/#/")
-					start := tok.Data == "ol" && a.Key == "start" && a.Val != "" && strings.Trim(a.Val, "0123456789") == ""
-					if !link && !start {
-						t.Fatalf("%q: produced attribute %s=%q on <%s>", text, a.Key, a.Val, tok.Data)
-					}
-				}
-				if tt == html.StartTagToken && tok.Data != "br" {
-					open = append(open, tok.Data)
-				}
-			case html.EndTagToken:
-				if len(open) == 0 || open[len(open)-1] != tok.Data {
-					t.Fatalf("%q: </%s> does not close the open %v: %q", text, tok.Data, open, formatted)
-				}
-				open = open[:len(open)-1]
-			}
-		}
-		if len(open) != 0 {
-			t.Fatalf("%q: left %v open: %q", text, open, formatted)
-		}
+		checkWAHTML(t, text, formatted, waAllowedTags)
 	})
+}
+
+// checkWAHTML fails when HTML made from WhatsApp input holds more than the converter
+// writes: elements outside allowed, attributes other than mention links and list
+// starts, or elements left open or closed out of order.
+func checkWAHTML(t *testing.T, input, formatted string, allowed []string) {
+	t.Helper()
+	var open []string
+	z := html.NewTokenizer(strings.NewReader(formatted))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		tok := z.Token()
+		switch tt {
+		case html.StartTagToken, html.SelfClosingTagToken:
+			if !slices.Contains(allowed, tok.Data) {
+				t.Fatalf("%q: produced a <%s> element: %q", input, tok.Data, formatted)
+			}
+			for _, a := range tok.Attr {
+				link := tok.Data == "a" && a.Key == "href" && strings.HasPrefix(a.Val, "https://matrix.to/#/")
+				start := tok.Data == "ol" && a.Key == "start" && a.Val != "" && strings.Trim(a.Val, "0123456789") == ""
+				if !link && !start {
+					t.Fatalf("%q: produced attribute %s=%q on <%s>", input, a.Key, a.Val, tok.Data)
+				}
+			}
+			if tt == html.StartTagToken && tok.Data != "br" {
+				open = append(open, tok.Data)
+			}
+		case html.EndTagToken:
+			if len(open) == 0 || open[len(open)-1] != tok.Data {
+				t.Fatalf("%q: </%s> does not close the open %v: %q", input, tok.Data, open, formatted)
+			}
+			open = open[:len(open)-1]
+		}
+	}
+	if len(open) != 0 {
+		t.Fatalf("%q: left %v open: %q", input, open, formatted)
+	}
 }
 
 // FuzzMatrixToWA feeds arbitrary HTML to the reverse formatter: it never fails, keeps

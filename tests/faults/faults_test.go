@@ -33,10 +33,12 @@ import (
 // proxies where a test cuts a connection: between the bridge and PostgreSQL (the
 // shared server other packages' tests use cannot be restarted under them; to the
 // bridge, a cut proxy is a database restart: its connections drop and new ones are
-// refused until it is back), and between the bridge and ngircd (so a test decides when
-// the bridge may reconnect after the IRC server restarted).
+// refused until it is back), between the bridge and ngircd (so a test decides when
+// the bridge may reconnect after the IRC server restarted), and between the bridge and
+// Dendrite (so a test can make the homeserver slow).
 type stack struct {
 	hs        *harness.Homeserver
+	hsProxy   *harness.HTTPProxy
 	reg       *appservice.Registration
 	port      int
 	ngircd    *harness.IRCServer
@@ -129,6 +131,11 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer func() { st.HS.Stop() }()
 	s.hs, s.reg = st.HS, st.Reg
+	if s.hsProxy, err = harness.NewHTTPProxy(st.HS.URL); err != nil {
+		return 0, err
+	}
+	defer s.hsProxy.Close()
+	params.HomeserverURL = s.hsProxy.URL
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err = st.WriteConfig(cfgPath, params); err != nil {
 		return 0, err
@@ -477,4 +484,35 @@ func TestSlowClients(t *testing.T) {
 			t.Fatalf("slow or idle connection %d was still open at the test's deadline", i)
 		}
 	}
+}
+
+// TestMalformedEventInTransaction: a transaction holding events with wrongly typed
+// fields among good ones is answered 200; the good ones are bridged, in order, and the
+// room goes on (the homeserver would retry a refused transaction forever, and
+// everything behind it would wait).
+func TestMalformedEventInTransaction(t *testing.T) {
+	ctx := testCtx(t)
+	c := newConversation(t, ctx, "malformed")
+	c.burst(ctx, "before", 3, true, true)
+	c.waitAll(ctx)
+	good := func(n int) map[string]any {
+		body := fmt.Sprintf("pushed good %d", n)
+		c.toIRC = append(c.toIRC, body)
+		return map[string]any{"type": "m.room.message", "room_id": c.room, "sender": c.user.UserID,
+			"event_id": fmt.Sprintf("$malformed-good-%d", n), "origin_server_ts": time.Now().UnixMilli(),
+			"content": map[string]any{"msgtype": "m.text", "body": body}}
+	}
+	first := good(1)
+	badTS := map[string]any{"type": "m.room.message", "room_id": c.room, "sender": c.user.UserID,
+		"event_id": "$malformed-bad-ts", "origin_server_ts": "yesterday", "content": map[string]any{"msgtype": "m.text", "body": "bad ts"}}
+	badContent := map[string]any{"type": "m.room.message", "room_id": c.room, "sender": c.user.UserID,
+		"event_id": "$malformed-bad-content", "origin_server_ts": time.Now().UnixMilli(), "content": "not an object"}
+	badSender := map[string]any{"type": "m.room.message", "room_id": c.room, "sender": 42,
+		"event_id": "$malformed-bad-sender", "origin_server_ts": time.Now().UnixMilli(), "content": map[string]any{"msgtype": "m.text", "body": "bad sender"}}
+	second := good(2)
+	must(t, harness.PushTransaction(ctx, shared.port, shared.reg.ServerToken, "malformed-"+c.room.String(),
+		map[string]any{"events": []any{first, badTS, "not an event", badContent, badSender, second}}))
+	// waitAll finds the malformed ones missing and the good ones once, in order.
+	c.burst(ctx, "after", 3, true, true)
+	c.waitAll(ctx)
 }

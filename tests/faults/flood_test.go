@@ -21,10 +21,15 @@ func floodGhost(nick string) id.UserID {
 	return id.NewUserID("irc_"+id.EncodeUserLocalpart("floodnet."+strings.ToLower(nick)), harness.DefaultDomain)
 }
 
-// TestIRCFlood: 100,000 lines arrive in one channel far faster than the homeserver
-// takes them. The bridge's memory stays bounded; another channel on the same IRC
-// connection keeps flowing meanwhile; and every flood line is either delivered, in
-// order and once, or counted in a notice in the room that says it was dropped.
+// floodHSDelay is how long the homeserver takes for each request during the flood:
+// slow enough that one room's sends (one at a time, in order) fall behind the flood.
+const floodHSDelay = 100 * time.Millisecond
+
+// TestIRCFlood: 100,000 lines arrive in one channel far faster than the homeserver, made
+// slow for the test, takes them. The bridge's memory stays bounded; another channel on
+// the same IRC connection keeps flowing meanwhile; and every flood line is either
+// delivered, in order and once, or counted in a notice in the room that says it was
+// dropped.
 func TestIRCFlood(t *testing.T) {
 	// The IRC server relays a flood at its own pace (a few hundred lines a second
 	// here): the whole flood takes minutes to pass through it.
@@ -49,6 +54,8 @@ func TestIRCFlood(t *testing.T) {
 	_, err = u.WaitEvent(ctx, calmRoom, harness.TextFrom(floodGhost("calmer"), "calm before"))
 	must(t, err)
 
+	shared.hsProxy.SetDelay(floodHSDelay)
+	t.Cleanup(func() { shared.hsProxy.SetDelay(0) })
 	start := time.Now()
 	for i := range floodLines {
 		must(t, flooder.Privmsg("#flood", fmt.Sprintf("flood %d", i)))

@@ -27,7 +27,7 @@ import (
 func TestEncrypted(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
-			v := newVariantWith(t, "enc", db, 0, map[string]any{"encryption": map[string]any{"default": true}})
+			v := newVariantWith(t, "enc", db, 0, variantOptions{bridgeExtra: map[string]any{"encryption": map[string]any{"default": true}}})
 			ctx := v.ctx()
 			alice, err := harness.StartE2EEClient(ctx, shared.hs, v.alice)
 			if err != nil {

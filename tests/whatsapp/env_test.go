@@ -68,18 +68,29 @@ type variant struct {
 	// pgProxy (PostgreSQL variants) sits between the bridge and its database, so a
 	// test can take the database away.
 	pgProxy *harness.TCPProxy
+	// hsProxy (variantOptions.hsProxy) sits between the bridge and the homeserver.
+	hsProxy *harness.HTTPProxy
 }
 
 // newVariant starts a bridge for one test on one database; tag keeps the test's Matrix
 // users apart from other tests' on the shared homeserver.
 func newVariant(t *testing.T, tag, dbType string, historyCount int) *variant {
 	t.Helper()
-	return newVariantWith(t, tag, dbType, historyCount, nil)
+	return newVariantWith(t, tag, dbType, historyCount, variantOptions{})
 }
 
-// newVariantWith is newVariant with keys of the config's bridge: section set or
-// overridden (encryption, say).
-func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeExtra map[string]any) *variant {
+// variantOptions are what a test changes of a variant's bridge.
+type variantOptions struct {
+	// bridgeExtra sets or overrides keys of the config's bridge: section (encryption,
+	// say).
+	bridgeExtra map[string]any
+	// hsProxy puts an HTTP proxy (variant.hsProxy) between the bridge and the
+	// homeserver, so the test can make the homeserver slow.
+	hsProxy bool
+}
+
+// newVariantWith is newVariant with options.
+func newVariantWith(t *testing.T, tag, dbType string, historyCount int, opts variantOptions) *variant {
 	t.Helper()
 	ctx := context.Background()
 	prefix := map[string]string{"sqlite": "331", "postgres": "332"}[dbType]
@@ -107,9 +118,17 @@ func newVariantWith(t *testing.T, tag, dbType string, historyCount int, bridgeEx
 		}
 		t.Cleanup(v.pgProxy.Close)
 	}
+	var hsURL string
+	if opts.hsProxy {
+		if v.hsProxy, err = harness.NewHTTPProxy(shared.hs.URL); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(v.hsProxy.Close)
+		hsURL = v.hsProxy.URL
+	}
 	v.cfgPath = filepath.Join(t.TempDir(), "config.yaml")
 	if err = shared.stack.WriteConfig(v.cfgPath, harness.BridgeConfigParams{
-		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI, BridgeExtra: bridgeExtra,
+		Port: shared.port, DatabaseType: dbType, DatabaseURI: dbURI, BridgeExtra: opts.bridgeExtra, HomeserverURL: hsURL,
 		Permissions: map[string]string{shared.hs.Domain: "user", shared.hs.UserID(tag + "_mallory_" + dbType).String(): "admin"},
 		Connectors: map[string]any{"whatsapp": map[string]any{"fake_network": v.wa.Addr(),
 			"history_count": historyCount, "contact_names": true, "max_media_bytes": testMaxMediaBytes}},
