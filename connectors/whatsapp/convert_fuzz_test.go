@@ -33,7 +33,9 @@ type fuzzHost struct{ bridge.Host }
 func (fuzzHost) GhostMXID(remote bridge.RemoteUserID) id.UserID {
 	return id.NewUserID("whatsapp_"+id.EncodeUserLocalpart(string(remote)), "example.org")
 }
-func (fuzzHost) CreateMediaFile(int64) (*bridge.MediaFile, error) { return nil, errors.New("no spool here") }
+func (fuzzHost) CreateMediaFile(int64) (*bridge.MediaFile, error) {
+	return nil, errors.New("no spool here")
+}
 
 // FuzzContentFromWA feeds arbitrary WhatsApp message protobufs to the inbound
 // converter: it never fails or panics, always gives a message type, carries files only

@@ -71,7 +71,11 @@ func NewHTTPProxy(target string) (*HTTPProxy, error) {
 func (p *HTTPProxy) SetDelay(d time.Duration) { p.mu.Lock(); p.delay = d; p.mu.Unlock() }
 
 // Stall holds every request match accepts until its client gives up (nil: none).
-func (p *HTTPProxy) Stall(match func(*http.Request) bool) { p.mu.Lock(); p.stall = match; p.mu.Unlock() }
+func (p *HTTPProxy) Stall(match func(*http.Request) bool) {
+	p.mu.Lock()
+	p.stall = match
+	p.mu.Unlock()
+}
 
 // Stalled is how many requests have been held.
 func (p *HTTPProxy) Stalled() int { p.mu.Lock(); defer p.mu.Unlock(); return p.stalled }
