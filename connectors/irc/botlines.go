@@ -61,6 +61,10 @@ func (n *network) onBotConnected(ctx context.Context) {
 
 // handleBotLine hands a line the bot received to its command's handler.
 func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
+	if !wellFormedBotLine(msg) {
+		n.log.Debug().Str("command", msg.Command).Int("params", len(msg.Params)).Msg("Dropped a malformed IRC line")
+		return
+	}
 	switch msg.Command {
 	case "JOIN":
 		n.onJoin(ctx, msg)
@@ -89,6 +93,41 @@ func (n *network) handleBotLine(ctx context.Context, msg ircmsg.Message) {
 	case "PRIVMSG", "NOTICE":
 		n.bridgeChannelLine(ctx, msg)
 	}
+}
+
+// wellFormedBotLine says a line has what its handler reads: the parameters that name a
+// channel or a user present and not empty, and a source for what users do. A broken or
+// hostile server's line without them would be bridged into a chat or from a user with
+// an empty name.
+func wellFormedBotLine(msg ircmsg.Message) bool {
+	need, named := 0, 0 // parameters needed; how many of the first must not be empty
+	fromUser := true
+	switch msg.Command {
+	case "JOIN", "PART", "NICK", "MODE":
+		need, named = 1, 1
+	case "KICK":
+		need, named = 2, 2
+	case "TOPIC", "PRIVMSG", "NOTICE":
+		need, named = 2, 1
+	case "QUIT", "AWAY":
+	case "BATCH":
+		need, named, fromUser = 1, 1, false
+	case "332", "366": // RPL_TOPIC, RPL_ENDOFNAMES: us, the channel
+		need, named, fromUser = 2, 2, false
+	case "353": // RPL_NAMREPLY: us, the channel's kind, the channel, the names
+		need, named, fromUser = 4, 3, false
+	default:
+		return true
+	}
+	if len(msg.Params) < need {
+		return false
+	}
+	for _, p := range msg.Params[:named] {
+		if p == "" {
+			return false
+		}
+	}
+	return !fromUser || msg.Nick() != ""
 }
 
 // onJoin: the bot's own JOIN opens the channel's NAMES list; anyone else joining
@@ -270,6 +309,9 @@ func (n *network) onNamesReply(msg ircmsg.Message) {
 		entry = entry[i:]
 		if bang := strings.IndexByte(entry, '!'); bang >= 0 { // userhost-in-names
 			entry = entry[:bang]
+		}
+		if entry == "" {
+			continue // "!user@host" alone names nobody
 		}
 		st.names[n.fold(entry)] = member{nick: entry, prefixes: prefixes}
 	}

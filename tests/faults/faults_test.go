@@ -324,19 +324,9 @@ func equal(a, b []string) bool {
 // peakRSS is the bridge process's high-water resident set size (VmHWM).
 func peakRSS(t *testing.T) int64 {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", shared.bridge.Pid()))
+	kb, err := harness.ProcStatusKB(shared.bridge.Pid(), "VmHWM:")
 	must(t, err)
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kib int64
-			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib); err != nil {
-				t.Fatalf("parsing %q: %v", line, err)
-			}
-			return kib << 10
-		}
-	}
-	t.Fatal("no VmHWM in /proc status")
-	return 0
+	return kb << 10
 }
 
 // TestPostgresRestart: the database goes away mid-stream for a few seconds (connections

@@ -128,3 +128,22 @@ func tailFile(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ProcStatusKB reads one kB figure of a process's /proc status: "VmRSS:" (resident
+// memory now), "VmHWM:" (its peak).
+func ProcStatusKB(pid int, field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("reading process %d's status: %w", pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("parsing %q: %w", line, err)
+			}
+			return kb, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s in process %d's status", field, pid)
+}

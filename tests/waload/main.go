@@ -9,7 +9,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -228,17 +227,4 @@ func run(n, m int, dbType string) error {
 func rssKB(pid int) (int64, error) { return statusKB(pid, "VmRSS:") }
 
 // statusKB reads one kB figure of a process's /proc status (VmRSS:, VmHWM:).
-func statusKB(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no %s for process %d", field, pid)
-}
+func statusKB(pid int, field string) (int64, error) { return harness.ProcStatusKB(pid, field) }

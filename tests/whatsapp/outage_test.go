@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/passerelle/passerelle/connectors/whatsapp/fakewa"
+	"github.com/passerelle/passerelle/tests/harness"
 )
 
 // TestPostgresOutage: PostgreSQL goes away for a few seconds while messages stream both
@@ -24,6 +25,21 @@ func TestPostgresOutage(t *testing.T) {
 		v.pgProxy.Cut()
 		return func() {
 			time.Sleep(3 * time.Second) // the outage's length, not a wait for a result
+			v.pgProxy.Release()
+		}
+	}})
+}
+
+// TestPostgresOutageOutlastsRetryWindow: the database stays away for four times the
+// retry window while WhatsApp and Matrix keep sending; failures meanwhile are not the
+// events' fault, so none is given up and nobody is told one was not bridged.
+func TestPostgresOutageOutlastsRetryWindow(t *testing.T) {
+	const retryWindow = time.Second
+	v := newVariantWith(t, "walongoutage", "postgres", 0, variantOptions{bridgeExtra: map[string]any{"retry_window": retryWindow.String()}})
+	streamThroughFault(t, v, "LONGOUTAGE", waFault{matrixDuring: true, begin: func() func() {
+		v.pgProxy.Cut()
+		return func() {
+			time.Sleep(4 * retryWindow) // the outage's length, not a wait for a result
 			v.pgProxy.Release()
 		}
 	}})
@@ -46,6 +62,9 @@ func TestHomeserverRestart(t *testing.T) {
 	}})
 }
 
+// faultRSSBound is the bound the fault tests state for the bridge's peak resident memory.
+const faultRSSBound = 200 << 20
+
 // waFault is one fault for streamThroughFault: begin causes it and returns what ends
 // it (waiting as long as it lasts); matrixDuring says the Matrix user can still send
 // while it lasts (not when it is their homeserver that is down).
@@ -56,8 +75,9 @@ type waFault struct {
 
 // streamThroughFault logs a WhatsApp account in and streams messages both ways between
 // a contact and its Matrix room before, during and after a fault, then checks that
-// every message arrived once (on WhatsApp: each message ID once), in order, and that
-// nobody was told one was not bridged. tag prefixes the WhatsApp message IDs.
+// every message arrived once (on WhatsApp: each message ID once) and in order, that
+// nobody was told one was not bridged, and that the bridge's peak memory stayed under
+// faultRSSBound. tag prefixes the WhatsApp message IDs.
 func streamThroughFault(t *testing.T, v *variant, tag string, fault waFault) {
 	t.Helper()
 	conn := v.testQRLogin(t)
@@ -136,6 +156,15 @@ func streamThroughFault(t *testing.T, v *variant, tag string, fault waFault) {
 		return e.Type == event.EventMessage && e.Content.AsMessage().Body == fmt.Sprintf("in %03d", last)
 	})
 	t.Logf("recovered: every message delivered %s after the fault ended", time.Since(healed).Round(time.Millisecond))
+	peak, err := harness.ProcStatusKB(v.bridge.Pid(), "VmHWM:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peak<<10 > faultRSSBound {
+		t.Errorf("bridge peak RSS %d MiB, bound %d MiB", peak>>10, faultRSSBound>>20)
+	} else {
+		t.Logf("bridge peak RSS: %.1f MiB", float64(peak)/1024)
+	}
 	// A duplicate would follow the last message: an end marker sent after it must
 	// arrive after everything else.
 	v.dispatch(conn, message(contact, contact, tag+"END", "Outage", text("end marker")))
