@@ -69,8 +69,10 @@ type Bridge struct {
 	spool *mediaSpool
 	// limits bound what remote traffic creates on Matrix.
 	limits *creationLimits
-	// overflow holds the chats dropping events because they stayed behind.
-	overflow *chatOverflow
+	// overflow holds the chats dropping events because they stayed behind, and
+	// roomOverflow the Matrix rooms.
+	overflow     *chatOverflow
+	roomOverflow *roomOverflow
 	// bgCtx lives from Start to Stop, for work of the bridge's own.
 	bgCtx    context.Context
 	listener net.Listener
@@ -150,6 +152,7 @@ func New(ctx context.Context, cfg *config.Config, reg *appservice.Registration, 
 	br.mediaSlots = make(chan struct{}, max(cfg.AppService.MaxMediaDownloads, 1))
 	br.queue.MaxAttempts = queue.AttemptsFor(cfg.Bridge.RetryWindow.Std(), br.queue.Backoff, br.queue.MaxBackoff)
 	br.metrics = newBridgeMetrics(br.queue.Len)
+	br.roomOverflow = newRoomOverflow(br, br.metrics.matrixDropped)
 	br.metrics.timeHomeserverRequests(as.HTTPClient)
 
 	for _, c := range networks {

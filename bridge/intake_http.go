@@ -136,7 +136,7 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	items, eventIDs, err := br.decodeTransaction(log, txnID, body)
+	txn, err := br.decodeTransaction(log, txnID, body)
 	if err != nil {
 		log.Warn().Err(err).Msg("Malformed transaction body")
 		writeMatrixError(w, http.StatusBadRequest, "M_NOT_JSON", "Malformed transaction body")
@@ -150,13 +150,15 @@ func (br *Bridge) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeMatrixError(w, http.StatusServiceUnavailable, "M_LIMIT_EXCEEDED", "Bridge is busy, retry later")
 		return
 	}
+	// Past the room's own budget what its members say is dropped and told instead.
+	items := br.roomOverflow.admit(log, txn.items, txn.rooms, txn.droppable)
 	added, err := br.DB.AcceptTransaction(r.Context(), items)
 	if err != nil {
 		log.Error().Err(err).Msg("Storing transaction failed")
 		writeMatrixError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to store transaction")
 		return
 	}
-	log.Debug().Strs("events", eventIDs).Int("new", len(added)).Msg("Transaction stored")
+	log.Debug().Strs("events", txn.eventIDs).Int("new", len(added)).Msg("Transaction stored")
 	for i := range added {
 		added[i].Accepted = arrived
 	}
@@ -174,15 +176,29 @@ func (br *Bridge) ownEcho(evt *event.Event) bool {
 	return evt.StateKey == nil && br.loops.ShouldIgnore(evt, br.isBridgeUser)
 }
 
-// decodeTransaction turns a transaction body into the queue items to store, and a
-// summary of its events (type and ID) for the debug log.
-func (br *Bridge) decodeTransaction(log zerolog.Logger, txnID string, body []byte) ([]database.TxnItem, []string, error) {
+// decodedTxn is a transaction's queue items, with each item's room and whether it may
+// be dropped when its room stays behind, and a summary of its events (type and ID) for
+// the debug log.
+type decodedTxn struct {
+	items     []database.TxnItem
+	rooms     []id.RoomID
+	droppable []bool
+	eventIDs  []string
+}
+
+func (d *decodedTxn) add(it database.TxnItem, evt *event.Event) {
+	d.items = append(d.items, it)
+	d.rooms = append(d.rooms, evt.RoomID)
+	d.droppable = append(d.droppable, matrixDroppable(evt))
+}
+
+// decodeTransaction turns a transaction body into the queue items to store.
+func (br *Bridge) decodeTransaction(log zerolog.Logger, txnID string, body []byte) (*decodedTxn, error) {
 	var txn rawTransaction
 	if err := json.Unmarshal(body, &txn); err != nil {
-		return nil, nil, fmt.Errorf("decoding transaction: %w", err)
+		return nil, fmt.Errorf("decoding transaction: %w", err)
 	}
-	items := make([]database.TxnItem, 0, len(txn.Events))
-	var eventIDs []string
+	d := &decodedTxn{items: make([]database.TxnItem, 0, len(txn.Events))}
 	summarize := zerolog.GlobalLevel() <= zerolog.DebugLevel && log.GetLevel() <= zerolog.DebugLevel
 	for i, raw := range txn.Events {
 		evt, ok := decodeEvent(log, raw, "event", i)
@@ -190,13 +206,13 @@ func (br *Bridge) decodeTransaction(log zerolog.Logger, txnID string, body []byt
 			continue
 		}
 		if summarize {
-			eventIDs = append(eventIDs, evt.Type.Type+" "+evt.ID.String())
+			d.eventIDs = append(d.eventIDs, evt.Type.Type+" "+evt.ID.String())
 		}
 		if br.ownEcho(evt) {
 			continue
 		}
 		if it, ok := queueItemFor(evt, raw, kindMatrix, "event:"+evt.ID.String()); ok {
-			items = append(items, it)
+			d.add(it, evt)
 		}
 	}
 	eph := txn.EphemeralEvents
@@ -209,10 +225,10 @@ func (br *Bridge) decodeTransaction(log zerolog.Logger, txnID string, body []byt
 			continue
 		}
 		if it, ok := queueItemFor(evt, raw, kindEphemeral, fmt.Sprintf("txn:%s:%d", txnID, i)); ok {
-			items = append(items, it)
+			d.add(it, evt)
 		}
 	}
-	return items, eventIDs, nil
+	return d, nil
 }
 
 // queueItemFor decides the ordering key of an event: its room. Events without a room

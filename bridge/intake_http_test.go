@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
@@ -34,6 +35,8 @@ type inboxFixture struct {
 	// end of the queue).
 	hold     chan struct{}
 	holdKind atomic.Value
+	// notices are what rooms were told of events dropped ("<room> <text>").
+	notices chan string
 }
 
 // newInboxFixture builds the smallest Bridge that can serve the appservice API: config,
@@ -44,6 +47,7 @@ func newInboxFixture(t *testing.T, maxQueue int, maxBody int64) *inboxFixture {
 	cfg.AppService.HSToken = testHSToken
 	cfg.AppService.MaxBodyBytes = maxBody
 	cfg.Bridge.MaxQueue = maxQueue
+	cfg.Bridge.MaxQueuePerChat = 1000
 	db := dbtest.OpenSQLite(t)
 	f := &inboxFixture{db: db, handled: make(chan database.QueueItem, 100)}
 	f.holdKind.Store(kindRemote)
@@ -75,6 +79,10 @@ func newInboxFixture(t *testing.T, maxQueue int, maxBody int64) *inboxFixture {
 	}
 	f.br.queue.StopGrace = 10 * time.Millisecond
 	t.Cleanup(f.br.queue.Stop)
+	f.br.roomOverflow = newRoomOverflow(f.br, prometheus.NewCounter(prometheus.CounterOpts{Name: "dropped"}))
+	f.notices = make(chan string, 10)
+	f.br.roomOverflow.notify = func(_ context.Context, roomID id.RoomID, text string) { f.notices <- roomID.String() + " " + text }
+	f.br.bgCtx = context.Background()
 	f.srv = httptest.NewServer(f.br.httpHandler())
 	t.Cleanup(f.srv.Close)
 	return f
@@ -447,6 +455,59 @@ func TestInboxQueueFull(t *testing.T) {
 	}
 }
 
+// TestInboxRoomOverflow: a Matrix room whose events wait past max_queue_per_chat has
+// what its members say dropped and counted (its state and redactions still stored,
+// other rooms untouched, the transaction answered 200, nothing refused with 503), and
+// is told how many once it caught up; then its events are taken again.
+func TestInboxRoomOverflow(t *testing.T) {
+	f := newInboxFixture(t, 100, 1<<20)
+	f.br.Config.Bridge.MaxQueuePerChat = 3
+	f.holdKind.Store(kindMatrix)
+	f.hold = make(chan struct{})
+	const busy, calm = "!busy:example.org", "!calm:example.org"
+	var events []any
+	for i := range 5 {
+		events = append(events, msgEvent(fmt.Sprintf("$b%d", i), busy, "busy"))
+	}
+	topic := map[string]any{"type": "m.room.topic", "state_key": "", "event_id": "$topic", "room_id": busy,
+		"sender": "@alice:example.org", "origin_server_ts": 1700000000000, "content": map[string]any{"topic": "t"}}
+	redaction := map[string]any{"type": "m.room.redaction", "event_id": "$redact", "room_id": busy, "redacts": "$b0",
+		"sender": "@alice:example.org", "origin_server_ts": 1700000000000, "content": map[string]any{"redacts": "$b0"}}
+	events = append(events, topic, redaction, msgEvent("$c0", calm, "calm"), msgEvent("$c1", calm, "calm"))
+	if status, code := f.putTxn(t, "busy-1", txnBody(t, map[string]any{"events": events,
+		"ephemeral": []any{typingEvent(busy, "@alice:example.org")}})); status != 200 {
+		t.Fatalf("PUT past a room's budget: %d %s, want 200", status, code)
+	}
+	// Three of the busy room's messages, its topic and redaction; both calm ones.
+	if n := f.br.queue.LaneLen(matrixQueueKey(busy)); n != 5 {
+		t.Errorf("the busy room holds %d events, want 5 (3 messages, the topic, the redaction)", n)
+	}
+	if n := f.br.queue.LaneLen(matrixQueueKey(calm)); n != 2 {
+		t.Errorf("the calm room holds %d events, want 2", n)
+	}
+	if status, _ := f.putTxn(t, "busy-2", txnBody(t, map[string]any{"events": []any{msgEvent("$b5", busy, "still busy")}})); status != 200 {
+		t.Fatalf("PUT while a room drops: %d", status)
+	}
+	close(f.hold)
+	var notice string
+	select {
+	case notice = <-f.notices:
+	case <-time.After(30 * time.Second): // a bound on a broken bridge, not an assertion
+		t.Fatal("the busy room was never told of its dropped messages")
+	}
+	// Dropped: $b3, $b4, the typing notice and $b5.
+	if !strings.HasPrefix(notice, busy+" 4 messages sent here") {
+		t.Errorf("notice %q, want the busy room told of 4", notice)
+	}
+	f.holdKind.Store("")
+	if status, _ := f.putTxn(t, "busy-3", txnBody(t, map[string]any{"events": []any{msgEvent("$b6", busy, "calm again")}})); status != 200 {
+		t.Fatalf("PUT after the room caught up: %d", status)
+	}
+	if _, evt := f.next(t); evt.ID != "$b6" {
+		t.Errorf("handled %s after the room caught up, want $b6", evt.ID)
+	}
+}
+
 func TestInboxMiscEndpoints(t *testing.T) {
 	f := newInboxFixture(t, 100, 1<<20)
 	tests := []struct {
@@ -570,11 +631,17 @@ func FuzzDecodeTransaction(f *testing.F) {
 	br.AS.Registration = &appservice.Registration{SenderLocalpart: "passerelle"}
 	br.AS.HomeserverDomain = "example.org"
 	f.Fuzz(func(t *testing.T, body []byte) {
-		items, _, err := br.decodeTransaction(zerolog.Nop(), "fuzz", body)
+		txn, err := br.decodeTransaction(zerolog.Nop(), "fuzz", body)
 		if err != nil {
 			return
 		}
-		for _, it := range items {
+		if len(txn.rooms) != len(txn.items) || len(txn.droppable) != len(txn.items) {
+			t.Fatalf("%d items, %d rooms, %d droppable flags", len(txn.items), len(txn.rooms), len(txn.droppable))
+		}
+		for i, it := range txn.items {
+			if it.Key != matrixQueueKey(txn.rooms[i]) {
+				t.Fatalf("item key %q for room %q", it.Key, txn.rooms[i])
+			}
 			var evt event.Event
 			if err := json.Unmarshal(it.Payload, &evt); err != nil {
 				t.Fatalf("stored payload does not decode: %v (%q)", err, it.Payload)

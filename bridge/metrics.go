@@ -45,6 +45,8 @@ type bridgeMetrics struct {
 	homeserver prometheus.Histogram
 	// remoteDropped counts network events dropped because their chat stayed behind.
 	remoteDropped prometheus.Counter
+	// matrixDropped counts Matrix events dropped because their room stayed behind.
+	matrixDropped prometheus.Counter
 }
 
 func newBridgeMetrics(queueLen func() int) *bridgeMetrics {
@@ -73,8 +75,12 @@ func newBridgeMetrics(queueLen func() int) *bridgeMetrics {
 			Name: "passerelle_remote_events_dropped_total",
 			Help: "Events of history-less networks (IRC) dropped because their chat stayed further behind than bridge.max_queue_per_chat; each chat's room is told how many.",
 		}),
+		matrixDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "passerelle_matrix_events_dropped_total",
+			Help: "Matrix messages, reactions, typing and receipts dropped because their room stayed further behind than bridge.max_queue_per_chat; each room is told how many.",
+		}),
 	}
-	m.reg.MustRegister(m.handled, m.latency, m.own, m.homeserver, m.remoteDropped,
+	m.reg.MustRegister(m.handled, m.latency, m.own, m.homeserver, m.remoteDropped, m.matrixDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "passerelle_queue_items",
 			Help: "Events stored durably and not yet finished, both directions.",

@@ -85,7 +85,10 @@ type BridgeConfig struct {
 	// unreachable) are waited out and do not use it up.
 	RetryWindow Duration `yaml:"retry_window"`
 	// MaxQueuePerChat is how many network events of one chat may wait; beyond it the
-	// bridge stops reading from that network connection until they drain.
+	// bridge stops reading from that network connection until they drain. It is also
+	// what one Matrix room may have waiting for its network: past it, what the room's
+	// members say is dropped and the room told how many, so one room never fills
+	// MaxQueue (which makes every transaction wait).
 	MaxQueuePerChat int `yaml:"max_queue_per_chat"`
 	// MaxChatRate is how many events a second one chat may send on a history-less
 	// network that cuts off slow readers (IRC), with bursts of five seconds' worth.

@@ -67,7 +67,9 @@ bridge:
   # homeserver retries them later, nothing is dropped.
   max_queue: 10000
   # Network events of one chat that may wait; beyond it the bridge stops reading from
-  # that network connection (backpressure) until they drain.
+  # that network connection (backpressure) until they drain. Also what one Matrix room
+  # may have waiting for its network: past it, what its members say is dropped and the
+  # room told how many, so one busy room never fills max_queue for all.
   max_queue_per_chat: 1000
   # On networks without history that cut off slow readers (IRC), a chat that sends more
   # than this many messages a second (bursts of five seconds' worth), or that already

@@ -59,8 +59,11 @@ const retryWindow = 3 * time.Second
 const maxFileBytes = 4096
 
 // maxQueuePerChat is the bridge's bridge.max_queue_per_chat here: small, so a flood
-// soon outruns a chat's queue.
-const maxQueuePerChat = 200
+// soon outruns a chat's queue, and a Matrix room's.
+const maxQueuePerChat = 50
+
+// slowRate is slownet's flood control, lines a second per connection.
+const slowRate = 5
 
 // peakRSSBound is the bound every test states for the bridge's peak resident memory.
 const peakRSSBound = 200 << 20
@@ -124,6 +127,8 @@ func setup(m *testing.M) (int, error) {
 		Connectors: map[string]any{"irc": map[string]any{"connects_per_second": 50, "networks": []map[string]any{
 			{"name": "faultnet", "address": s.ircProxy.Addr, "bot_nick": "faultbot", "messages_per_second": 50, "burst": 50},
 			{"name": "floodnet", "address": s.inspircd.Addr, "bot_nick": "floodbot", "messages_per_second": 50, "burst": 50},
+			// slownet's flood control is far slower than a Matrix user can send.
+			{"name": "slownet", "address": s.ngircd.Addr, "bot_nick": "slowbot", "messages_per_second": slowRate, "burst": slowRate},
 		}}}}
 	st, err := harness.StartStack(ctx, dir, bin, params)
 	if err != nil {

@@ -139,3 +139,94 @@ func floodAccount(t *testing.T, events []*event.Event) (delivered []int, dropped
 	}
 	return delivered, dropped, notices
 }
+
+// matrixFloodMessages is how many messages TestMatrixRoomFlood sends at once: more than
+// a room may hold waiting (maxQueuePerChat) while slownet takes slowRate a second.
+const matrixFloodMessages = 100
+
+// TestMatrixRoomFlood: a Matrix user sends into a room far faster than its IRC channel's
+// flood control lets the bridge pass on. Past max_queue_per_chat waiting events the
+// room's further messages are dropped and counted, and the room is told how many once
+// it caught up; the rest reach IRC once each, in order; and a room elsewhere keeps
+// flowing meanwhile (the room never fills bridge.max_queue, which would make every
+// transaction get 503).
+func TestMatrixRoomFlood(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	watcher, err := harness.DialIRC(ctx, shared.ngircd.Addr, "slowwatch")
+	must(t, err)
+	t.Cleanup(watcher.Close)
+	must(t, watcher.Join(ctx, "#slowroom"))
+	u, err := shared.hs.RegisterUser(ctx, "slowsender", false)
+	must(t, err)
+	t.Cleanup(u.Close)
+	room, err := u.JoinAndWait(ctx, "#irc_slownet_#slowroom:"+harness.DefaultDomain)
+	must(t, err)
+	const puppet = "slowsender[m]"
+	_, err = u.SendText(ctx, room, "opening")
+	must(t, err)
+	_, err = watcher.Wait(ctx, harness.PrivmsgFrom(puppet, "#slowroom", "opening"))
+	must(t, err)
+	calm := newConversation(t, ctx, "roomflood")
+
+	for i := range matrixFloodMessages {
+		_, err = u.SendText(ctx, room, fmt.Sprintf("mflood %d", i))
+		must(t, err)
+	}
+	calm.burst(ctx, "while a room floods", 5, true, true)
+	calm.waitAll(ctx)
+	t.Logf("another room delivered both ways while the flooding room waited")
+
+	notice, err := u.WaitEvent(ctx, room, func(evt *event.Event) bool {
+		return evt.Type == event.EventMessage && strings.Contains(evt.Content.AsMessage().Body, "messages sent here between")
+	})
+	must(t, err)
+	body := notice.Content.AsMessage().Body
+	dropped, err := strconv.Atoi(strings.Fields(strings.TrimPrefix(body, "⚠️ "))[0])
+	if err != nil {
+		t.Fatalf("a drop notice without its count: %q", body)
+	}
+	if dropped == 0 || dropped >= matrixFloodMessages {
+		t.Fatalf("%d of %d messages dropped, want some but not all", dropped, matrixFloodMessages)
+	}
+	// The rest reach IRC: the notice came once the room's queue was down to half, so
+	// what is left still arrives; the test waits for the count, each line once, in order.
+	want := matrixFloodMessages - dropped
+	var got []int
+	for len(got) < want {
+		got = got[:0]
+		for _, m := range watcher.Lines() {
+			if m.Command == "PRIVMSG" && strings.EqualFold(m.Nick(), puppet) && strings.HasPrefix(msgParam(m, 1), "mflood ") {
+				n, err := strconv.Atoi(strings.TrimPrefix(msgParam(m, 1), "mflood "))
+				must(t, err)
+				got = append(got, n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of the %d messages not dropped reached IRC", len(got), want)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	// A marker after the flood arrives after everything: nothing more came in between.
+	_, err = u.SendText(ctx, room, "after the flood")
+	must(t, err)
+	_, err = watcher.Wait(ctx, harness.PrivmsgFrom(puppet, "#slowroom", "after the flood"))
+	must(t, err)
+	got = got[:0]
+	for _, m := range watcher.Lines() {
+		if m.Command == "PRIVMSG" && strings.EqualFold(m.Nick(), puppet) && strings.HasPrefix(msgParam(m, 1), "mflood ") {
+			n, _ := strconv.Atoi(strings.TrimPrefix(msgParam(m, 1), "mflood "))
+			got = append(got, n)
+		}
+	}
+	if len(got) != want {
+		t.Errorf("IRC got %d flood messages, want %d (%d dropped of %d)", len(got), want, dropped, matrixFloodMessages)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("message %d reached IRC after message %d: out of order or twice", got[i], got[i-1])
+		}
+	}
+	t.Logf("%d messages sent at once: %d reached IRC in order, %d dropped and told", matrixFloodMessages, len(got), dropped)
+}
