@@ -121,26 +121,19 @@ func (o *chatOverflow) start(ch *connectorHost, chat PortalKey, key string) {
 func (o *chatOverflow) flushWhenCaughtUp(ch *connectorHost, chat PortalKey, key string, st *overflowState) {
 	ctx := o.br.bgCtx
 	log := ch.log.With().Object("portal", chat).Logger()
-	var n int
-	for {
-		if err := o.br.queue.WaitLane(ctx, key, max(o.br.Config.Bridge.MaxQueuePerChat/2, 1)); err != nil || ctx.Err() != nil {
-			log.Warn().Int("dropped", st.dropped).Msg("Stopping while a chat was dropping events; its room is not told how many")
-			return
-		}
+	n := o.br.waitCaughtUp(ctx, key, func() (time.Duration, int) {
 		o.mu.Lock()
+		defer o.mu.Unlock()
 		quiet := time.Since(st.last)
-		if quiet >= time.Second {
-			st.flushing = true
-			n = st.dropped
+		if quiet < time.Second {
+			return quiet, 0
 		}
-		o.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second - quiet):
-		}
+		st.flushing = true
+		return quiet, st.dropped
+	})
+	if n == 0 {
+		log.Warn().Msg("Stopping while a chat was dropping events; its room is not told how many")
+		return
 	}
 	now := time.Now()
 	notice := &RemoteEvent{Type: RemoteMessage, Chat: chat, ID: RemoteMessageID(fmt.Sprintf("passerelle-overflow-%d", now.UnixNano())),
@@ -160,6 +153,28 @@ func (o *chatOverflow) flushWhenCaughtUp(ch *connectorHost, chat PortalKey, key 
 	delete(o.chats, key)
 	close(st.done)
 	o.mu.Unlock()
+}
+
+// waitCaughtUp waits until a lane that was dropping events is down to half of
+// bridge.max_queue_per_chat and a second went by without a dropped event. settle says
+// how long ago the last one was dropped and, once that is a second, takes the count
+// (under its own lock, so none is counted after). It returns the count, or 0 when the
+// bridge stops first.
+func (br *Bridge) waitCaughtUp(ctx context.Context, key string, settle func() (quiet time.Duration, dropped int)) int {
+	for {
+		if err := br.queue.WaitLane(ctx, key, max(br.Config.Bridge.MaxQueuePerChat/2, 1)); err != nil || ctx.Err() != nil {
+			return 0
+		}
+		quiet, n := settle()
+		if n > 0 {
+			return n
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(time.Second - quiet):
+		}
+	}
 }
 
 // droppable says whether an event may be dropped from a flooding chat: what people

@@ -114,26 +114,19 @@ func (o *roomOverflow) tellWhenCaughtUp(roomID id.RoomID, key string, st *roomOv
 	ctx := o.br.bgCtx
 	log := o.br.Log.With().Stringer("room_id", roomID).Logger()
 	ctx = log.WithContext(ctx)
-	var n int
-	for {
-		if err := o.br.queue.WaitLane(ctx, key, max(o.br.Config.Bridge.MaxQueuePerChat/2, 1)); err != nil || ctx.Err() != nil {
-			log.Warn().Msg("Stopping while a room was dropping events; it is not told how many")
-			return
-		}
+	n := o.br.waitCaughtUp(ctx, key, func() (time.Duration, int) {
 		o.mu.Lock()
+		defer o.mu.Unlock()
 		quiet := time.Since(st.last)
-		if quiet >= time.Second {
-			n = st.dropped
-			delete(o.rooms, roomID)
+		if quiet < time.Second {
+			return quiet, 0
 		}
-		o.mu.Unlock()
-		if n > 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second - quiet):
-		}
+		delete(o.rooms, roomID)
+		return quiet, st.dropped
+	})
+	if n == 0 {
+		log.Warn().Msg("Stopping while a room was dropping events; it is not told how many")
+		return
 	}
 	log.Warn().Int("dropped", n).Msg("A room caught up after dropping events; it is told")
 	o.notify(ctx, roomID, fmt.Sprintf(

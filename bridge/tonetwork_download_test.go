@@ -49,15 +49,7 @@ func TestDownloadMediaLimit(t *testing.T) {
 		_, _ = fmt.Fprint(w, data)
 	}))
 	t.Cleanup(srv.Close)
-	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
-	br.Config.Bridge.MaxFileBytes = limit
-	br.Config.Bridge.FileTimeout = config.Duration(time.Minute)
-	br.AS = appservice.Create()
-	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
-	br.AS.HomeserverDomain = "example.org"
-	if err := br.AS.SetHomeserverURL(srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	br := downloadBridge(t, srv.URL, limit, time.Minute)
 	ctx := context.Background()
 	for _, tt := range []struct {
 		file     string
@@ -110,15 +102,7 @@ func TestDownloadEncryptedMedia(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
-	br.Config.Bridge.MaxFileBytes = 1 << 20
-	br.Config.Bridge.FileTimeout = config.Duration(time.Minute)
-	br.AS = appservice.Create()
-	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
-	br.AS.HomeserverDomain = "example.org"
-	if err := br.AS.SetHomeserverURL(srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	br := downloadBridge(t, srv.URL, 1<<20, time.Minute)
 	ctx := context.Background()
 	// As a received event carries it: from JSON, keys not yet decoded.
 	attachJSON, _ := json.Marshal(attach)
@@ -164,15 +148,7 @@ func TestDownloadMediaStalled(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
-	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
-	br.Config.Bridge.MaxFileBytes = 1 << 20
-	br.Config.Bridge.FileTimeout = config.Duration(200 * time.Millisecond)
-	br.AS = appservice.Create()
-	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
-	br.AS.HomeserverDomain = "example.org"
-	if err := br.AS.SetHomeserverURL(srv.URL); err != nil {
-		t.Fatal(err)
-	}
+	br := downloadBridge(t, srv.URL, 1<<20, 200*time.Millisecond)
 	uri := id.ContentURI{Homeserver: "example.org", FileID: "never-finished"}
 	f, err := br.downloadMedia(context.Background(), uri, 0, nil)
 	var ue *userError
@@ -185,6 +161,22 @@ func TestDownloadMediaStalled(t *testing.T) {
 		t.Fatalf("a download its caller ended: error %v; want a failure that is not the sender's to be told", err)
 	}
 	assertSpoolEmpty(t, br.spool)
+}
+
+// downloadBridge is the part of a bridge that fetches Matrix files, from a homeserver
+// at hsURL, within limit bytes and timeout.
+func downloadBridge(t *testing.T, hsURL string, limit int64, timeout time.Duration) *Bridge {
+	t.Helper()
+	br := &Bridge{Config: testConfig(), spool: &mediaSpool{dir: t.TempDir()}}
+	br.Config.Bridge.MaxFileBytes = limit
+	br.Config.Bridge.FileTimeout = config.Duration(timeout)
+	br.AS = appservice.Create()
+	br.AS.Registration = &appservice.Registration{AppToken: "as", SenderLocalpart: "passerelle"}
+	br.AS.HomeserverDomain = "example.org"
+	if err := br.AS.SetHomeserverURL(hsURL); err != nil {
+		t.Fatal(err)
+	}
+	return br
 }
 
 // assertSpoolEmpty fails when a download left a file behind.
