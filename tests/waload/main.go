@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,14 +36,15 @@ func main() {
 	accounts := flag.Int("accounts", 50, "WhatsApp accounts to link (one Matrix user each)")
 	messages := flag.Int("messages", 20, "messages per account each way")
 	dbType := flag.String("db", "sqlite", "sqlite or postgres")
+	profile := flag.String("profile", "", "write heap profiles before and after the logins into this directory, and print what the sessions' memory is made of")
 	flag.Parse()
-	if err := run(*accounts, *messages, *dbType); err != nil {
+	if err := run(*accounts, *messages, *dbType, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "waload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, m int, dbType string) error {
+func run(n, m int, dbType, profile string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "passerelle-waload-")
@@ -72,7 +74,12 @@ func run(n, m int, dbType string) error {
 		defer drop()
 		dbURI = uri
 	}
-	params := harness.BridgeConfigParams{Port: port, DatabaseType: dbType, DatabaseURI: dbURI, LogLevel: "info",
+	mport, err := harness.FreePort()
+	if err != nil {
+		return err
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", mport)
+	params := harness.BridgeConfigParams{Port: port, DatabaseType: dbType, DatabaseURI: dbURI, LogLevel: "info", MetricsListen: listen,
 		Permissions: map[string]string{harness.DefaultDomain: "user"},
 		Connectors:  map[string]any{"whatsapp": map[string]any{"fake_network": wa.Addr(), "history_count": 0}}}
 	st, err := harness.StartStack(ctx, dir, bin, params)
@@ -93,6 +100,12 @@ func run(n, m int, dbType string) error {
 	rssBefore, err := rssKB(br.Pid())
 	if err != nil {
 		return err
+	}
+	heapBefore := filepath.Join(profile, "heap-before-"+dbType+".pprof")
+	if profile != "" {
+		if err = harness.HeapProfile(ctx, listen, heapBefore); err != nil {
+			return err
+		}
 	}
 
 	type account struct {
@@ -147,6 +160,16 @@ func run(n, m int, dbType string) error {
 	rssAfter, err := rssKB(br.Pid())
 	if err != nil {
 		return err
+	}
+	var breakdown string
+	if profile != "" {
+		heapAfter := filepath.Join(profile, fmt.Sprintf("heap-%dsessions-%s.pprof", n, dbType))
+		if err = harness.HeapProfile(ctx, listen, heapAfter); err != nil {
+			return err
+		}
+		if breakdown, err = heapDiff(ctx, bin, heapBefore, heapAfter); err != nil {
+			return err
+		}
 	}
 
 	// WhatsApp → Matrix: every account receives m messages from one contact.
@@ -220,7 +243,22 @@ func run(n, m int, dbType string) error {
 	fmt.Printf("WhatsApp → Matrix:            %d messages in %s (%.0f msg/s), %d DM portals created on the way\n",
 		n*m, inTime.Round(time.Millisecond), float64(n*m)/inTime.Seconds(), n)
 	fmt.Printf("Matrix → WhatsApp:            %d messages in %s (%.0f msg/s)\n", n*m, outTime.Round(time.Millisecond), float64(n*m)/outTime.Seconds())
+	if breakdown != "" {
+		fmt.Printf("\nheap in use that the %d sessions added, by where it was allocated (go tool pprof -top -diff_base):\n%s", n, breakdown)
+	}
 	return nil
+}
+
+// heapDiff is go tool pprof's table of the heap in use that after holds beyond before,
+// by the function that allocated it, the largest first.
+func heapDiff(ctx context.Context, bin, before, after string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=30", "-sample_index=inuse_space",
+		"-diff_base", before, bin, after)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %w\n%s", err, out)
+	}
+	return string(out), nil
 }
 
 // rssKB reads a process's resident memory.
