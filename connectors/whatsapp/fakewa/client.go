@@ -109,7 +109,9 @@ func (c *client) pushLoop(conn net.Conn, pushes <-chan frame) {
 func (c *client) readLoop(conn net.Conn, pushes chan<- frame) {
 	defer close(pushes)
 	sc := bufio.NewScanner(conn)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	// Small to start (it grows for media frames): a buffer per linked session would
+	// otherwise be most of what the load tool measures per session.
+	sc.Buffer(make([]byte, 16<<10), 256<<20)
 	for sc.Scan() {
 		var f frame
 		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
