@@ -20,18 +20,18 @@ import (
 // larger than bridge.max_file_bytes before or while reading it, or one not read whole
 // within bridge.file_timeout (an upload that never finishes). An attachment whose hash
 // does not match is refused once read: nothing of it reaches the network. The file is
-// returned at its start; the caller discards it.
-func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared int, enc *event.EncryptedFileInfo) (*MediaFile, error) {
+// returned at its start, with its size; the caller discards it.
+func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared int, enc *event.EncryptedFileInfo) (*MediaFile, int64, error) {
 	limit := br.Config.Bridge.MaxFileBytes
 	tooLarge := func() error {
 		return userErrorf("the file is larger than this bridge takes (%s)", formatBytes(limit))
 	}
 	if int64(declared) > limit {
-		return nil, tooLarge()
+		return nil, 0, tooLarge()
 	}
 	if enc != nil {
 		if err := enc.PrepareForDecryption(); err != nil {
-			return nil, userErrorf("the encrypted file could not be opened (%v)", err)
+			return nil, 0, userErrorf("the encrypted file could not be opened (%v)", err)
 		}
 	}
 	timeout := time.Duration(br.Config.Bridge.FileTimeout)
@@ -46,15 +46,15 @@ func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared
 	}
 	resp, err := br.AS.BotClient().Download(dctx, uri)
 	if err != nil {
-		return nil, timedOut(err)
+		return nil, 0, timedOut(err)
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > limit {
-		return nil, tooLarge()
+		return nil, 0, tooLarge()
 	}
 	f, err := br.spool.create(limit)
 	if err != nil {
-		return nil, fmt.Errorf("downloading media: %w", err)
+		return nil, 0, fmt.Errorf("downloading media: %w", err)
 	}
 	src := io.Reader(resp.Body)
 	var dec io.ReadCloser
@@ -62,7 +62,7 @@ func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared
 		dec = enc.DecryptStream(resp.Body)
 		src = dec
 	}
-	_, err = io.Copy(f, src)
+	size, err := io.Copy(f, src)
 	switch {
 	case errors.Is(err, ErrMediaTooLarge):
 		err = tooLarge()
@@ -79,9 +79,9 @@ func (br *Bridge) downloadMedia(ctx context.Context, uri id.ContentURI, declared
 	}
 	if err != nil {
 		f.Discard()
-		return nil, err
+		return nil, 0, err
 	}
-	return f, nil
+	return f, size, nil
 }
 
 // discardMedia removes the file a Matrix message's content was downloaded into, once the

@@ -61,7 +61,7 @@ func TestDownloadMediaLimit(t *testing.T) {
 		{"big", 0, true, true}, {"big-chunked", 0, true, true}, {"small", limit + 1, true, false},
 	} {
 		requests = 0
-		f, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: tt.file}, tt.declared, nil)
+		f, _, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: tt.file}, tt.declared, nil)
 		var data []byte
 		if f != nil {
 			data, _ = io.ReadAll(f)
@@ -113,17 +113,17 @@ func TestDownloadEncryptedMedia(t *testing.T) {
 		}
 		return &info
 	}
-	f, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: "good"}, len(plain), enc())
+	f, size, err := br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: "good"}, len(plain), enc())
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(f)
 	f.Discard()
-	if !bytes.Equal(got, plain) {
+	if !bytes.Equal(got, plain) || size != int64(len(plain)) {
 		t.Fatalf("decrypted %d bytes, want the %d of the letter", len(got), len(plain))
 	}
 	for _, name := range []string{"tampered", "short"} {
-		f, err = br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: name}, len(plain), enc())
+		f, _, err = br.downloadMedia(ctx, id.ContentURI{Homeserver: "example.org", FileID: name}, len(plain), enc())
 		var ue *userError
 		if f != nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "could not be opened") {
 			t.Errorf("%s file: got a file (%v), error %v; want a notice that it could not be opened", name, f != nil, err)
@@ -150,14 +150,14 @@ func TestDownloadMediaStalled(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	br := downloadBridge(t, srv.URL, 1<<20, 200*time.Millisecond)
 	uri := id.ContentURI{Homeserver: "example.org", FileID: "never-finished"}
-	f, err := br.downloadMedia(context.Background(), uri, 0, nil)
+	f, _, err := br.downloadMedia(context.Background(), uri, 0, nil)
 	var ue *userError
 	if f != nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "could not be fetched") {
 		t.Fatalf("got a file (%v), error %v; want a notice that it could not be fetched", f != nil, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err = br.downloadMedia(ctx, uri, 0, nil); err == nil || errors.As(err, &ue) {
+	if _, _, err = br.downloadMedia(ctx, uri, 0, nil); err == nil || errors.As(err, &ue) {
 		t.Fatalf("a download its caller ended: error %v; want a failure that is not the sender's to be told", err)
 	}
 	assertSpoolEmpty(t, br.spool)

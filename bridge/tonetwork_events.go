@@ -505,16 +505,11 @@ func (br *Bridge) neutralContent(ctx context.Context, info NetworkInfo, content 
 			mc.Media.Size = content.Info.Size // as the sender declared it, until the file is read
 		}
 		if !info.FilesAsLinks {
-			f, err := br.downloadMedia(ctx, uri, mc.Media.Size, content.File)
+			f, size, err := br.downloadMedia(ctx, uri, mc.Media.Size, content.File)
 			if err != nil {
 				return nil, err
 			}
-			st, err := f.Stat()
-			if err != nil {
-				f.Discard()
-				return nil, fmt.Errorf("reading the downloaded file: %w", err)
-			}
-			mc.Media.Reader, mc.Media.Size = f, int(st.Size())
+			mc.Media.Reader, mc.Media.Size = f, int(size)
 		}
 		if content.Info != nil {
 			mc.Media.MimeType = content.Info.MimeType

@@ -86,17 +86,14 @@ func (br *Bridge) serveDecrypted(w http.ResponseWriter, body io.Reader, q url.Va
 	}
 	defer f.Discard()
 	dec := file.DecryptStream(body)
-	if _, err = io.Copy(f, dec); err != nil || dec.Close() != nil {
+	size, err := io.Copy(f, dec)
+	if err != nil || dec.Close() != nil {
 		return notFound()
 	}
 	var head [512]byte
 	n, _ := f.ReadAt(head[:], 0)
-	st, err := f.Stat()
-	if err != nil {
-		return notFound()
-	}
 	w.Header().Set("Content-Type", http.DetectContentType(head[:n]))
-	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	br.mediaSafetyHeaders(w)
 	if _, err = f.Seek(0, io.SeekStart); err == nil {
 		_, _ = io.Copy(newDeadlineWriter(w), f)
